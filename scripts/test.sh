@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need beyond
+# Rust (moto_server, an S3-compatible server the S3 tests start on
+# loopback), then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import flask, moto.server' >/dev/null 2>&1; then
+  echo "installing moto[server] for the S3 tests" >&2
+  python3 -m pip install --quiet 'moto[server]>=5,<6'
+fi
+
+cargo test --locked "$@"

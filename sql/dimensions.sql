@@ -1,0 +1,21 @@
+-- Reporting dimensions shared by every monthly KPI family (spec section 2).
+-- `kpi_months` (one row per reported month, its first day) is registered by
+-- the engine from run.from .. as_of.
+
+-- Each customer's current segment; null -> 'unknown'.
+CREATE OR REPLACE VIEW customer_segments AS
+SELECT customer_id,
+       COALESCE(CAST(${segment_by} AS VARCHAR), 'unknown') AS segment
+FROM customers;
+
+-- 'all' plus every segment value of the visible customers.
+CREATE OR REPLACE VIEW report_segments AS
+SELECT 'all' AS segment
+UNION
+SELECT DISTINCT segment FROM customer_segments;
+
+-- The grid every monthly table fills: a row per month and segment, even
+-- where there is nothing to count.
+CREATE OR REPLACE VIEW month_segments AS
+SELECT m.month, s.segment
+FROM kpi_months m CROSS JOIN report_segments s;

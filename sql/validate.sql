@@ -1,0 +1,175 @@
+-- Validation (spec sections 2 and 3): the rows each input shows at as_of,
+-- and why a row is rejected.
+--
+-- Every `<table>_checked` view holds the visible rows of `<table>_typed` with
+-- two more columns: `reject_key` (the key columns joined with '|') and
+-- `reject_reason` (NULL for a clean row). One reason per row, the first that
+-- applies in the spec's order: null required column, duplicate key (among
+-- visible rows; every copy), unknown kind/survey/category, unknown customer
+-- (not in the customers input at all), value rules.
+--
+-- Rows of other tables whose customer signed up after as_of are invisible,
+-- not rejected.
+
+-- Every customer_id in the input, visible or not, with its first signup.
+CREATE OR REPLACE VIEW customer_directory AS
+SELECT customer_id, MIN(signup_date) AS first_signup_date
+FROM customers_typed
+WHERE customer_id IS NOT NULL
+GROUP BY customer_id;
+
+CREATE OR REPLACE VIEW customers_checked AS
+WITH visible AS (
+    SELECT * EXCLUDE (churn_date),
+           -- a churn after as_of has not happened yet
+           CASE WHEN churn_date <= ${as_of} THEN churn_date END AS churn_date
+    FROM customers_typed
+    WHERE signup_date IS NULL OR signup_date <= ${as_of}
+), counted AS (
+    SELECT *, COUNT(*) OVER (PARTITION BY customer_id) AS key_copies
+    FROM visible
+)
+SELECT * EXCLUDE (key_copies),
+       customer_id AS reject_key,
+       CASE
+           WHEN customer_id IS NULL THEN 'null in required column customer_id'
+           WHEN signup_date IS NULL THEN 'null in required column signup_date'
+           WHEN key_copies > 1 THEN 'duplicate key'
+           WHEN churn_date < signup_date THEN 'churn_date < signup_date'
+       END AS reject_reason
+FROM counted;
+
+CREATE OR REPLACE VIEW orders_checked AS
+WITH visible AS (
+    SELECT o.*, d.customer_id IS NOT NULL AS customer_known
+    FROM orders_typed o
+    LEFT JOIN customer_directory d ON o.customer_id = d.customer_id
+    WHERE (o.order_date IS NULL OR o.order_date <= ${as_of})
+      AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of})
+), counted AS (
+    SELECT *, COUNT(*) OVER (PARTITION BY order_id) AS key_copies
+    FROM visible
+)
+SELECT * EXCLUDE (key_copies, customer_known),
+       order_id AS reject_key,
+       CASE
+           WHEN order_id IS NULL THEN 'null in required column order_id'
+           WHEN customer_id IS NULL THEN 'null in required column customer_id'
+           WHEN order_date IS NULL THEN 'null in required column order_date'
+           WHEN amount IS NULL THEN 'null in required column amount'
+           WHEN kind IS NULL THEN 'null in required column kind'
+           WHEN key_copies > 1 THEN 'duplicate key'
+           WHEN kind NOT IN ('subscription', 'addon', 'one_time', 'refund') THEN 'unknown kind'
+           WHEN NOT customer_known THEN 'unknown customer_id'
+           WHEN kind IN ('subscription', 'addon')
+                AND (period_start IS NULL OR period_end IS NULL) THEN 'missing service period'
+           WHEN kind IN ('subscription', 'addon')
+                AND period_end <= period_start THEN 'period_end <= period_start'
+       END AS reject_reason
+FROM counted;
+
+CREATE OR REPLACE VIEW tickets_checked AS
+WITH visible AS (
+    SELECT t.* EXCLUDE (resolved_at, reopened),
+           -- a resolution after the as_of day has not happened yet
+           CASE WHEN t.resolved_at < ${as_of_end} THEN t.resolved_at END AS resolved_at,
+           COALESCE(t.reopened, false) AS reopened,
+           d.customer_id IS NOT NULL AS customer_known
+    FROM tickets_typed t
+    LEFT JOIN customer_directory d ON t.customer_id = d.customer_id
+    WHERE (t.opened_at IS NULL OR t.opened_at < ${as_of_end})
+      AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of})
+), counted AS (
+    SELECT *, COUNT(*) OVER (PARTITION BY ticket_id) AS key_copies
+    FROM visible
+)
+SELECT * EXCLUDE (key_copies, customer_known),
+       ticket_id AS reject_key,
+       CASE
+           WHEN ticket_id IS NULL THEN 'null in required column ticket_id'
+           WHEN customer_id IS NULL THEN 'null in required column customer_id'
+           WHEN opened_at IS NULL THEN 'null in required column opened_at'
+           WHEN contacts IS NULL THEN 'null in required column contacts'
+           WHEN key_copies > 1 THEN 'duplicate key'
+           WHEN NOT customer_known THEN 'unknown customer_id'
+           WHEN contacts < 1 THEN 'contacts < 1'
+           WHEN resolved_at < opened_at THEN 'resolved_at < opened_at'
+       END AS reject_reason
+FROM counted;
+
+CREATE OR REPLACE VIEW surveys_checked AS
+WITH visible AS (
+    SELECT s.*, d.customer_id IS NOT NULL AS customer_known
+    FROM surveys_typed s
+    LEFT JOIN customer_directory d ON s.customer_id = d.customer_id
+    WHERE (s.responded_at IS NULL OR s.responded_at < ${as_of_end})
+      AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of})
+), counted AS (
+    SELECT *, COUNT(*) OVER (PARTITION BY response_id, item) AS key_copies
+    FROM visible
+)
+SELECT * EXCLUDE (key_copies, customer_known),
+       response_id || '|' || COALESCE(item, '') AS reject_key,
+       CASE
+           WHEN response_id IS NULL THEN 'null in required column response_id'
+           WHEN customer_id IS NULL THEN 'null in required column customer_id'
+           WHEN responded_at IS NULL THEN 'null in required column responded_at'
+           WHEN survey IS NULL THEN 'null in required column survey'
+           WHEN score IS NULL THEN 'null in required column score'
+           WHEN survey = 'csi' AND item IS NULL THEN 'null in required column item'
+           WHEN key_copies > 1 THEN 'duplicate key'
+           WHEN survey NOT IN ('nps', 'csat', 'csi') THEN 'unknown survey'
+           WHEN NOT customer_known THEN 'unknown customer_id'
+           WHEN survey = 'nps' AND (score < 0 OR score > 10) THEN 'score out of range'
+           WHEN survey = 'csat' AND (score < 1 OR score > 5) THEN 'score out of range'
+           WHEN survey = 'csi' AND (score < ${csi_scale_min} OR score > ${csi_scale_max})
+                THEN 'score out of range'
+           WHEN survey IN ('nps', 'csat') AND score <> round(score) THEN 'score not an integer'
+       END AS reject_reason
+FROM counted;
+
+CREATE OR REPLACE VIEW usage_checked AS
+WITH visible AS (
+    SELECT u.*, d.customer_id IS NOT NULL AS customer_known
+    FROM usage_typed u
+    LEFT JOIN customer_directory d ON u.customer_id = d.customer_id
+    WHERE (u.day IS NULL OR u.day <= ${as_of})
+      AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of})
+), counted AS (
+    SELECT *, COUNT(*) OVER (PARTITION BY customer_id, day) AS key_copies
+    FROM visible
+)
+SELECT * EXCLUDE (key_copies, customer_known),
+       customer_id || '|' || CAST(day AS VARCHAR) AS reject_key,
+       CASE
+           WHEN customer_id IS NULL THEN 'null in required column customer_id'
+           WHEN day IS NULL THEN 'null in required column day'
+           WHEN active_users IS NULL THEN 'null in required column active_users'
+           WHEN events IS NULL THEN 'null in required column events'
+           WHEN key_copies > 1 THEN 'duplicate key'
+           WHEN NOT customer_known THEN 'unknown customer_id'
+           WHEN active_users < 0 OR events < 0 THEN 'negative usage'
+       END AS reject_reason
+FROM counted;
+
+CREATE OR REPLACE VIEW costs_checked AS
+WITH visible AS (
+    SELECT c.* EXCLUDE (month),
+           -- costs belong to a month: kept as its first day
+           CAST(date_trunc('month', c.month) AS DATE) AS month,
+           c.customer_id IS NULL OR d.customer_id IS NOT NULL AS customer_known
+    FROM costs_typed c
+    LEFT JOIN customer_directory d ON c.customer_id = d.customer_id
+    WHERE (c.month IS NULL OR c.month < ${as_of_next_month})
+      AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of})
+)
+SELECT * EXCLUDE (customer_known),
+       CAST(NULL AS VARCHAR) AS reject_key,
+       CASE
+           WHEN month IS NULL THEN 'null in required column month'
+           WHEN category IS NULL THEN 'null in required column category'
+           WHEN amount IS NULL THEN 'null in required column amount'
+           WHEN category NOT IN ('acquisition', 'retention', 'service') THEN 'unknown category'
+           WHEN NOT customer_known THEN 'unknown customer_id'
+       END AS reject_reason
+FROM visible;

@@ -1,0 +1,436 @@
+//! Registers the job's inputs as DataFusion tables and checks them against
+//! the input contract (spec sections 1 and 3, schema errors).
+//!
+//! For every input `<t>` this registers:
+//! - `<t>_input`: the Parquet files as stored (a listing table over a file, a
+//!   directory with optional hive `key=value/` folders, or an s3:// prefix);
+//! - `<t>_typed`: a view with every contract column cast to its logical type
+//!   (integer ids to strings, timestamps to dates, money to DOUBLE, ...) and
+//!   the extra columns passed through unchanged.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::SessionContext;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectMeta;
+
+use crate::config::JobConfig;
+use crate::inputs::{self, TableSpec};
+use crate::sql::quote_ident;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("input {table}: cannot open {location}: {message}")]
+    Missing {
+        table: String,
+        location: String,
+        message: String,
+    },
+    #[error("input {table}: no Parquet files at {location}")]
+    NoFiles { table: String, location: String },
+    #[error("input {table}: file {file} is not readable Parquet: {message}")]
+    Unreadable {
+        table: String,
+        file: String,
+        message: String,
+    },
+    #[error("input {table}: file {file} has no column {column} (required {kind})")]
+    MissingColumn {
+        table: String,
+        file: String,
+        column: String,
+        kind: &'static str,
+    },
+    #[error(
+        "input {table}: file {file} column {column} has type {found}, which cannot be read as {kind}"
+    )]
+    WrongType {
+        table: String,
+        file: String,
+        column: String,
+        found: DataType,
+        kind: &'static str,
+    },
+    #[error("input {table}: files disagree on the schema ({files}): {message}")]
+    Incompatible {
+        table: String,
+        files: String,
+        message: String,
+    },
+    #[error("input {table}: {message}")]
+    Engine { table: String, message: String },
+}
+
+/// What was found for one input, for logs and the manifest.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegisteredInput {
+    pub table: String,
+    pub location: String,
+    pub files: Vec<InputFile>,
+    pub schema_columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InputFile {
+    pub path: String,
+    pub size: u64,
+}
+
+/// The location configured for a table, if any.
+pub fn location_of<'a>(job: &'a JobConfig, table: &str) -> Option<&'a str> {
+    let i = &job.input;
+    match table {
+        "customers" => Some(&i.customers),
+        "orders" => Some(&i.orders),
+        "tickets" => Some(&i.tickets),
+        "surveys" => i.surveys.as_deref(),
+        "usage" => i.usage.as_deref(),
+        "costs" => i.costs.as_deref(),
+        _ => None,
+    }
+}
+
+/// Registers every configured input, failing on the first schema error.
+pub async fn register_inputs(
+    ctx: &SessionContext,
+    job: &JobConfig,
+) -> Result<Vec<RegisteredInput>, InputError> {
+    let mut registered = Vec::new();
+    for spec in inputs::ALL {
+        let Some(location) = location_of(job, spec.name) else {
+            continue;
+        };
+        let extra_required = (spec.name == "customers").then_some(job.run.segment_by.as_str());
+        registered.push(register_input(ctx, spec, location, extra_required).await?);
+    }
+    register_typed_views(ctx).await?;
+    Ok(registered)
+}
+
+/// Registers `<t>_typed` over every `<t>_input` table present in the session
+/// (however it got there: files, or `CREATE TABLE` in a SQL test), and an
+/// empty one for every input that is absent.
+pub async fn register_typed_views(ctx: &SessionContext) -> Result<(), InputError> {
+    for spec in inputs::ALL {
+        let engine = |e: datafusion::error::DataFusionError| InputError::Engine {
+            table: spec.name.into(),
+            message: e.to_string(),
+        };
+        let input = format!("{}_input", spec.name);
+        if ctx.table_exist(input.as_str()).map_err(engine)? {
+            let schema = ctx
+                .table(input.as_str())
+                .await
+                .map_err(engine)?
+                .schema()
+                .clone();
+            ctx.sql(&typed_view_sql(spec, &unqualified_names(&schema)))
+                .await
+                .map_err(engine)?;
+        } else {
+            register_absent_input(ctx, spec).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn register_input(
+    ctx: &SessionContext,
+    spec: &TableSpec,
+    location: &str,
+    extra_required: Option<&str>,
+) -> Result<RegisteredInput, InputError> {
+    let table = spec.name.to_string();
+    let engine = |e: datafusion::error::DataFusionError| InputError::Engine {
+        table: table.clone(),
+        message: e.to_string(),
+    };
+    let url =
+        ListingTableUrl::parse(normalise_location(location)).map_err(|e| InputError::Missing {
+            table: table.clone(),
+            location: location.into(),
+            message: e.to_string(),
+        })?;
+    if url.scheme() == "file" {
+        let exists = url::Url::parse(url.as_str())
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .is_some_and(|p| p.exists());
+        if !exists {
+            return Err(InputError::Missing {
+                table,
+                location: location.into(),
+                message: "no such file or directory".into(),
+            });
+        }
+    }
+    let state = ctx.state();
+    let store = state
+        .runtime_env()
+        .object_store(url.object_store())
+        .map_err(engine)?;
+    let mut files: Vec<ObjectMeta> = url
+        .list_all_files(&state, store.as_ref(), ".parquet")
+        .await
+        .map_err(|e| InputError::Missing {
+            table: table.clone(),
+            location: location.into(),
+            message: e.to_string(),
+        })?
+        .try_collect()
+        .await
+        .map_err(|e| InputError::Missing {
+            table: table.clone(),
+            location: location.into(),
+            message: e.to_string(),
+        })?;
+    if files.is_empty() {
+        return Err(InputError::NoFiles {
+            table,
+            location: location.into(),
+        });
+    }
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+
+    let format = ParquetFormat::default();
+    let schemas: Vec<(String, SchemaRef)> = futures::stream::iter(files.iter())
+        .map(|file| {
+            let (format, state, store) = (&format, &state, &store);
+            async move {
+                let schema = format
+                    .infer_schema(state, store, std::slice::from_ref(file))
+                    .await;
+                (file.location.to_string(), schema)
+            }
+        })
+        .buffered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(|(file, schema)| {
+            schema
+                .map(|s| (file.clone(), s))
+                .map_err(|e| InputError::Unreadable {
+                    table: table.clone(),
+                    file,
+                    message: e.to_string(),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+
+    let partition_cols = hive_partition_columns(&url, &files, &schemas);
+    for (file, schema) in &schemas {
+        check_file_schema(spec, file, schema, &partition_cols, extra_required)?;
+    }
+    let merged =
+        Schema::try_merge(schemas.iter().map(|(_, s)| s.as_ref().clone())).map_err(|e| {
+            InputError::Incompatible {
+                table: table.clone(),
+                files: schemas
+                    .iter()
+                    .map(|(f, _)| f.as_str())
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                message: e.to_string(),
+            }
+        })?;
+
+    let options = ListingOptions::new(Arc::new(format))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(
+            partition_cols
+                .iter()
+                .map(|c| (c.clone(), DataType::Utf8))
+                .collect(),
+        );
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(Arc::new(merged.clone()));
+    let listing = ListingTable::try_new(config).map_err(engine)?;
+    ctx.register_table(format!("{}_input", spec.name), Arc::new(listing))
+        .map_err(engine)?;
+
+    let mut columns: Vec<String> = merged.fields().iter().map(|f| f.name().clone()).collect();
+    columns.extend(partition_cols.iter().cloned());
+
+    Ok(RegisteredInput {
+        table,
+        location: location.into(),
+        files: files
+            .iter()
+            .map(|f| InputFile {
+                path: f.location.to_string(),
+                size: f.size,
+            })
+            .collect(),
+        schema_columns: columns,
+    })
+}
+
+/// An optional input that the job does not name reads as an empty table, so
+/// every view exists and the KPIs that need it come out empty or null.
+async fn register_absent_input(ctx: &SessionContext, spec: &TableSpec) -> Result<(), InputError> {
+    let engine = |e: datafusion::error::DataFusionError| InputError::Engine {
+        table: spec.name.into(),
+        message: e.to_string(),
+    };
+    let fields: Vec<Field> = spec
+        .columns
+        .iter()
+        .map(|c| Field::new(c.name, c.kind.arrow_type(), true))
+        .collect();
+    let table = MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]]).map_err(engine)?;
+    ctx.register_table(format!("{}_input", spec.name), Arc::new(table))
+        .map_err(engine)?;
+    let columns: Vec<String> = spec.columns.iter().map(|c| c.name.to_string()).collect();
+    ctx.sql(&typed_view_sql(spec, &columns))
+        .await
+        .map_err(engine)?;
+    Ok(())
+}
+
+/// Column names of a plan's schema without their table qualifiers.
+pub fn unqualified_names(schema: &datafusion::common::DFSchema) -> Vec<String> {
+    schema.fields().iter().map(|f| f.name().clone()).collect()
+}
+
+/// s3 prefixes without a trailing slash are directories too.
+fn normalise_location(location: &str) -> String {
+    if location.starts_with("s3://") && !location.ends_with('/') && !location.ends_with(".parquet")
+    {
+        format!("{location}/")
+    } else {
+        location.to_string()
+    }
+}
+
+/// `key=value` folder names between the table root and the files, when every
+/// file has the same keys and the key is not also a column inside the files.
+fn hive_partition_columns(
+    url: &ListingTableUrl,
+    files: &[ObjectMeta],
+    schemas: &[(String, SchemaRef)],
+) -> Vec<String> {
+    let prefix = url.prefix().as_ref().trim_end_matches('/').to_string();
+    let mut common: Option<Vec<String>> = None;
+    for file in files {
+        let path = file.location.as_ref();
+        let relative = path.strip_prefix(&prefix).unwrap_or(path);
+        let keys: Vec<String> = relative
+            .split('/')
+            .filter_map(|segment| segment.split_once('=').map(|(k, _)| k.to_string()))
+            .collect();
+        match &common {
+            None => common = Some(keys),
+            Some(c) if *c != keys => return Vec::new(),
+            _ => {}
+        }
+    }
+    let in_files: BTreeSet<&str> = schemas
+        .iter()
+        .flat_map(|(_, s)| s.fields().iter().map(|f| f.name().as_str()))
+        .collect();
+    common
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|k| !in_files.contains(k.as_str()))
+        .collect()
+}
+
+fn check_file_schema(
+    spec: &TableSpec,
+    file: &str,
+    schema: &Schema,
+    partition_cols: &[String],
+    extra_required: Option<&str>,
+) -> Result<(), InputError> {
+    for column in spec.columns {
+        if partition_cols.iter().any(|p| p == column.name) {
+            continue; // hive values are strings, cast in the typed view
+        }
+        match schema.field_with_name(column.name) {
+            Ok(field) if !column.kind.accepts(field.data_type()) => {
+                return Err(InputError::WrongType {
+                    table: spec.name.into(),
+                    file: file.into(),
+                    column: column.name.into(),
+                    found: field.data_type().clone(),
+                    kind: column.kind.describe(),
+                });
+            }
+            Ok(_) => {}
+            // Nullable contract columns may be absent: they read as null.
+            Err(_) if !column.required => {}
+            Err(_) => {
+                return Err(InputError::MissingColumn {
+                    table: spec.name.into(),
+                    file: file.into(),
+                    column: column.name.into(),
+                    kind: column.kind.describe(),
+                });
+            }
+        }
+    }
+    if let Some(name) = extra_required
+        && spec.column(name).is_none()
+        && schema.field_with_name(name).is_err()
+        && !partition_cols.iter().any(|p| p == name)
+    {
+        return Err(InputError::MissingColumn {
+            table: spec.name.into(),
+            file: file.into(),
+            column: name.into(),
+            kind: "run.segment_by dimension",
+        });
+    }
+    Ok(())
+}
+
+/// The typed view: contract columns cast to their logical types (absent
+/// nullable ones as typed NULLs), extra columns unchanged.
+fn typed_view_sql(spec: &TableSpec, columns: &[String]) -> String {
+    let mut select = Vec::new();
+    for column in spec.columns {
+        let ty = column.kind.sql_type();
+        let name = quote_ident(column.name);
+        if columns.iter().any(|c| c == column.name) {
+            select.push(format!("CAST({name} AS {ty}) AS {name}"));
+        } else {
+            select.push(format!("CAST(NULL AS {ty}) AS {name}"));
+        }
+    }
+    for extra in columns.iter().filter(|c| spec.column(c).is_none()) {
+        select.push(quote_ident(extra));
+    }
+    format!(
+        "CREATE OR REPLACE VIEW {}_typed AS SELECT {} FROM {}_input",
+        spec.name,
+        select.join(", "),
+        spec.name
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_view_casts_contract_columns_and_keeps_extras() {
+        let sql = typed_view_sql(
+            &inputs::CUSTOMERS,
+            &["customer_id".into(), "signup_date".into(), "region".into()],
+        );
+        assert!(sql.contains(r#"CAST("customer_id" AS VARCHAR) AS "customer_id""#));
+        assert!(sql.contains(r#"CAST(NULL AS DATE) AS "churn_date""#));
+        assert!(sql.contains(r#", "region" FROM customers_input"#));
+    }
+}

@@ -1,0 +1,326 @@
+//! The job file (spec section 6): what to read, where to write, and the
+//! knobs of every KPI family. Parsed with serde; unknown keys are errors so
+//! that a typo in a nightly job fails loudly instead of being ignored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read job file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("job file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("job file: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    pub input: InputConfig,
+    pub output: OutputConfig,
+    #[serde(default)]
+    pub run: RunConfig,
+    #[serde(default)]
+    pub s3: Option<S3Config>,
+    #[serde(default)]
+    pub renewal: RenewalConfig,
+    #[serde(default)]
+    pub csat: CsatConfig,
+    #[serde(default)]
+    pub value: ValueConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+    #[serde(default)]
+    pub csi: Option<toml::Table>,
+    #[serde(default)]
+    pub feedback: Option<toml::Table>,
+}
+
+/// Locations of the input tables: a file, a directory or an `s3://` URL.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    pub customers: String,
+    pub orders: String,
+    pub tickets: String,
+    pub surveys: Option<String>,
+    pub usage: Option<String>,
+    pub costs: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// First reported month, `YYYY-MM` (or a date; its month is used).
+    pub from: Option<String>,
+    #[serde(default = "default_segment_by")]
+    pub segment_by: String,
+    #[serde(default = "default_max_reject_ratio")]
+    pub max_reject_ratio: f64,
+    /// cskpi extension: a fixed as_of for reproducible sample jobs.
+    /// `--as-of` on the command line wins over it.
+    pub as_of: Option<NaiveDate>,
+    /// cskpi extension: memory limit of the query engine, e.g. "4G".
+    pub memory_limit: Option<String>,
+    /// cskpi extension: local scratch directory for the validated inputs
+    /// (default: the system temporary directory).
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            from: None,
+            segment_by: default_segment_by(),
+            max_reject_ratio: default_max_reject_ratio(),
+            as_of: None,
+            memory_limit: None,
+            work_dir: None,
+        }
+    }
+}
+
+fn default_segment_by() -> String {
+    "segment".into()
+}
+fn default_max_reject_ratio() -> f64 {
+    0.05
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalConfig {
+    #[serde(default = "default_grace_days")]
+    pub grace_days: u32,
+}
+impl Default for RenewalConfig {
+    fn default() -> Self {
+        Self {
+            grace_days: default_grace_days(),
+        }
+    }
+}
+fn default_grace_days() -> u32 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsatConfig {
+    #[serde(default = "default_positive_min")]
+    pub positive_min: f64,
+}
+impl Default for CsatConfig {
+    fn default() -> Self {
+        Self {
+            positive_min: default_positive_min(),
+        }
+    }
+}
+fn default_positive_min() -> f64 {
+    4.0
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueConfig {
+    #[serde(default = "default_gross_margin")]
+    pub gross_margin: f64,
+    #[serde(default = "default_max_lifetime")]
+    pub max_lifetime_months: f64,
+}
+impl Default for ValueConfig {
+    fn default() -> Self {
+        Self {
+            gross_margin: default_gross_margin(),
+            max_lifetime_months: default_max_lifetime(),
+        }
+    }
+}
+fn default_gross_margin() -> f64 {
+    1.0
+}
+fn default_max_lifetime() -> f64 {
+    120.0
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    #[serde(default)]
+    pub weights: BTreeMap<String, f64>,
+    #[serde(default = "default_green_min")]
+    pub green_min: f64,
+    #[serde(default = "default_yellow_min")]
+    pub yellow_min: f64,
+}
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            weights: BTreeMap::new(),
+            green_min: default_green_min(),
+            yellow_min: default_yellow_min(),
+        }
+    }
+}
+fn default_green_min() -> f64 {
+    70.0
+}
+fn default_yellow_min() -> f64 {
+    40.0
+}
+
+impl JobConfig {
+    /// Reads a job file; relative local paths in it are resolved against the
+    /// job file's directory, so a job runs the same from any working directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_relative_paths(base);
+        Ok(config)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: JobConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<string>"),
+            message: e.message().to_string(),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let ratio = self.run.max_reject_ratio;
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(ConfigError::Invalid(format!(
+                "run.max_reject_ratio must be between 0 and 1, got {ratio}"
+            )));
+        }
+        if self.run.segment_by.trim().is_empty() {
+            return Err(ConfigError::Invalid("run.segment_by is empty".into()));
+        }
+        if let Some(from) = &self.run.from {
+            parse_month(from)?;
+        }
+        if self.output.path.trim().is_empty() {
+            return Err(ConfigError::Invalid("output.path is empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The first reported month, if the job sets one.
+    pub fn from_month(&self) -> Result<Option<NaiveDate>, ConfigError> {
+        self.run.from.as_deref().map(parse_month).transpose()
+    }
+
+    fn resolve_relative_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut String| {
+            if !p.contains("://") && Path::new(p.as_str()).is_relative() {
+                let joined = base.join(p.as_str());
+                let mut s = joined.to_string_lossy().into_owned();
+                // Keep the trailing slash that marks a directory.
+                if p.ends_with('/') && !s.ends_with('/') {
+                    s.push('/');
+                }
+                *p = s;
+            }
+        };
+        let i = &mut self.input;
+        for p in [&mut i.customers, &mut i.orders, &mut i.tickets] {
+            resolve(p);
+        }
+        for p in [&mut i.surveys, &mut i.usage, &mut i.costs]
+            .into_iter()
+            .flatten()
+        {
+            resolve(p);
+        }
+        resolve(&mut self.output.path);
+        if let Some(w) = &mut self.run.work_dir
+            && w.is_relative()
+        {
+            *w = base.join(&*w);
+        }
+    }
+}
+
+/// `YYYY-MM` or `YYYY-MM-DD` -> the first day of that month.
+pub fn parse_month(text: &str) -> Result<NaiveDate, ConfigError> {
+    let t = text.trim();
+    let date = NaiveDate::parse_from_str(&format!("{t}-01"), "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(t, "%Y-%m-%d"))
+        .map_err(|_| ConfigError::Invalid(format!("run.from: expected YYYY-MM, got {text:?}")))?;
+    Ok(crate::calendar::month_start(date))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_job_gets_spec_defaults() {
+        let c = JobConfig::parse(
+            "[input]\ncustomers='c'\norders='o'\ntickets='t'\n[output]\npath='out'\n",
+        )
+        .unwrap();
+        assert_eq!(c.run.segment_by, "segment");
+        assert_eq!(c.run.max_reject_ratio, 0.05);
+        assert_eq!(c.renewal.grace_days, 30);
+        assert_eq!(c.csat.positive_min, 4.0);
+    }
+
+    #[test]
+    fn typo_in_a_key_is_an_error() {
+        let err = JobConfig::parse(
+            "[input]\ncustomers='c'\norders='o'\ntickets='t'\n[output]\npath='out'\n[run]\nmax_reject_ration=0.1\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("max_reject_ration"), "{err}");
+    }
+
+    #[test]
+    fn from_accepts_month_or_date() {
+        assert_eq!(
+            parse_month("2025-03").unwrap(),
+            NaiveDate::from_ymd_opt(2025, 3, 1).unwrap()
+        );
+        assert_eq!(
+            parse_month("2025-03-17").unwrap(),
+            NaiveDate::from_ymd_opt(2025, 3, 1).unwrap()
+        );
+        assert!(parse_month("March").is_err());
+    }
+}

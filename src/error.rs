@@ -1,0 +1,73 @@
+//! The top-level error of the library: one variant per layer, each carrying
+//! that layer's own error type, and the process exit code it maps to.
+
+use crate::catalog::InputError;
+use crate::config::ConfigError;
+use crate::datagen::GenError;
+use crate::output::OutputError;
+use crate::session::SessionError;
+use crate::sql::SqlError;
+use crate::validate::ValidationError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error(transparent)]
+    Kpi(#[from] SqlError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Gen(#[from] GenError),
+    #[error("query engine: {0}")]
+    Engine(#[from] datafusion::error::DataFusionError),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl From<datafusion::arrow::error::ArrowError> for Error {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        Error::Engine(e.into())
+    }
+}
+
+/// Exit codes, documented in the README for schedulers.
+pub mod exit_code {
+    pub const OK: i32 = 0;
+    pub const FAILURE: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const CONFIG: i32 = 3;
+    pub const INPUT_SCHEMA: i32 = 4;
+    pub const TOO_MANY_REJECTS: i32 = 5;
+    pub const OUTPUT: i32 = 6;
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => exit_code::CONFIG,
+            Error::Input(_) => exit_code::INPUT_SCHEMA,
+            Error::Validation(ValidationError::TooManyRejects { .. }) => {
+                exit_code::TOO_MANY_REJECTS
+            }
+            Error::Output(_) => exit_code::OUTPUT,
+            _ => exit_code::FAILURE,
+        }
+    }
+
+    /// One line for the terminal or a scheduler's log.
+    pub fn one_line(&self) -> String {
+        self.to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}

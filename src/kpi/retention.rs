@@ -1,0 +1,13 @@
+//! Customers, churn rate, CRR and renewals (spec 4.1, 4.2): `sql/retention.sql`.
+
+use super::{KpiFamily, OutputTable};
+use crate::sql;
+
+pub const FAMILY: KpiFamily = KpiFamily {
+    name: "retention",
+    script: sql::RETENTION,
+    outputs: &[OutputTable {
+        name: "retention_monthly",
+        order_by: "month, segment",
+    }],
+};

@@ -1,0 +1,23 @@
+//! cskpi: customer-success KPIs on Apache DataFusion.
+//!
+//! Data flows one way: job file ([`config`]) -> session ([`session`]) ->
+//! inputs ([`catalog`]) -> clean views and rejects ([`validate`]) -> KPI views
+//! ([`kpi`], SQL in `sql/`, UDFs in [`udf`]) -> published tables ([`output`]).
+//! [`run`] drives it; [`datagen`] makes synthetic inputs; [`cli`] is the command line.
+
+pub mod calendar;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod datagen;
+pub mod error;
+pub mod inputs;
+pub mod kpi;
+pub mod output;
+pub mod run;
+pub mod session;
+pub mod sql;
+pub mod udf;
+pub mod validate;
+
+pub use error::Error;

@@ -1,0 +1,334 @@
+//! `cskpi run`: job file -> session -> inputs -> clean views -> KPI views ->
+//! published tables, in that one direction.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{NaiveDate, Utc};
+use datafusion::arrow::array::{Array, AsArray, Date32Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use crate::calendar::{self, RunWindow};
+use crate::catalog::{self, RegisteredInput};
+use crate::config::JobConfig;
+use crate::error::Error;
+use crate::kpi;
+use crate::output::Staging;
+use crate::session;
+use crate::sql::SqlParams;
+use crate::validate::{self, InputCounts};
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides the job file's `run.as_of`; default yesterday (UTC).
+    pub as_of: Option<NaiveDate>,
+    /// Show a progress spinner (only on a terminal).
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub as_of: NaiveDate,
+    pub first_month: NaiveDate,
+    pub output_path: String,
+    pub inputs: Vec<InputCounts>,
+    pub outputs: Vec<(String, u64)>,
+}
+
+/// The tables a run publishes, in the order they are written.
+pub fn output_tables() -> Vec<kpi::OutputTable> {
+    let mut tables: Vec<kpi::OutputTable> = kpi::FAMILIES
+        .iter()
+        .flat_map(|f| f.outputs.iter().copied())
+        .collect();
+    tables.push(kpi::OutputTable {
+        name: "rejects",
+        order_by: "input, key, reason, raw_row",
+    });
+    tables
+}
+
+pub fn resolve_as_of(job: &JobConfig, options: &RunOptions) -> NaiveDate {
+    options
+        .as_of
+        .or(job.run.as_of)
+        .unwrap_or_else(|| Utc::now().date_naive() - chrono::Duration::days(1))
+}
+
+/// Parameters of the bundled SQL for a run window.
+pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
+    let as_of = window.as_of;
+    let next_month = calendar::from_month_index(calendar::month_index(as_of) + 1);
+    SqlParams::default()
+        .date("as_of", as_of)
+        .date("as_of_month", window.as_of_month())
+        .date("as_of_next_month", next_month)
+        .date("first_month", window.first_month)
+        .raw(
+            "as_of_end",
+            format!("TIMESTAMP '{} 00:00:00'", as_of + chrono::Duration::days(1)),
+        )
+        .integer("grace_days", job.renewal.grace_days as i64)
+        // window [period_end - 7, period_end + grace] spans grace + 8 days
+        .integer("renewal_bin_days", job.renewal.grace_days as i64 + 8)
+        .number("csi_scale_min", 1.0)
+        .number("csi_scale_max", 10.0)
+        .ident("segment_by", &job.run.segment_by)
+}
+
+/// Builds the session for a job and registers its inputs (schema checked).
+pub async fn open_inputs(job: &JobConfig) -> Result<(SessionContext, Vec<RegisteredInput>), Error> {
+    let ctx = session::build(job)?;
+    let registered = catalog::register_inputs(&ctx, job).await?;
+    Ok((ctx, registered))
+}
+
+/// Registers everything between the typed inputs and the KPI views: the
+/// checked views, their clean views and `rejects`, `kpi_months` and every
+/// KPI family's views. With `materialize_in`, the checked rows are written
+/// there once and read back (a run); without, everything stays a view (an
+/// interactive session or a SQL test).
+pub async fn register_views(
+    ctx: &SessionContext,
+    job: &JobConfig,
+    as_of: NaiveDate,
+    materialize_in: Option<&std::path::Path>,
+) -> Result<RunWindow, Error> {
+    // Validation only depends on as_of; the reporting window comes after.
+    let provisional = RunWindow {
+        as_of,
+        first_month: calendar::month_start(as_of),
+    };
+    validate::register_checked_views(ctx, &sql_params(job, &provisional)).await?;
+    if let Some(dir) = materialize_in {
+        validate::materialize_checked(ctx, dir).await?;
+    }
+    validate::register_clean_views(ctx).await?;
+    let window = window(ctx, job, as_of).await?;
+    register_months(ctx, &window)?;
+    kpi::register_views(ctx, &sql_params(job, &window)).await?;
+    Ok(window)
+}
+
+/// The reporting window: run.from, or the month of the earliest visible signup.
+pub async fn window(
+    ctx: &SessionContext,
+    job: &JobConfig,
+    as_of: NaiveDate,
+) -> Result<RunWindow, Error> {
+    let first_month = match job.from_month()? {
+        Some(m) => m,
+        None => {
+            let batches = ctx
+                .sql("SELECT MIN(signup_date) FROM customers")
+                .await?
+                .collect()
+                .await?;
+            let earliest = batches
+                .first()
+                .map(|b| b.column(0).as_primitive::<Date32Type>())
+                .filter(|a| a.len() == 1 && !a.is_null(0))
+                .map(|a| calendar::from_date32(a.value(0)));
+            calendar::month_start(earliest.unwrap_or(as_of))
+        }
+    };
+    Ok(RunWindow {
+        as_of,
+        first_month: first_month.min(calendar::month_start(as_of)),
+    })
+}
+
+/// Registers `kpi_months`, one row per reported month.
+pub fn register_months(ctx: &SessionContext, window: &RunWindow) -> Result<(), Error> {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "month",
+        DataType::Date32,
+        false,
+    )]));
+    let months = Date32Array::from(
+        window
+            .months()
+            .into_iter()
+            .map(calendar::to_date32)
+            .collect::<Vec<_>>(),
+    );
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(months)])?;
+    ctx.register_table(
+        "kpi_months",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
+    Ok(())
+}
+
+struct Stages {
+    bar: Option<ProgressBar>,
+    timings: Vec<(String, f64)>,
+    current: Option<(String, Instant)>,
+}
+
+impl Stages {
+    fn new(progress: bool) -> Self {
+        let bar = progress.then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                    .expect("valid template"),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        Self {
+            bar,
+            timings: Vec::new(),
+            current: None,
+        }
+    }
+
+    fn start(&mut self, name: &str) {
+        self.finish_current();
+        tracing::info!(stage = name, "start");
+        if let Some(bar) = &self.bar {
+            bar.set_message(name.to_string());
+        }
+        self.current = Some((name.to_string(), Instant::now()));
+    }
+
+    fn finish_current(&mut self) {
+        if let Some((name, started)) = self.current.take() {
+            self.timings.push((name, started.elapsed().as_secs_f64()));
+        }
+    }
+
+    fn done(mut self) -> Vec<(String, f64)> {
+        self.finish_current();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        self.timings
+    }
+}
+
+/// Runs a job end to end and publishes its outputs.
+pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport, Error> {
+    let started = Utc::now();
+    let clock = Instant::now();
+    let run_id = format!(
+        "{}-{}",
+        started.format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let as_of = resolve_as_of(job, options);
+    let mut stages = Stages::new(options.progress);
+    tracing::info!(%run_id, %as_of, output = %job.output.path, "run");
+
+    stages.start("registering inputs");
+    let (ctx, registered) = open_inputs(job).await?;
+    for input in &registered {
+        tracing::info!(table = %input.table, location = %input.location, files = input.files.len(), "input");
+    }
+
+    stages.start("validating inputs");
+    let scratch = tempfile::Builder::new()
+        .prefix("cskpi-work-")
+        .tempdir_in(job.run.work_dir.clone().unwrap_or_else(std::env::temp_dir))
+        .map_err(|e| Error::Io(format!("cannot create work directory: {e}")))?;
+    let window = register_views(&ctx, job, as_of, Some(scratch.path())).await?;
+    let counts = validate::count_rows(&ctx).await?;
+    for c in &counts {
+        tracing::info!(table = %c.table, rows_in = c.visible, rejected = c.rejected, "validated");
+    }
+    validate::enforce_reject_ratio(&ctx, &counts, job.run.max_reject_ratio).await?;
+
+    let mut staging = Staging::begin(&ctx, &job.output.path, &run_id).await?;
+    let mut outputs = Vec::new();
+    for table in output_tables() {
+        stages.start(&format!("writing {}", table.name));
+        let rows = staging
+            .write_table(&ctx, table.name, table.order_by)
+            .await?;
+        tracing::info!(table = table.name, rows, "written");
+        outputs.push((table.name.to_string(), rows));
+    }
+
+    stages.start("publishing");
+    let output_location = staging.location().to_string();
+    let mut timings = stages.done();
+    timings.push(("total".into(), clock.elapsed().as_secs_f64()));
+    let manifest = manifest(
+        job,
+        &run_id,
+        &window,
+        started,
+        &registered,
+        &counts,
+        &outputs,
+        &timings,
+    );
+    staging.publish(&manifest).await?;
+    Ok(RunReport {
+        run_id,
+        as_of,
+        first_month: window.first_month,
+        output_path: output_location,
+        inputs: counts,
+        outputs,
+    })
+}
+
+/// Hash of the effective job (after defaults), so a changed knob shows.
+pub fn config_hash(job: &JobConfig) -> String {
+    let canonical = serde_json::to_vec(job).expect("config serialises");
+    format!("{:x}", Sha256::digest(canonical))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn manifest(
+    job: &JobConfig,
+    run_id: &str,
+    window: &RunWindow,
+    started: chrono::DateTime<Utc>,
+    registered: &[RegisteredInput],
+    counts: &[InputCounts],
+    outputs: &[(String, u64)],
+    timings: &[(String, f64)],
+) -> serde_json::Value {
+    let inputs: Vec<serde_json::Value> = counts
+        .iter()
+        .map(|c| {
+            let files = registered
+                .iter()
+                .find(|r| r.table == c.table)
+                .map(|r| serde_json::to_value(&r.files).expect("files serialise"))
+                .unwrap_or(serde_json::Value::Null);
+            let location = registered
+                .iter()
+                .find(|r| r.table == c.table)
+                .map(|r| r.location.clone());
+            serde_json::json!({
+                "table": c.table,
+                "location": location,
+                "files": files,
+                "rows_in": c.visible,
+                "rows_rejected": c.rejected,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "run_id": run_id,
+        "as_of": window.as_of.to_string(),
+        "first_month": window.first_month.to_string(),
+        "config_hash": config_hash(job),
+        "tool": "cskpi",
+        "tool_version": env!("CARGO_PKG_VERSION"),
+        "started_at": started.to_rfc3339(),
+        "finished_at": Utc::now().to_rfc3339(),
+        "inputs": inputs,
+        "outputs": outputs.iter().map(|(t, n)| serde_json::json!({"table": t, "rows": n})).collect::<Vec<_>>(),
+        "timings_seconds": timings.iter().map(|(s, t)| serde_json::json!({"stage": s, "seconds": t})).collect::<Vec<_>>(),
+    })
+}

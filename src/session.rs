@@ -1,0 +1,164 @@
+//! The one place a DataFusion session is built: configuration, memory pool
+//! and spill directory, object stores and every UDF. A distributed engine
+//! (Ballista) would reuse `session_config`, `runtime` and `udf::scalar_udfs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::execution::disk_manager::DiskManagerBuilder;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use object_store::aws::AmazonS3Builder;
+use object_store::{ClientOptions, RetryConfig};
+use url::Url;
+
+use crate::config::{JobConfig, S3Config};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("invalid memory limit {0:?}: expected a size such as 512M or 4G")]
+    MemoryLimit(String),
+    #[error("invalid location {location:?}: {message}")]
+    Location { location: String, message: String },
+    #[error("cannot configure S3 for {url}: {source}")]
+    S3 {
+        url: String,
+        source: object_store::Error,
+    },
+    #[error("cannot start the query engine: {0}")]
+    Engine(#[from] datafusion::error::DataFusionError),
+}
+
+/// Default share of the machine's memory the engine may use before spilling.
+const DEFAULT_MEMORY_LIMIT: usize = 4 << 30;
+
+pub fn session_config() -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema("cskpi", "public");
+    let options = config.options_mut();
+    // Partition columns stay inside the files too, for readers without hive support.
+    options.execution.keep_partition_by_columns = true;
+    options.execution.parquet.compression = Some("zstd(3)".into());
+    config
+}
+
+pub fn runtime(memory_limit: Option<&str>) -> Result<Arc<RuntimeEnv>, SessionError> {
+    let limit = match memory_limit {
+        Some(text) => parse_size(text).ok_or_else(|| SessionError::MemoryLimit(text.into()))?,
+        None => DEFAULT_MEMORY_LIMIT,
+    };
+    let pool = TrackConsumersPool::new(
+        FairSpillPool::new(limit),
+        std::num::NonZeroUsize::new(5).expect("non-zero"),
+    );
+    Ok(RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
+        .with_disk_manager_builder(DiskManagerBuilder::default())
+        .build_arc()?)
+}
+
+/// Builds the session for a job: runtime, S3 stores for every s3:// location
+/// the job names, and every cskpi UDF.
+pub fn build(job: &JobConfig) -> Result<SessionContext, SessionError> {
+    let ctx = SessionContext::new_with_config_rt(
+        session_config(),
+        runtime(job.run.memory_limit.as_deref())?,
+    );
+    let input = &job.input;
+    let locations = [
+        Some(&input.customers),
+        Some(&input.orders),
+        Some(&input.tickets),
+        input.surveys.as_ref(),
+        input.usage.as_ref(),
+        input.costs.as_ref(),
+        Some(&job.output.path),
+    ];
+    for location in locations.into_iter().flatten() {
+        if location.starts_with("s3://") {
+            register_s3_bucket(&ctx, location, job.s3.as_ref())?;
+        }
+    }
+    crate::udf::register_all(&ctx);
+    Ok(ctx)
+}
+
+/// Registers an object store for the bucket of `location` (idempotent).
+pub fn register_s3_bucket(
+    ctx: &SessionContext,
+    location: &str,
+    settings: Option<&S3Config>,
+) -> Result<(), SessionError> {
+    let url = Url::parse(location).map_err(|e| SessionError::Location {
+        location: location.into(),
+        message: e.to_string(),
+    })?;
+    let bucket = url.host_str().ok_or_else(|| SessionError::Location {
+        location: location.into(),
+        message: "no bucket name".into(),
+    })?;
+    let bucket_url = Url::parse(&format!("s3://{bucket}")).expect("valid bucket url");
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        // A missing bucket or bad credentials should fail in seconds, not
+        // after minutes of retries in a nightly job.
+        .with_retry(RetryConfig {
+            max_retries: 2,
+            retry_timeout: Duration::from_secs(20),
+            ..Default::default()
+        })
+        .with_client_options(ClientOptions::new().with_timeout(Duration::from_secs(60)));
+    if let Some(s3) = settings {
+        if let Some(endpoint) = &s3.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(region) = &s3.region {
+            builder = builder.with_region(region);
+        }
+        if s3.allow_http {
+            builder = builder.with_allow_http(true);
+        }
+    }
+    let store = builder.build().map_err(|source| SessionError::S3 {
+        url: location.into(),
+        source,
+    })?;
+    ctx.register_object_store(&bucket_url, Arc::new(store));
+    Ok(())
+}
+
+/// "512M", "4G", "1.5GiB", "1073741824" -> bytes.
+pub fn parse_size(text: &str) -> Option<usize> {
+    let t = text.trim().to_ascii_uppercase();
+    let t = t.trim_end_matches("IB").trim_end_matches('B');
+    let (number, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&t[..i], &t[i..]),
+        None => (t, ""),
+    };
+    let multiplier: f64 = match unit {
+        "" => 1.0,
+        "K" => 1024.0,
+        "M" => 1024.0 * 1024.0,
+        "G" => 1024.0 * 1024.0 * 1024.0,
+        "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let value: f64 = number.trim().parse().ok()?;
+    (value > 0.0).then_some((value * multiplier) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("4G"), Some(4 << 30));
+        assert_eq!(parse_size("1.5GiB"), Some(3 << 29));
+        assert_eq!(parse_size("1024"), Some(1024));
+        assert_eq!(parse_size("lots"), None);
+    }
+}

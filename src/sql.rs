@@ -1,0 +1,166 @@
+//! The bundled SQL of `sql/` (compiled into the binary) and how it is run.
+//!
+//! Files are scripts of `CREATE VIEW` statements. Run parameters appear as
+//! `${name}` placeholders and are substituted as typed SQL literals before
+//! planning, so the optimiser sees constants (partition pruning, filter
+//! pushdown into the Parquet scans).
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::DFParser;
+
+/// A bundled SQL file: its name (as in `sql/<name>.sql`) and text.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlScript {
+    pub name: &'static str,
+    pub text: &'static str,
+}
+
+pub const VALIDATE: SqlScript = SqlScript {
+    name: "validate",
+    text: include_str!("../sql/validate.sql"),
+};
+pub const DIMENSIONS: SqlScript = SqlScript {
+    name: "dimensions",
+    text: include_str!("../sql/dimensions.sql"),
+};
+pub const RETENTION: SqlScript = SqlScript {
+    name: "retention",
+    text: include_str!("../sql/retention.sql"),
+};
+pub const MRR: SqlScript = SqlScript {
+    name: "mrr",
+    text: include_str!("../sql/mrr.sql"),
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("sql/{script}.sql: unknown placeholder ${{{name}}}")]
+    UnknownPlaceholder { script: String, name: String },
+    #[error("sql/{script}.sql: {source}")]
+    Engine {
+        script: String,
+        source: DataFusionError,
+    },
+}
+
+/// Values for the `${...}` placeholders, already rendered as SQL.
+#[derive(Debug, Clone, Default)]
+pub struct SqlParams(BTreeMap<String, String>);
+
+impl SqlParams {
+    pub fn date(mut self, name: &str, value: NaiveDate) -> Self {
+        self.0.insert(name.into(), format!("DATE '{value}'"));
+        self
+    }
+    pub fn number(mut self, name: &str, value: f64) -> Self {
+        self.0
+            .insert(name.into(), format!("CAST({value:?} AS DOUBLE)"));
+        self
+    }
+    pub fn integer(mut self, name: &str, value: i64) -> Self {
+        self.0.insert(name.into(), value.to_string());
+        self
+    }
+    /// A value already written as SQL (e.g. a timestamp literal).
+    pub fn raw(mut self, name: &str, sql: String) -> Self {
+        self.0.insert(name.into(), sql);
+        self
+    }
+    pub fn ident(mut self, name: &str, value: &str) -> Self {
+        self.0.insert(name.into(), quote_ident(value));
+        self
+    }
+
+    pub fn render(&self, script: &SqlScript) -> Result<String, SqlError> {
+        let text = script.text;
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after
+                .find('}')
+                .ok_or_else(|| SqlError::UnknownPlaceholder {
+                    script: script.name.into(),
+                    name: after.chars().take(20).collect(),
+                })?;
+            let name = &after[..end];
+            let value = self
+                .0
+                .get(name)
+                .ok_or_else(|| SqlError::UnknownPlaceholder {
+                    script: script.name.into(),
+                    name: name.into(),
+                })?;
+            out.push_str(value);
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+/// Renders a script and runs each of its statements in order.
+pub async fn run_script(
+    ctx: &SessionContext,
+    script: &SqlScript,
+    params: &SqlParams,
+) -> Result<(), SqlError> {
+    let engine = |source| SqlError::Engine {
+        script: script.name.into(),
+        source,
+    };
+    let text = params.render(script)?;
+    let statements = DFParser::parse_sql(&text).map_err(|e| engine(e.into()))?;
+    let state = ctx.state();
+    for statement in statements {
+        let plan = state.statement_to_plan(statement).await.map_err(engine)?;
+        ctx.execute_logical_plan(plan)
+            .await
+            .map_err(engine)?
+            .collect()
+            .await
+            .map_err(engine)?;
+    }
+    Ok(())
+}
+
+/// A double-quoted SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A single-quoted SQL string literal.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_substituted_and_unknown_ones_rejected() {
+        let script = SqlScript {
+            name: "t",
+            text: "SELECT ${as_of}, ${days} FROM ${col}",
+        };
+        let params = SqlParams::default()
+            .date("as_of", NaiveDate::from_ymd_opt(2025, 1, 2).unwrap())
+            .integer("days", 30)
+            .ident("col", "seg\"x");
+        assert_eq!(
+            params.render(&script).unwrap(),
+            "SELECT DATE '2025-01-02', 30 FROM \"seg\"\"x\""
+        );
+        let missing = SqlScript {
+            name: "t",
+            text: "SELECT ${nope}",
+        };
+        assert!(params.render(&missing).is_err());
+    }
+}

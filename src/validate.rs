@@ -1,0 +1,249 @@
+//! Turns the typed inputs into clean views plus rejects (spec section 3).
+//!
+//! `sql/validate.sql` defines `<t>_checked` (visible rows with a reject
+//! reason). A run materialises those once into a local scratch directory, so
+//! the checks (window counts, customer look-ups) run once however many KPI
+//! views read the inputs. On top of them, for every input `<t>`:
+//! - `<t>`: the clean rows, what every KPI reads;
+//! - `rejects`: every rejected row of every input, with its raw row as JSON.
+
+use std::path::Path;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+use crate::inputs::{self, TableSpec};
+use crate::sql::{self, SqlError, SqlParams, quote_ident, quote_literal};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ValidationError {
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error("validating {table}: {source}")]
+    Engine {
+        table: String,
+        source: DataFusionError,
+    },
+    #[error(
+        "input {table}: {rejected} of {visible} visible rows rejected ({ratio:.2}%), over run.max_reject_ratio {max:.2}%; most common: {top_reasons}"
+    )]
+    TooManyRejects {
+        table: String,
+        rejected: u64,
+        visible: u64,
+        ratio: f64,
+        max: f64,
+        top_reasons: String,
+    },
+}
+
+/// Rows seen and rejected for one input.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InputCounts {
+    pub table: String,
+    pub visible: u64,
+    pub rejected: u64,
+    pub clean: u64,
+}
+
+/// Registers the `<t>_checked` views of sql/validate.sql.
+pub async fn register_checked_views(
+    ctx: &SessionContext,
+    params: &SqlParams,
+) -> Result<(), ValidationError> {
+    sql::run_script(ctx, &sql::VALIDATE, params).await?;
+    Ok(())
+}
+
+/// Writes every `<t>_checked` view to Parquet under `dir` and re-registers it
+/// as a table over those files.
+pub async fn materialize_checked(ctx: &SessionContext, dir: &Path) -> Result<(), ValidationError> {
+    for spec in inputs::ALL {
+        let name = format!("{}_checked", spec.name);
+        let engine = |source| ValidationError::Engine {
+            table: spec.name.into(),
+            source,
+        };
+        let target = dir.join(&name);
+        std::fs::create_dir_all(&target).map_err(|e| engine(e.into()))?;
+        let target = format!("{}/", target.display());
+        let view = ctx.table(name.as_str()).await.map_err(engine)?;
+        // An empty input writes no file: the schema is given, not inferred.
+        let schema = view.schema().as_arrow().clone();
+        view.write_parquet(&target, DataFrameWriteOptions::new(), None)
+            .await
+            .map_err(engine)?;
+        ctx.deregister_table(name.as_str()).map_err(engine)?;
+        ctx.register_parquet(
+            name.as_str(),
+            &target,
+            ParquetReadOptions::default().schema(&schema),
+        )
+        .await
+        .map_err(engine)?;
+    }
+    Ok(())
+}
+
+/// Registers the clean view of every input and the `rejects` view.
+pub async fn register_clean_views(ctx: &SessionContext) -> Result<(), ValidationError> {
+    let mut reject_selects = Vec::new();
+    for spec in inputs::ALL {
+        let engine = |source| ValidationError::Engine {
+            table: spec.name.into(),
+            source,
+        };
+        let checked = format!("{}_checked", spec.name);
+        ctx.sql(&format!(
+            "CREATE OR REPLACE VIEW {} AS SELECT * EXCLUDE (reject_key, reject_reason) \
+             FROM {checked} WHERE reject_reason IS NULL",
+            spec.name
+        ))
+        .await
+        .map_err(engine)?;
+        let schema = ctx
+            .table(checked.as_str())
+            .await
+            .map_err(engine)?
+            .schema()
+            .clone();
+        reject_selects.push(rejects_select(
+            spec,
+            &checked,
+            crate::catalog::unqualified_names(&schema),
+        ));
+    }
+    ctx.sql(&format!(
+        "CREATE OR REPLACE VIEW rejects AS {}",
+        reject_selects.join(" UNION ALL ")
+    ))
+    .await
+    .map_err(|source| ValidationError::Engine {
+        table: "rejects".into(),
+        source,
+    })?;
+    Ok(())
+}
+
+fn rejects_select(spec: &TableSpec, checked: &str, columns: Vec<String>) -> String {
+    let fields: Vec<String> = columns
+        .iter()
+        .filter(|c| *c != "reject_key" && *c != "reject_reason")
+        .map(|c| format!("{}, {}", quote_literal(c), quote_ident(c)))
+        .collect();
+    format!(
+        "SELECT {} AS input, reject_key AS key, reject_reason AS reason, \
+         to_json(named_struct({})) AS raw_row FROM {checked} WHERE reject_reason IS NOT NULL",
+        quote_literal(spec.name),
+        fields.join(", ")
+    )
+}
+
+/// Visible and rejected rows per input.
+pub async fn count_rows(ctx: &SessionContext) -> Result<Vec<InputCounts>, ValidationError> {
+    let mut counts = Vec::new();
+    for spec in inputs::ALL {
+        let batches = collect(
+            ctx,
+            spec.name,
+            &format!(
+                "SELECT COUNT(*), COUNT(reject_reason) FROM {}_checked",
+                spec.name
+            ),
+        )
+        .await?;
+        let (visible, rejected) = batches
+            .first()
+            .filter(|b| b.num_rows() == 1)
+            .map(|b| {
+                (
+                    b.column(0).as_primitive::<Int64Type>().value(0) as u64,
+                    b.column(1).as_primitive::<Int64Type>().value(0) as u64,
+                )
+            })
+            .unwrap_or((0, 0));
+        counts.push(InputCounts {
+            table: spec.name.into(),
+            visible,
+            rejected,
+            clean: visible - rejected,
+        });
+    }
+    Ok(counts)
+}
+
+/// Fails when any input rejects more than `max_ratio` of its visible rows.
+pub async fn enforce_reject_ratio(
+    ctx: &SessionContext,
+    counts: &[InputCounts],
+    max_ratio: f64,
+) -> Result<(), ValidationError> {
+    for c in counts {
+        if c.visible == 0 {
+            continue;
+        }
+        let ratio = c.rejected as f64 / c.visible as f64;
+        if ratio > max_ratio {
+            return Err(ValidationError::TooManyRejects {
+                table: c.table.clone(),
+                rejected: c.rejected,
+                visible: c.visible,
+                ratio: ratio * 100.0,
+                max: max_ratio * 100.0,
+                top_reasons: top_reasons(ctx, &c.table).await?,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// "reason (count), ..." for the three most common reasons of a table.
+pub async fn top_reasons(ctx: &SessionContext, table: &str) -> Result<String, ValidationError> {
+    let batches = collect(
+        ctx,
+        table,
+        &format!(
+            "SELECT reject_reason, COUNT(*) AS n FROM {table}_checked \
+             WHERE reject_reason IS NOT NULL GROUP BY reject_reason \
+             ORDER BY n DESC, reject_reason LIMIT 3"
+        ),
+    )
+    .await?;
+    let mut parts = Vec::new();
+    for b in &batches {
+        let reasons = datafusion::arrow::compute::cast(
+            b.column(0),
+            &datafusion::arrow::datatypes::DataType::Utf8,
+        )
+        .map_err(|e| ValidationError::Engine {
+            table: table.into(),
+            source: e.into(),
+        })?;
+        let reasons = reasons.as_string::<i32>();
+        let n = b.column(1).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            parts.push(format!("{} ({})", reasons.value(i), n.value(i)));
+        }
+    }
+    Ok(parts.join(", "))
+}
+
+async fn collect(
+    ctx: &SessionContext,
+    table: &str,
+    query: &str,
+) -> Result<Vec<RecordBatch>, ValidationError> {
+    let engine = |source| ValidationError::Engine {
+        table: table.into(),
+        source,
+    };
+    ctx.sql(query)
+        .await
+        .map_err(engine)?
+        .collect()
+        .await
+        .map_err(engine)
+}

@@ -1,0 +1,422 @@
+//! Spec section 3: schema errors fail before anything is written, row errors
+//! become rejects with one reason each, and the reject ratio is enforced.
+//! After every failure the previous run's outputs are still there, whole.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray};
+
+use super::fixture::{Fixture, Order, dates, floats, ints, strs, sub, timestamps};
+
+fn good_fixture() -> Fixture {
+    let f = Fixture::new();
+    f.customers(&[
+        ("C1", "2025-01-01", None, Some("smb")),
+        ("C2", "2025-01-01", None, Some("smb")),
+    ]);
+    f.orders(&[
+        sub("O1", "C1", "2025-01-01", "2025-02-01", 10.0),
+        sub("O2", "C2", "2025-01-01", "2025-02-01", 20.0),
+    ]);
+    f.no_tickets();
+    f
+}
+
+/// Runs once successfully and returns the manifest text it published.
+async fn publish_once(f: &Fixture) -> String {
+    f.run("2025-01-31").await.unwrap();
+    std::fs::read_to_string(f.out_dir().join("_manifest.json")).unwrap()
+}
+
+fn assert_outputs_intact(f: &Fixture, manifest: &str) {
+    let now = std::fs::read_to_string(f.out_dir().join("_manifest.json")).unwrap();
+    assert_eq!(
+        now, manifest,
+        "the manifest of the last good run is untouched"
+    );
+    for t in [
+        "retention_monthly",
+        "mrr_monthly",
+        "mrr_movements",
+        "rejects",
+    ] {
+        let files: Vec<_> = std::fs::read_dir(f.out_dir().join(t)).unwrap().collect();
+        assert_eq!(files.len(), 1, "{t} still has its one file");
+    }
+}
+
+#[tokio::test]
+async fn missing_column_names_table_file_and_column() {
+    let f = good_fixture();
+    let manifest = publish_once(&f).await;
+    // orders without `amount`
+    f.write(
+        "orders",
+        vec![
+            ("order_id", strs([Some("O1")].into_iter())),
+            ("customer_id", strs([Some("C1")].into_iter())),
+            ("order_date", dates([Some("2025-01-01")].into_iter())),
+            ("kind", strs([Some("one_time")].into_iter())),
+        ],
+    );
+    let err = f.run("2025-01-31").await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("input orders"), "{msg}");
+    assert!(msg.contains("orders.parquet"), "{msg}");
+    assert!(msg.contains("column amount"), "{msg}");
+    assert_eq!(err.exit_code(), cskpi::error::exit_code::INPUT_SCHEMA);
+    assert_outputs_intact(&f, &manifest);
+}
+
+#[tokio::test]
+async fn wrong_type_names_the_type() {
+    let f = good_fixture();
+    let manifest = publish_once(&f).await;
+    // signup_date as text
+    f.write(
+        "customers",
+        vec![
+            ("customer_id", strs([Some("C1")].into_iter())),
+            ("signup_date", strs([Some("2025-01-01")].into_iter())),
+        ],
+    );
+    let err = f.run("2025-01-31").await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("input customers"), "{msg}");
+    assert!(msg.contains("customers.parquet"), "{msg}");
+    assert!(msg.contains("column signup_date has type Utf8"), "{msg}");
+    assert_eq!(err.exit_code(), cskpi::error::exit_code::INPUT_SCHEMA);
+    assert_outputs_intact(&f, &manifest);
+}
+
+#[tokio::test]
+async fn unreadable_and_missing_files() {
+    let f = good_fixture();
+    let manifest = publish_once(&f).await;
+    std::fs::write(
+        f.input_dir().join("tickets.parquet"),
+        b"this is not parquet",
+    )
+    .unwrap();
+    let err = f.run("2025-01-31").await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("input tickets"), "{msg}");
+    assert!(
+        msg.contains("tickets.parquet is not readable Parquet"),
+        "{msg}"
+    );
+    assert_outputs_intact(&f, &manifest);
+
+    std::fs::remove_file(f.input_dir().join("tickets.parquet")).unwrap();
+    let err = f.run("2025-01-31").await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("input tickets: cannot open"), "{msg}");
+    assert!(msg.contains("no such file"), "{msg}");
+    assert_outputs_intact(&f, &manifest);
+}
+
+#[tokio::test]
+async fn integer_ids_decimal_money_and_timestamps_are_accepted() {
+    let f = Fixture::new();
+    f.write(
+        "customers",
+        vec![
+            ("customer_id", ints([Some(1), Some(2)].into_iter())),
+            (
+                "signup_date",
+                timestamps([Some("2025-01-01 10:00"), Some("2025-01-02 23:59")].into_iter()),
+            ),
+            ("segment", strs([Some("a"), None].into_iter())),
+        ],
+    );
+    let amount: ArrayRef = Arc::new(
+        datafusion::arrow::array::Decimal128Array::from(vec![Some(1000_i128)])
+            .with_precision_and_scale(10, 2)
+            .unwrap(),
+    );
+    f.write(
+        "orders",
+        vec![
+            ("order_id", ints([Some(7)].into_iter())),
+            ("customer_id", ints([Some(1)].into_iter())),
+            ("order_date", dates([Some("2025-01-01")].into_iter())),
+            ("amount", amount),
+            ("kind", strs([Some("subscription")].into_iter())),
+            ("period_start", dates([Some("2025-01-01")].into_iter())),
+            ("period_end", dates([Some("2025-02-01")].into_iter())),
+        ],
+    );
+    f.no_tickets();
+    f.run("2025-01-31").await.unwrap();
+    let rows = f
+        .rows("SELECT segment, round(mrr, 2), paying_customers FROM mrr_monthly ORDER BY segment")
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec!["a".to_string(), "10.0".into(), "1".into()],
+            vec!["all".to_string(), "10.0".into(), "1".into()],
+            vec!["unknown".to_string(), "0.0".into(), "0".into()],
+        ]
+    );
+}
+
+/// One row per reason, each worked out from the spec's order of checks.
+#[tokio::test]
+async fn every_reject_reason() {
+    let mut f = Fixture::new();
+    f.job_extra = "[run]\nmax_reject_ratio = 1.0\n".into();
+    f.write(
+        "customers",
+        vec![
+            (
+                "customer_id",
+                strs(
+                    [
+                        Some("C1"),
+                        Some("C2"),
+                        Some("C2"),
+                        None,
+                        Some("C3"),
+                        Some("C4"),
+                        Some("LATE"),
+                    ]
+                    .into_iter(),
+                ),
+            ),
+            (
+                "signup_date",
+                dates(
+                    [
+                        Some("2025-01-01"),
+                        Some("2025-01-01"),
+                        Some("2025-01-02"),
+                        Some("2025-01-01"),
+                        None,
+                        Some("2025-01-10"),
+                        Some("2025-03-01"),
+                    ]
+                    .into_iter(),
+                ),
+            ),
+            (
+                "churn_date",
+                dates([None, None, None, None, None, Some("2025-01-05"), None].into_iter()),
+            ),
+        ],
+    );
+    f.orders(&[
+        sub("O1", "C1", "2025-01-01", "2025-02-01", 10.0),
+        sub("DUP", "C1", "2025-01-01", "2025-02-01", 10.0),
+        sub("DUP", "C1", "2025-01-01", "2025-02-01", 10.0),
+        Order {
+            id: "K",
+            customer: "C1",
+            date: "2025-01-01",
+            amount: 5.0,
+            kind: "gift",
+            period: None,
+        },
+        sub("U", "NOBODY", "2025-01-01", "2025-02-01", 10.0),
+        Order {
+            id: "P1",
+            customer: "C1",
+            date: "2025-01-01",
+            amount: 5.0,
+            kind: "addon",
+            period: None,
+        },
+        sub("P2", "C1", "2025-01-10", "2025-01-10", 10.0),
+        // LATE signs up after as_of: invisible, not rejected
+        sub("L1", "LATE", "2025-01-01", "2025-02-01", 10.0),
+        // booked after as_of: invisible
+        sub("FUT", "NOBODY", "2025-03-01", "2025-04-01", 10.0),
+    ]);
+    f.tickets(&[
+        (
+            "T1",
+            "C1",
+            "2025-01-03 10:00",
+            Some("2025-01-03 12:00"),
+            1,
+            None,
+        ),
+        ("T2", "C1", "2025-01-03 10:00", None, 0, None),
+        (
+            "T3",
+            "C1",
+            "2025-01-03 10:00",
+            Some("2025-01-02 12:00"),
+            1,
+            Some(false),
+        ),
+    ]);
+    f.write(
+        "surveys",
+        vec![
+            (
+                "response_id",
+                strs(
+                    ["R1", "R2", "R3", "R4", "R5", "R6", "R6"]
+                        .map(Some)
+                        .into_iter(),
+                ),
+            ),
+            ("customer_id", strs([Some("C1"); 7].into_iter())),
+            (
+                "responded_at",
+                timestamps([Some("2025-01-05 10:00"); 7].into_iter()),
+            ),
+            (
+                "survey",
+                strs(
+                    ["nps", "nps", "csat", "poll", "csi", "csi", "csi"]
+                        .map(Some)
+                        .into_iter(),
+                ),
+            ),
+            (
+                "item",
+                strs([None, None, None, None, None, Some("q1"), Some("q1")].into_iter()),
+            ),
+            (
+                "score",
+                floats(
+                    [
+                        Some(11.0),
+                        Some(7.5),
+                        Some(4.0),
+                        Some(3.0),
+                        Some(5.0),
+                        Some(5.0),
+                        Some(5.0),
+                    ]
+                    .into_iter(),
+                ),
+            ),
+        ],
+    );
+    f.write(
+        "usage",
+        vec![
+            ("customer_id", strs([Some("C1"), Some("C1")].into_iter())),
+            (
+                "day",
+                dates([Some("2025-01-05"), Some("2025-01-06")].into_iter()),
+            ),
+            ("active_users", ints([Some(1), Some(-1)].into_iter())),
+            ("events", ints([Some(3), Some(2)].into_iter())),
+        ],
+    );
+    let amounts: ArrayRef = Arc::new(Float64Array::from(vec![Some(10.0), Some(5.0), None]));
+    f.write(
+        "costs",
+        vec![
+            (
+                "month",
+                dates([Some("2025-01-01"), Some("2025-01-01"), Some("2025-01-01")].into_iter()),
+            ),
+            (
+                "category",
+                Arc::new(StringArray::from(vec![
+                    Some("service"),
+                    Some("marketing"),
+                    Some("service"),
+                ])) as ArrayRef,
+            ),
+            ("customer_id", strs([None, None, Some("C1")].into_iter())),
+            ("amount", amounts),
+        ],
+    );
+    f.run("2025-01-31").await.unwrap();
+    let rejects = f
+        .rows(
+            "SELECT input, COALESCE(key, 'NULL'), reason FROM rejects ORDER BY input, key, reason",
+        )
+        .await;
+    let expected = [
+        ["costs", "NULL", "null in required column amount"],
+        ["costs", "NULL", "unknown category"],
+        ["customers", "C2", "duplicate key"],
+        ["customers", "C2", "duplicate key"],
+        ["customers", "C3", "null in required column signup_date"],
+        ["customers", "C4", "churn_date < signup_date"],
+        ["customers", "NULL", "null in required column customer_id"],
+        ["orders", "DUP", "duplicate key"],
+        ["orders", "DUP", "duplicate key"],
+        ["orders", "K", "unknown kind"],
+        ["orders", "P1", "missing service period"],
+        ["orders", "P2", "period_end <= period_start"],
+        ["orders", "U", "unknown customer_id"],
+        ["surveys", "R1|", "score out of range"],
+        ["surveys", "R2|", "score not an integer"],
+        ["surveys", "R4|", "unknown survey"],
+        ["surveys", "R5|", "null in required column item"],
+        ["surveys", "R6|q1", "duplicate key"],
+        ["surveys", "R6|q1", "duplicate key"],
+        ["tickets", "T2", "contacts < 1"],
+        ["tickets", "T3", "resolved_at < opened_at"],
+        ["usage", "C1|2025-01-06", "negative usage"],
+    ];
+    assert_eq!(
+        rejects,
+        expected.map(|r| r.map(String::from).to_vec()).to_vec()
+    );
+
+    // The raw row is kept as JSON, nulls included.
+    let raw = f
+        .rows("SELECT raw_row FROM rejects WHERE input = 'orders' AND key = 'K'")
+        .await;
+    assert!(raw[0][0].contains(r#""kind":"gift""#), "{}", raw[0][0]);
+    assert!(
+        raw[0][0].contains(r#""period_start":null"#),
+        "{}",
+        raw[0][0]
+    );
+
+    // Rejected rows are left out of every KPI: only O1 counts in MRR.
+    let mrr = f
+        .rows("SELECT round(mrr, 2) FROM mrr_monthly WHERE segment = 'all'")
+        .await;
+    assert_eq!(mrr, vec![vec!["10.0".to_string()]]);
+
+    // The manifest counts visible and rejected rows per input.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f.out_dir().join("_manifest.json")).unwrap())
+            .unwrap();
+    let orders = manifest["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["table"] == "orders")
+        .unwrap();
+    assert_eq!(orders["rows_in"], 7);
+    assert_eq!(orders["rows_rejected"], 6);
+}
+
+#[tokio::test]
+async fn reject_ratio_over_the_limit_fails_and_writes_nothing() {
+    let f = good_fixture();
+    let manifest = publish_once(&f).await;
+    // 1 of 2 orders rejected = 50% > 5%
+    f.orders(&[
+        sub("O1", "C1", "2025-01-01", "2025-02-01", 10.0),
+        Order {
+            id: "O2",
+            customer: "C2",
+            date: "2025-01-01",
+            amount: 5.0,
+            kind: "gift",
+            period: None,
+        },
+    ]);
+    let err = f.run("2025-01-31").await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("input orders: 1 of 2 visible rows rejected"),
+        "{msg}"
+    );
+    assert!(msg.contains("unknown kind (1)"), "{msg}");
+    assert_eq!(err.exit_code(), cskpi::error::exit_code::TOO_MANY_REJECTS);
+    assert_outputs_intact(&f, &manifest);
+}

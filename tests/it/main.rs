@@ -1,0 +1,8 @@
+//! Integration tests: one binary, one module per concern.
+
+mod bad_input;
+mod fixture;
+mod generated;
+mod mrr;
+mod retention;
+mod s3;

@@ -1,0 +1,193 @@
+//! Inputs read from an S3-compatible server on loopback (moto_server, which
+//! .ci/run installs) give the same tables as the same files on disk.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use object_store::ObjectStoreExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+
+use cskpi::datagen::{GenOptions, generate};
+
+use super::fixture::{date, query_outputs};
+
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_moto() -> Moto {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect(
+            "moto_server not found: install it with `pip install 'moto[server]'` (.ci/run does)",
+        );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Moto {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// CreateBucket is a bare PUT on moto, which checks no signature.
+fn create_bucket(endpoint: &str, bucket: &str) {
+    let host = endpoint.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+async fn upload_dir(endpoint: &str, bucket: &str, prefix: &str, dir: &Path) {
+    let store = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()
+        .unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            // one folder per table, as a warehouse would lay them out
+            let key = ObjectPath::from(format!("{prefix}/{name}/part-0.parquet"));
+            store
+                .put(&key, std::fs::read(&path).unwrap().into())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn run_cli(job: &Path, envs: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cskpi"))
+        .args(["run", "--config"])
+        .arg(job)
+        .envs(envs.iter().copied())
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn s3_inputs_give_the_same_tables_as_local_files() {
+    let moto = start_moto();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(
+        &GenOptions {
+            customers: 120,
+            seed: 11,
+            start: date("2024-06-01"),
+            end: date("2025-05-31"),
+            bad_row_rate: 0.002,
+        },
+        &data,
+    )
+    .unwrap();
+    create_bucket(&moto.endpoint, "cs-data");
+    upload_dir(&moto.endpoint, "cs-data", "exports", &data).await;
+
+    // Local run: the generated job as is.
+    let local = run_cli(&data.join("job.toml"), &[]);
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+
+    let s3_job = dir.path().join("s3-job.toml");
+    let tables = [
+        "customers",
+        "orders",
+        "tickets",
+        "surveys",
+        "usage",
+        "costs",
+    ];
+    let inputs: String = tables
+        .iter()
+        .map(|t| format!("{t} = \"s3://cs-data/exports/{t}/\"\n"))
+        .collect();
+    std::fs::write(
+        &s3_job,
+        format!(
+            "[input]\n{inputs}[output]\npath = \"{out}\"\n[run]\nas_of = \"2025-05-31\"\n\
+             [s3]\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\nallow_http = true\n",
+            out = dir.path().join("s3-out").display(),
+            endpoint = moto.endpoint
+        ),
+    )
+    .unwrap();
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let remote = run_cli(&s3_job, &creds);
+    assert!(
+        remote.status.success(),
+        "{}",
+        String::from_utf8_lossy(&remote.stderr)
+    );
+
+    for (table, order) in [
+        ("retention_monthly", "month, segment"),
+        ("mrr_monthly", "month, segment"),
+        ("mrr_movements", "month, customer_id"),
+        ("rejects", "input, key, reason, raw_row"),
+    ] {
+        let sql = format!("SELECT * FROM {table} ORDER BY {order}");
+        let a = query_outputs(&data.join("out"), &sql).await;
+        let b = query_outputs(&dir.path().join("s3-out"), &sql).await;
+        assert!(!a.is_empty() || table == "rejects");
+        assert_eq!(a, b, "{table} differs between local and S3 inputs");
+    }
+
+    // A bucket that does not exist: one clear line, non-zero exit.
+    let text = std::fs::read_to_string(&s3_job)
+        .unwrap()
+        .replace("s3://cs-data/", "s3://no-such-bucket/");
+    std::fs::write(&s3_job, text).unwrap();
+    let missing = run_cli(&s3_job, &creds);
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("cskpi: error: input customers"),
+        "{stderr}"
+    );
+}
