@@ -1,15 +1,26 @@
 -- MRR and its movements (spec 4.3).
+--
+-- Amounts are carried as whole micro-units (BIGINT, 1e-6 of the currency)
+-- from the monthly amount on: integer sums are exact, so a run gives the
+-- same numbers however the engine splits the work (float sums would differ
+-- in the last bits between runs). Outputs convert back to DOUBLE.
 
 -- Subscription and add-on lines with their monthly amount: amount / n,
 -- n = calendar months between period_start and period_end, at least 1.
 CREATE OR REPLACE VIEW mrr_lines AS
-SELECT order_id, customer_id, kind, period_start, period_end, amount,
-       amount / GREATEST(1,
-           (date_part('year', period_end) * 12 + date_part('month', period_end))
-         - (date_part('year', period_start) * 12 + date_part('month', period_start))
-       ) AS monthly_amount
-FROM orders
-WHERE kind IN ('subscription', 'addon');
+WITH lines AS (
+    SELECT order_id, customer_id, kind, period_start, period_end, amount,
+           CAST(GREATEST(1,
+               (date_part('year', period_end) * 12 + date_part('month', period_end))
+             - (date_part('year', period_start) * 12 + date_part('month', period_start))
+           ) AS BIGINT) AS months
+    FROM orders
+    WHERE kind IN ('subscription', 'addon')
+)
+SELECT order_id, customer_id, kind, period_start, period_end, amount, months,
+       CAST(round(amount * 1000000.0 / months) AS BIGINT) AS monthly_micros,
+       round(amount * 1000000.0 / months) / 1000000.0 AS monthly_amount
+FROM lines;
 
 -- mrr(c, M) for every customer-month with a line covering M's snapshot day
 -- (the month's last day, or as_of in as_of's month), history included.
@@ -17,15 +28,16 @@ CREATE OR REPLACE VIEW customer_mrr AS
 WITH line_months AS (
     SELECT customer_id,
            unnest(mrr_snapshot_months(period_start, period_end, ${as_of})) AS month,
-           monthly_amount
+           monthly_micros
     FROM mrr_lines
 )
-SELECT customer_id, month, SUM(monthly_amount) AS mrr
+SELECT customer_id, month, SUM(monthly_micros) AS mrr_micros
 FROM line_months
 GROUP BY customer_id, month;
 
 -- Every customer-month where mrr or the previous month's mrr may be non-zero,
--- with its movement. Values closer than 0.005 are equal; first match wins.
+-- with its movement. Values closer than 0.005 (5000 micro-units) are equal;
+-- first match wins.
 CREATE OR REPLACE VIEW customer_mrr_movements AS
 WITH keys AS (
     SELECT customer_id, month FROM customer_mrr
@@ -35,8 +47,8 @@ WITH keys AS (
     WHERE month < ${as_of_month}
 ), pairs AS (
     SELECT k.customer_id, k.month,
-           COALESCE(cur.mrr, 0.0) AS mrr,
-           COALESCE(prev.mrr, 0.0) AS prev_mrr
+           COALESCE(cur.mrr_micros, 0) AS mrr_micros,
+           COALESCE(prev.mrr_micros, 0) AS prev_micros
     FROM keys k
     LEFT JOIN customer_mrr cur
            ON cur.customer_id = k.customer_id AND cur.month = k.month
@@ -46,70 +58,80 @@ WITH keys AS (
 ), first_paid AS (
     SELECT customer_id, MIN(month) AS first_paid_month
     FROM customer_mrr
-    WHERE mrr >= 0.005
+    WHERE mrr_micros >= 5000
     GROUP BY customer_id
 )
 SELECT p.month, p.customer_id,
        COALESCE(cs.segment, 'unknown') AS segment,
-       p.mrr, p.prev_mrr,
+       p.mrr_micros, p.prev_micros,
        CASE
-           WHEN abs(p.prev_mrr) < 0.005 AND p.mrr >= 0.005
+           WHEN abs(p.prev_micros) < 5000 AND p.mrr_micros >= 5000
                 AND p.month = f.first_paid_month THEN 'new'
-           WHEN p.prev_mrr >= 0.005 AND abs(p.mrr) < 0.005 THEN 'churn'
-           WHEN abs(p.prev_mrr) < 0.005 AND p.mrr >= 0.005 THEN 'reactivation'
-           WHEN p.mrr - p.prev_mrr >= 0.005 THEN 'expansion'
-           WHEN p.prev_mrr - p.mrr >= 0.005 THEN 'contraction'
+           WHEN p.prev_micros >= 5000 AND abs(p.mrr_micros) < 5000 THEN 'churn'
+           WHEN abs(p.prev_micros) < 5000 AND p.mrr_micros >= 5000 THEN 'reactivation'
+           WHEN p.mrr_micros - p.prev_micros >= 5000 THEN 'expansion'
+           WHEN p.prev_micros - p.mrr_micros >= 5000 THEN 'contraction'
            ELSE 'flat'
-       END AS movement,
-       p.mrr - p.prev_mrr AS delta
+       END AS movement
 FROM pairs p
 LEFT JOIN first_paid f ON f.customer_id = p.customer_id
 LEFT JOIN customer_segments cs ON cs.customer_id = p.customer_id;
 
 -- Output: reported months only, customer-months with mrr or prev_mrr > 0.
 CREATE OR REPLACE VIEW mrr_movements AS
-SELECT month, customer_id, segment, mrr, prev_mrr, movement, delta
+SELECT month, customer_id, segment,
+       mrr_micros / 1000000.0 AS mrr,
+       prev_micros / 1000000.0 AS prev_mrr,
+       movement,
+       (mrr_micros - prev_micros) / 1000000.0 AS delta
 FROM customer_mrr_movements
 WHERE month >= ${first_month}
-  AND (mrr >= 0.005 OR prev_mrr >= 0.005);
+  AND (mrr_micros >= 5000 OR prev_micros >= 5000);
 
 CREATE OR REPLACE VIEW mrr_segment_totals AS
 WITH with_all AS (
-    SELECT month, segment, mrr, prev_mrr, movement FROM customer_mrr_movements
+    SELECT month, segment, mrr_micros, prev_micros, movement FROM customer_mrr_movements
     UNION ALL
-    SELECT month, 'all', mrr, prev_mrr, movement FROM customer_mrr_movements
+    SELECT month, 'all', mrr_micros, prev_micros, movement FROM customer_mrr_movements
 )
 SELECT month, segment,
-       SUM(mrr) AS mrr,
-       SUM(prev_mrr) AS prev_mrr,
-       SUM(CASE WHEN mrr >= 0.005 THEN 1 ELSE 0 END) AS paying_customers,
-       SUM(CASE WHEN movement = 'new' THEN mrr ELSE 0.0 END) AS new_mrr,
-       SUM(CASE WHEN movement = 'expansion' THEN mrr - prev_mrr ELSE 0.0 END) AS expansion_mrr,
-       SUM(CASE WHEN movement = 'reactivation' THEN mrr ELSE 0.0 END) AS reactivation_mrr,
-       SUM(CASE WHEN movement = 'contraction' THEN mrr - prev_mrr ELSE 0.0 END) AS contraction_mrr,
-       SUM(CASE WHEN movement = 'churn' THEN -prev_mrr ELSE 0.0 END) AS churned_mrr
+       SUM(mrr_micros) AS mrr,
+       SUM(prev_micros) AS prev_mrr,
+       SUM(CASE WHEN mrr_micros >= 5000 THEN 1 ELSE 0 END) AS paying_customers,
+       SUM(CASE WHEN movement = 'new' THEN mrr_micros ELSE 0 END) AS new_mrr,
+       SUM(CASE WHEN movement = 'expansion' THEN mrr_micros - prev_micros ELSE 0 END) AS expansion_mrr,
+       SUM(CASE WHEN movement = 'reactivation' THEN mrr_micros ELSE 0 END) AS reactivation_mrr,
+       SUM(CASE WHEN movement = 'contraction' THEN mrr_micros - prev_micros ELSE 0 END) AS contraction_mrr,
+       SUM(CASE WHEN movement = 'churn' THEN -prev_micros ELSE 0 END) AS churned_mrr
 FROM with_all
 WHERE month >= ${first_month}
 GROUP BY month, segment;
 
+-- Sums in micro-units, exact; converted to currency units once, here.
 CREATE OR REPLACE VIEW mrr_monthly AS
 WITH t AS (
     SELECT g.month, g.segment,
-           COALESCE(t.mrr, 0.0) AS mrr,
-           COALESCE(t.prev_mrr, 0.0) AS prev_mrr,
+           COALESCE(t.mrr, 0) AS mrr,
+           COALESCE(t.prev_mrr, 0) AS prev_mrr,
            COALESCE(t.paying_customers, 0) AS paying_customers,
-           COALESCE(t.new_mrr, 0.0) AS new_mrr,
-           COALESCE(t.expansion_mrr, 0.0) AS expansion_mrr,
-           COALESCE(t.reactivation_mrr, 0.0) AS reactivation_mrr,
-           COALESCE(t.contraction_mrr, 0.0) AS contraction_mrr,
-           COALESCE(t.churned_mrr, 0.0) AS churned_mrr
+           COALESCE(t.new_mrr, 0) AS new_mrr,
+           COALESCE(t.expansion_mrr, 0) AS expansion_mrr,
+           COALESCE(t.reactivation_mrr, 0) AS reactivation_mrr,
+           COALESCE(t.contraction_mrr, 0) AS contraction_mrr,
+           COALESCE(t.churned_mrr, 0) AS churned_mrr
     FROM month_segments g
     LEFT JOIN mrr_segment_totals t ON t.month = g.month AND t.segment = g.segment
 )
-SELECT month, segment, mrr, paying_customers,
-       CASE WHEN paying_customers > 0 THEN mrr / paying_customers END AS arpa,
-       new_mrr, expansion_mrr, reactivation_mrr, contraction_mrr, churned_mrr,
-       new_mrr + expansion_mrr + reactivation_mrr + contraction_mrr + churned_mrr
+SELECT month, segment,
+       mrr / 1000000.0 AS mrr,
+       paying_customers,
+       CASE WHEN paying_customers > 0 THEN mrr / 1000000.0 / paying_customers END AS arpa,
+       new_mrr / 1000000.0 AS new_mrr,
+       expansion_mrr / 1000000.0 AS expansion_mrr,
+       reactivation_mrr / 1000000.0 AS reactivation_mrr,
+       contraction_mrr / 1000000.0 AS contraction_mrr,
+       churned_mrr / 1000000.0 AS churned_mrr,
+       (new_mrr + expansion_mrr + reactivation_mrr + contraction_mrr + churned_mrr) / 1000000.0
            AS net_new_mrr,
        CASE WHEN prev_mrr > 0
             THEN 100.0 * (prev_mrr + expansion_mrr + contraction_mrr + churned_mrr) / prev_mrr
@@ -118,6 +140,7 @@ SELECT month, segment, mrr, paying_customers,
             THEN 100.0 * (prev_mrr + contraction_mrr + churned_mrr) / prev_mrr
        END AS grr,
        CASE WHEN contraction_mrr + churned_mrr < 0
-            THEN (new_mrr + reactivation_mrr + expansion_mrr) / -(contraction_mrr + churned_mrr)
+            THEN CAST(new_mrr + reactivation_mrr + expansion_mrr AS DOUBLE)
+                 / -(contraction_mrr + churned_mrr)
        END AS quick_ratio
 FROM t;

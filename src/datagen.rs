@@ -347,7 +347,7 @@ impl Generator<'_> {
                     );
                 }
             }
-            let churn_p = 1.0 - (1.0 - monthly_churn * (1.6 - happiness)).powi(plan_months as i32);
+            let churn_p = 1.0 - (1.0 - monthly_churn * (1.6 - happiness)).powi(plan_months);
             if rng.random_bool(churn_p.clamp(0.0, 1.0)) {
                 active_ranges.push((range_start, period_end));
                 churn_date = Some(period_end);

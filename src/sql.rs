@@ -115,7 +115,7 @@ pub async fn run_script(
         source,
     };
     let text = params.render(script)?;
-    let statements = DFParser::parse_sql(&text).map_err(|e| engine(e.into()))?;
+    let statements = DFParser::parse_sql(&text).map_err(engine)?;
     let state = ctx.state();
     for statement in statements {
         let plan = state.statement_to_plan(statement).await.map_err(engine)?;

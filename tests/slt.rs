@@ -82,7 +82,7 @@ impl sqllogictest::AsyncDB for CskpiDb {
             && sql
                 .trim_start()
                 .to_ascii_uppercase()
-                .starts_with(|c: char| c == 'S' || c == 'W' || c == '(' || c == 'V');
+                .starts_with(['S', 'W', '(', 'V']);
         let batches = df.collect().await.map_err(|e| DbError(e.to_string()))?;
         if !is_query {
             return Ok(DBOutput::StatementComplete(0));

@@ -58,6 +58,16 @@ pub fn sub<'a>(
     }
 }
 
+/// (ticket_id, customer_id, opened_at, resolved_at, contacts, reopened)
+pub type TicketRow<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    i64,
+    Option<bool>,
+);
+
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub job_extra: String,
@@ -125,7 +135,7 @@ impl Fixture {
     }
 
     /// (ticket_id, customer_id, opened_at, resolved_at, contacts, reopened)
-    pub fn tickets(&self, rows: &[(&str, &str, &str, Option<&str>, i64, Option<bool>)]) {
+    pub fn tickets(&self, rows: &[TicketRow]) {
         self.write(
             "tickets",
             vec![
@@ -175,12 +185,6 @@ impl Fixture {
 
     pub fn job(&self) -> JobConfig {
         JobConfig::parse(&self.job_text()).unwrap()
-    }
-
-    pub fn job_file(&self) -> PathBuf {
-        let p = self.dir.path().join("job.toml");
-        std::fs::write(&p, self.job_text()).unwrap();
-        p
     }
 
     pub async fn run(&self, as_of: &str) -> Result<RunReport, cskpi::Error> {
@@ -281,9 +285,4 @@ pub fn ints(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
 #[allow(dead_code)]
 pub fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
-
-/// Row `r` as (column -> value) for readable assertions.
-pub fn row(rows: &[Vec<String>], r: usize) -> Vec<&str> {
-    rows[r].iter().map(String::as_str).collect()
 }

@@ -4,5 +4,6 @@ mod bad_input;
 mod fixture;
 mod generated;
 mod mrr;
+mod publish;
 mod retention;
 mod s3;

@@ -1,5 +1,6 @@
-//! Inputs read from an S3-compatible server on loopback (moto_server, which
-//! .ci/run installs) give the same tables as the same files on disk.
+//! Against an S3-compatible server on loopback (moto_server, which
+//! scripts/test.sh installs): inputs read from S3 give the same tables as
+//! the same files on disk, and outputs published to S3 read back the same.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -7,9 +8,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use object_store::ObjectStoreExt;
+use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use cskpi::datagen::{GenOptions, generate};
 
@@ -69,8 +71,8 @@ fn create_bucket(endpoint: &str, bucket: &str) {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
 
-async fn upload_dir(endpoint: &str, bucket: &str, prefix: &str, dir: &Path) {
-    let store = AmazonS3Builder::new()
+fn s3_store(endpoint: &str, bucket: &str) -> object_store::aws::AmazonS3 {
+    AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_endpoint(endpoint)
         .with_allow_http(true)
@@ -78,7 +80,15 @@ async fn upload_dir(endpoint: &str, bucket: &str, prefix: &str, dir: &Path) {
         .with_access_key_id("test")
         .with_secret_access_key("test")
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn tables_written() -> Vec<&'static str> {
+    cskpi::run::output_tables().iter().map(|t| t.name).collect()
+}
+
+async fn upload_dir(endpoint: &str, bucket: &str, prefix: &str, dir: &Path) {
+    let store = s3_store(endpoint, bucket);
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "parquet") {
@@ -104,7 +114,7 @@ fn run_cli(job: &Path, envs: &[(&str, &str)]) -> std::process::Output {
 }
 
 #[tokio::test]
-async fn s3_inputs_give_the_same_tables_as_local_files() {
+async fn s3_inputs_and_outputs_match_a_local_run() {
     let moto = start_moto();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -175,6 +185,62 @@ async fn s3_inputs_give_the_same_tables_as_local_files() {
         let b = query_outputs(&dir.path().join("s3-out"), &sql).await;
         assert!(!a.is_empty() || table == "rejects");
         assert_eq!(a, b, "{table} differs between local and S3 inputs");
+    }
+
+    // Inputs and outputs on S3, published twice (the second replaces the first).
+    let text = std::fs::read_to_string(&s3_job).unwrap().replace(
+        &format!("path = \"{}\"", dir.path().join("s3-out").display()),
+        "path = \"s3://cs-data/kpis/\"",
+    );
+    std::fs::write(&s3_job, text).unwrap();
+    for _ in 0..2 {
+        let both = run_cli(&s3_job, &creds);
+        assert!(
+            both.status.success(),
+            "{}",
+            String::from_utf8_lossy(&both.stderr)
+        );
+    }
+    let store = s3_store(&moto.endpoint, "cs-data");
+    let keys: Vec<String> = store
+        .list(Some(&ObjectPath::from("kpis")))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    let mut expected: Vec<String> = tables_written()
+        .iter()
+        .map(|t| format!("kpis/{t}/part-0.parquet"))
+        .collect();
+    expected.push("kpis/_manifest.json".into());
+    let mut keys = keys;
+    keys.sort();
+    expected.sort();
+    assert_eq!(
+        keys, expected,
+        "one file per table, the manifest, no staging left"
+    );
+    let ctx = datafusion::prelude::SessionContext::new();
+    ctx.register_object_store(
+        &url::Url::parse("s3://cs-data").unwrap(),
+        std::sync::Arc::new(store),
+    );
+    for (table, order) in [
+        ("mrr_monthly", "month, segment"),
+        ("retention_monthly", "month, segment"),
+    ] {
+        ctx.register_parquet(
+            table,
+            &format!("s3://cs-data/kpis/{table}/"),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        let sql = format!("SELECT * FROM {table} ORDER BY {order}");
+        let on_s3 =
+            super::fixture::batches_to_rows(&ctx.sql(&sql).await.unwrap().collect().await.unwrap());
+        let local = query_outputs(&data.join("out"), &sql).await;
+        assert_eq!(on_s3, local, "{table} on S3 differs from the local run");
     }
 
     // A bucket that does not exist: one clear line, non-zero exit.
