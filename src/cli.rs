@@ -57,6 +57,15 @@ pub enum Command {
         #[arg(long, default_value_t = 0.0)]
         bad_row_rate: f64,
     },
+    /// Generate a data set (unless DIR already has one) and time a run on it.
+    Bench {
+        /// Number of customers to generate.
+        #[arg(long, default_value_t = 20_000)]
+        customers: u64,
+        /// Where the data set and outputs go (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Runs a parsed command; returns what to print on success.
@@ -102,6 +111,11 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             let summary = datagen::generate(&options, &out)?;
             println!("generated {} in {}", summary, out.display());
             Ok(())
+        }
+        Command::Bench { customers, dir } => {
+            let tmp = tempfile::tempdir().map_err(|e| Error::Io(e.to_string()))?;
+            let dir = dir.unwrap_or_else(|| tmp.path().join(format!("gen-{customers}")));
+            crate::bench::run_benchmark(customers, &dir).await
         }
     }
 }

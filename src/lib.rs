@@ -5,6 +5,7 @@
 //! ([`kpi`], SQL in `sql/`, UDFs in [`udf`]) -> published tables ([`output`]).
 //! [`run`] drives it; [`datagen`] makes synthetic inputs; [`cli`] is the command line.
 
+pub mod bench;
 pub mod calendar;
 pub mod catalog;
 pub mod cli;
