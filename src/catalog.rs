@@ -153,23 +153,20 @@ async fn register_input(
         table: table.clone(),
         message: e.to_string(),
     };
+    let missing = |message: String| InputError::Missing {
+        table: table.clone(),
+        location: location.into(),
+        message,
+    };
     let url =
-        ListingTableUrl::parse(normalise_location(location)).map_err(|e| InputError::Missing {
-            table: table.clone(),
-            location: location.into(),
-            message: e.to_string(),
-        })?;
+        ListingTableUrl::parse(normalise_location(location)).map_err(|e| missing(e.to_string()))?;
     if url.scheme() == "file" {
         let exists = url::Url::parse(url.as_str())
             .ok()
             .and_then(|u| u.to_file_path().ok())
             .is_some_and(|p| p.exists());
         if !exists {
-            return Err(InputError::Missing {
-                table,
-                location: location.into(),
-                message: "no such file or directory".into(),
-            });
+            return Err(missing("no such file or directory".into()));
         }
     }
     let state = ctx.state();
@@ -180,18 +177,10 @@ async fn register_input(
     let mut files: Vec<ObjectMeta> = url
         .list_all_files(&state, store.as_ref(), ".parquet")
         .await
-        .map_err(|e| InputError::Missing {
-            table: table.clone(),
-            location: location.into(),
-            message: e.to_string(),
-        })?
+        .map_err(|e| missing(e.to_string()))?
         .try_collect()
         .await
-        .map_err(|e| InputError::Missing {
-            table: table.clone(),
-            location: location.into(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| missing(e.to_string()))?;
     if files.is_empty() {
         return Err(InputError::NoFiles {
             table,

@@ -235,10 +235,29 @@ impl JobConfig {
         if let Some(from) = &self.run.from {
             parse_month(from)?;
         }
+        self.csi_scale()?;
         if self.output.path.trim().is_empty() {
             return Err(ConfigError::Invalid("output.path is empty".into()));
         }
         Ok(())
+    }
+
+    /// `csi.scale` (default 1-10): the range a csi survey score must lie in.
+    pub fn csi_scale(&self) -> Result<(f64, f64), ConfigError> {
+        let Some(scale) = self.csi.as_ref().and_then(|c| c.get("scale")) else {
+            return Ok((1.0, 10.0));
+        };
+        let bounds: Option<Vec<f64>> = scale.as_array().map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+                .collect()
+        });
+        match bounds.as_deref() {
+            Some([min, max]) if min < max => Ok((*min, *max)),
+            _ => Err(ConfigError::Invalid(format!(
+                "csi.scale must be [min, max] with min < max, got {scale}"
+            ))),
+        }
     }
 
     /// The first reported month, if the job sets one.
@@ -309,6 +328,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("max_reject_ration"), "{err}");
+    }
+
+    #[test]
+    fn csi_scale_is_checked() {
+        let base = "[input]\ncustomers='c'\norders='o'\ntickets='t'\n[output]\npath='out'\n";
+        let c = JobConfig::parse(&format!("{base}[csi]\nscale = [0, 5]\n")).unwrap();
+        assert_eq!(c.csi_scale().unwrap(), (0.0, 5.0));
+        assert!(JobConfig::parse(&format!("{base}[csi]\nscale = [5, 1]\n")).is_err());
+        let c = JobConfig::parse(base).unwrap();
+        assert_eq!(c.csi_scale().unwrap(), (1.0, 10.0));
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub fn resolve_as_of(job: &JobConfig, options: &RunOptions) -> NaiveDate {
 /// Parameters of the bundled SQL for a run window.
 pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
     let as_of = window.as_of;
+    // Checked when the job file was parsed.
+    let (csi_min, csi_max) = job.csi_scale().unwrap_or((1.0, 10.0));
     let next_month = calendar::from_month_index(calendar::month_index(as_of) + 1);
     SqlParams::default()
         .date("as_of", as_of)
@@ -76,8 +78,8 @@ pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
         .integer("grace_days", job.renewal.grace_days as i64)
         // window [period_end - 7, period_end + grace] spans grace + 8 days
         .integer("renewal_bin_days", job.renewal.grace_days as i64 + 8)
-        .number("csi_scale_min", 1.0)
-        .number("csi_scale_max", 10.0)
+        .number("csi_scale_min", csi_min)
+        .number("csi_scale_max", csi_max)
         .ident("segment_by", &job.run.segment_by)
 }
 

@@ -420,3 +420,57 @@ async fn reject_ratio_over_the_limit_fails_and_writes_nothing() {
     assert_eq!(err.exit_code(), cskpi::error::exit_code::TOO_MANY_REJECTS);
     assert_outputs_intact(&f, &manifest);
 }
+
+/// A directory input with hive `key=value/` folders: every file is read, and
+/// the folder key is a column, usable as the segment dimension.
+#[tokio::test]
+async fn directory_input_with_hive_folders() {
+    let mut f = Fixture::new();
+    let customers = f.input_dir().join("customers");
+    for (region, ids) in [("eu", ["E1", "E2"]), ("us", ["U1", "U2"])] {
+        let dir = customers.join(format!("region={region}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        super::fixture::write_parquet(
+            &dir.join("part-0.parquet"),
+            vec![
+                ("customer_id", strs(ids.iter().map(|i| Some(*i)))),
+                (
+                    "signup_date",
+                    dates([Some("2025-01-01"), Some("2025-01-01")].into_iter()),
+                ),
+            ],
+        );
+    }
+    f.orders(&[
+        sub("O1", "E1", "2025-01-01", "2025-02-01", 10.0),
+        sub("O2", "U1", "2025-01-01", "2025-02-01", 20.0),
+        sub("O3", "U2", "2025-01-01", "2025-02-01", 30.0),
+    ]);
+    f.no_tickets();
+    let text = f.job_text().replace(
+        &format!("{}", f.input_dir().join("customers.parquet").display()),
+        &format!("{}/", customers.display()),
+    );
+    f.job_extra = "[run]\nsegment_by = 'region'\n".into();
+    let job = cskpi::config::JobConfig::parse(&format!("{text}{}", f.job_extra)).unwrap();
+    cskpi::run::run_job(
+        &job,
+        &cskpi::run::RunOptions {
+            as_of: Some(super::fixture::date("2025-01-31")),
+            progress: false,
+        },
+    )
+    .await
+    .unwrap();
+    let rows = f
+        .rows("SELECT segment, round(mrr, 2), paying_customers FROM mrr_monthly ORDER BY segment")
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec!["all".to_string(), "60.0".into(), "3".into()],
+            vec!["eu".to_string(), "10.0".into(), "1".into()],
+            vec!["us".to_string(), "50.0".into(), "2".into()],
+        ]
+    );
+}
