@@ -16,6 +16,33 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
+/// Generates a synthetic data set (0.2% bad rows) with its job.toml into `dir`.
+pub fn generate_dataset(
+    dir: &Path,
+    customers: u64,
+    seed: u64,
+    start: &str,
+    end: &str,
+) -> JobConfig {
+    cskpi::datagen::generate(
+        &cskpi::datagen::GenOptions {
+            customers,
+            seed,
+            start: date(start),
+            end: date(end),
+            bad_row_rate: 0.002,
+        },
+        dir,
+    )
+    .unwrap();
+    JobConfig::load(&dir.join("job.toml")).unwrap()
+}
+
+/// The input table names, in registration order.
+pub fn input_names() -> impl Iterator<Item = &'static str> {
+    cskpi::inputs::ALL.into_iter().map(|t| t.name)
+}
+
 pub fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
 }

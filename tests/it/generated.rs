@@ -3,24 +3,16 @@
 use std::path::Path;
 
 use cskpi::config::JobConfig;
-use cskpi::datagen::{GenOptions, generate};
 use cskpi::run::{RunOptions, run_job};
 
-use super::fixture::{date, query_outputs};
+use super::fixture::{generate_dataset, input_names, query_outputs};
 
-fn options(customers: u64, seed: u64) -> GenOptions {
-    GenOptions {
-        customers,
-        seed,
-        start: date("2024-01-01"),
-        end: date("2025-06-30"),
-        bad_row_rate: 0.002,
-    }
+fn dataset(dir: &Path, customers: u64, seed: u64) -> JobConfig {
+    generate_dataset(dir, customers, seed, "2024-01-01", "2025-06-30")
 }
 
 async fn generate_and_run(dir: &Path, customers: u64) {
-    generate(&options(customers, 7), dir).unwrap();
-    let job = JobConfig::load(&dir.join("job.toml")).unwrap();
+    let job = dataset(dir, customers, 7);
     run_job(&job, &RunOptions::default()).await.unwrap();
 }
 
@@ -106,17 +98,10 @@ fn same_seed_same_files_other_seed_other_files() {
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    generate(&options(50, 1), a.path()).unwrap();
-    generate(&options(50, 1), b.path()).unwrap();
-    generate(&options(50, 2), c.path()).unwrap();
-    for t in [
-        "customers",
-        "orders",
-        "tickets",
-        "surveys",
-        "usage",
-        "costs",
-    ] {
+    dataset(a.path(), 50, 1);
+    dataset(b.path(), 50, 1);
+    dataset(c.path(), 50, 2);
+    for t in input_names() {
         let file = format!("{t}.parquet");
         let (x, y) = (
             std::fs::read(a.path().join(&file)).unwrap(),
@@ -134,14 +119,7 @@ fn same_seed_same_files_other_seed_other_files() {
 fn committed_sample_is_small_and_complete() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples");
     let mut total = 0;
-    for t in [
-        "customers",
-        "orders",
-        "tickets",
-        "surveys",
-        "usage",
-        "costs",
-    ] {
+    for t in input_names() {
         let meta = std::fs::metadata(dir.join(format!("{t}.parquet"))).unwrap();
         total += meta.len();
     }

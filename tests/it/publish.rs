@@ -5,10 +5,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cskpi::config::JobConfig;
-use cskpi::datagen::{GenOptions, generate};
 use cskpi::run::{RunOptions, run_job};
 
-use super::fixture::{date, query_outputs};
+use super::fixture::{generate_dataset, query_outputs};
 
 const TABLES: [&str; 4] = [
     "retention_monthly",
@@ -25,18 +24,7 @@ fn table_bytes(out: &Path) -> Vec<Vec<u8>> {
 }
 
 fn generated(dir: &Path, customers: u64) -> JobConfig {
-    generate(
-        &GenOptions {
-            customers,
-            seed: 3,
-            start: date("2023-01-01"),
-            end: date("2025-12-31"),
-            bad_row_rate: 0.002,
-        },
-        dir,
-    )
-    .unwrap();
-    JobConfig::load(&dir.join("job.toml")).unwrap()
+    generate_dataset(dir, customers, 3, "2023-01-01", "2025-12-31")
 }
 
 #[tokio::test]

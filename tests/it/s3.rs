@@ -13,9 +13,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use cskpi::datagen::{GenOptions, generate};
-
-use super::fixture::{date, query_outputs};
+use super::fixture::{generate_dataset, input_names, query_outputs};
 
 struct Moto {
     child: Child,
@@ -118,17 +116,7 @@ async fn s3_inputs_and_outputs_match_a_local_run() {
     let moto = start_moto();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    generate(
-        &GenOptions {
-            customers: 120,
-            seed: 11,
-            start: date("2024-06-01"),
-            end: date("2025-05-31"),
-            bad_row_rate: 0.002,
-        },
-        &data,
-    )
-    .unwrap();
+    generate_dataset(&data, 120, 11, "2024-06-01", "2025-05-31");
     create_bucket(&moto.endpoint, "cs-data");
     upload_dir(&moto.endpoint, "cs-data", "exports", &data).await;
 
@@ -141,16 +129,7 @@ async fn s3_inputs_and_outputs_match_a_local_run() {
     );
 
     let s3_job = dir.path().join("s3-job.toml");
-    let tables = [
-        "customers",
-        "orders",
-        "tickets",
-        "surveys",
-        "usage",
-        "costs",
-    ];
-    let inputs: String = tables
-        .iter()
+    let inputs: String = input_names()
         .map(|t| format!("{t} = \"s3://cs-data/exports/{t}/\"\n"))
         .collect();
     std::fs::write(
