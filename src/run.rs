@@ -113,7 +113,7 @@ pub async fn register_views(
     validate::register_clean_views(ctx).await?;
     let window = window(ctx, job, as_of).await?;
     register_months(ctx, &window)?;
-    kpi::register_views(ctx, &sql_params(job, &window)).await?;
+    kpi::register_views(ctx, &sql_params(job, &window), materialize_in).await?;
     Ok(window)
 }
 

@@ -6,10 +6,13 @@
 //! pushdown into the Parquet scans).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use chrono::NaiveDate;
+use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::error::DataFusionError;
-use datafusion::prelude::SessionContext;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion::sql::parser::DFParser;
 
 /// A bundled SQL file: its name (as in `sql/<name>.sql`) and text.
@@ -104,11 +107,23 @@ impl SqlParams {
     }
 }
 
-/// Renders a script and runs each of its statements in order.
+/// Views a run computes once and reads back from Parquet, because several
+/// later views (or output tables) read them.
+#[derive(Debug, Clone, Copy)]
+pub struct Materialize<'a> {
+    pub views: &'a [&'a str],
+    pub dir: &'a Path,
+}
+
+/// Renders a script and runs each of its statements in order. A view named
+/// in `materialize` is written to Parquet right after it is created and
+/// replaced by a table over those files, so the statements after it (whose
+/// plans are fixed when they are created) read the stored rows.
 pub async fn run_script(
     ctx: &SessionContext,
     script: &SqlScript,
     params: &SqlParams,
+    materialize: Option<Materialize<'_>>,
 ) -> Result<(), SqlError> {
     let engine = |source| SqlError::Engine {
         script: script.name.into(),
@@ -119,14 +134,43 @@ pub async fn run_script(
     let state = ctx.state();
     for statement in statements {
         let plan = state.statement_to_plan(statement).await.map_err(engine)?;
+        let created = match &plan {
+            LogicalPlan::Ddl(DdlStatement::CreateView(view)) => Some(view.name.table().to_string()),
+            _ => None,
+        };
         ctx.execute_logical_plan(plan)
             .await
             .map_err(engine)?
             .collect()
             .await
             .map_err(engine)?;
+        if let (Some(m), Some(name)) = (materialize, created)
+            && m.views.contains(&name.as_str())
+        {
+            materialize_view(ctx, &name, m.dir).await.map_err(engine)?;
+        }
     }
     Ok(())
+}
+
+/// Writes view `name` to Parquet under `dir/name/` and registers a table of
+/// that name over the files in its place.
+pub async fn materialize_view(
+    ctx: &SessionContext,
+    name: &str,
+    dir: &Path,
+) -> Result<(), DataFusionError> {
+    let target = dir.join(name);
+    std::fs::create_dir_all(&target)?;
+    let target = format!("{}/", target.display());
+    let view = ctx.table(name).await?;
+    // An empty view writes no file: the schema is given, not inferred.
+    let schema = view.schema().as_arrow().clone();
+    view.write_parquet(&target, DataFrameWriteOptions::new(), None)
+        .await?;
+    ctx.deregister_table(name)?;
+    ctx.register_parquet(name, &target, ParquetReadOptions::default().schema(&schema))
+        .await
 }
 
 /// A double-quoted SQL identifier.

@@ -11,9 +11,8 @@ use std::path::Path;
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::error::DataFusionError;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::SessionContext;
 
 use crate::inputs::{self, TableSpec};
 use crate::sql::{self, SqlError, SqlParams, quote_ident, quote_literal};
@@ -54,7 +53,7 @@ pub async fn register_checked_views(
     ctx: &SessionContext,
     params: &SqlParams,
 ) -> Result<(), ValidationError> {
-    sql::run_script(ctx, &sql::VALIDATE, params).await?;
+    sql::run_script(ctx, &sql::VALIDATE, params, None).await?;
     Ok(())
 }
 
@@ -62,28 +61,12 @@ pub async fn register_checked_views(
 /// as a table over those files.
 pub async fn materialize_checked(ctx: &SessionContext, dir: &Path) -> Result<(), ValidationError> {
     for spec in inputs::ALL {
-        let name = format!("{}_checked", spec.name);
-        let engine = |source| ValidationError::Engine {
-            table: spec.name.into(),
-            source,
-        };
-        let target = dir.join(&name);
-        std::fs::create_dir_all(&target).map_err(|e| engine(e.into()))?;
-        let target = format!("{}/", target.display());
-        let view = ctx.table(name.as_str()).await.map_err(engine)?;
-        // An empty input writes no file: the schema is given, not inferred.
-        let schema = view.schema().as_arrow().clone();
-        view.write_parquet(&target, DataFrameWriteOptions::new(), None)
+        sql::materialize_view(ctx, &format!("{}_checked", spec.name), dir)
             .await
-            .map_err(engine)?;
-        ctx.deregister_table(name.as_str()).map_err(engine)?;
-        ctx.register_parquet(
-            name.as_str(),
-            &target,
-            ParquetReadOptions::default().schema(&schema),
-        )
-        .await
-        .map_err(engine)?;
+            .map_err(|source| ValidationError::Engine {
+                table: spec.name.into(),
+                source,
+            })?;
     }
     Ok(())
 }

@@ -5,9 +5,11 @@
 pub mod mrr;
 pub mod retention;
 
+use std::path::Path;
+
 use datafusion::prelude::SessionContext;
 
-use crate::sql::{self, SqlError, SqlParams, SqlScript};
+use crate::sql::{self, Materialize, SqlError, SqlParams, SqlScript};
 
 /// A published table: the view it comes from and the order rows are written
 /// in (stable order keeps repeated runs byte-for-byte comparable).
@@ -22,16 +24,27 @@ pub struct KpiFamily {
     pub name: &'static str,
     pub script: SqlScript,
     pub outputs: &'static [OutputTable],
+    /// Views of the script that a run computes once (several outputs read them).
+    pub materialize: &'static [&'static str],
 }
 
 /// Every family, in dependency order.
 pub const FAMILIES: &[KpiFamily] = &[retention::FAMILY, mrr::FAMILY];
 
-/// The dimension views and every family's views.
-pub async fn register_views(ctx: &SessionContext, params: &SqlParams) -> Result<(), SqlError> {
-    sql::run_script(ctx, &sql::DIMENSIONS, params).await?;
+/// The dimension views and every family's views; with `scratch`, each
+/// family's `materialize` views are computed once and stored there.
+pub async fn register_views(
+    ctx: &SessionContext,
+    params: &SqlParams,
+    scratch: Option<&Path>,
+) -> Result<(), SqlError> {
+    sql::run_script(ctx, &sql::DIMENSIONS, params, None).await?;
     for family in FAMILIES {
-        sql::run_script(ctx, &family.script, params).await?;
+        let materialize = scratch.map(|dir| Materialize {
+            views: family.materialize,
+            dir,
+        });
+        sql::run_script(ctx, &family.script, params, materialize).await?;
     }
     Ok(())
 }

@@ -16,4 +16,6 @@ pub const FAMILY: KpiFamily = KpiFamily {
             order_by: "month, customer_id",
         },
     ],
+    // Read by both mrr_monthly and mrr_movements.
+    materialize: &["customer_mrr_movements"],
 };

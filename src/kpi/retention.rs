@@ -10,4 +10,5 @@ pub const FAMILY: KpiFamily = KpiFamily {
         name: "retention_monthly",
         order_by: "month, segment",
     }],
+    materialize: &[],
 };
