@@ -78,6 +78,7 @@ pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
         .integer("grace_days", job.renewal.grace_days as i64)
         // window [period_end - 7, period_end + grace] spans grace + 8 days
         .integer("renewal_bin_days", job.renewal.grace_days as i64 + 8)
+        .number("csat_positive_min", job.csat.positive_min)
         .number("csi_scale_min", csi_min)
         .number("csi_scale_max", csi_max)
         .ident("segment_by", &job.run.segment_by)

@@ -34,6 +34,14 @@ pub const RETENTION: SqlScript = SqlScript {
     name: "retention",
     text: include_str!("../sql/retention.sql"),
 };
+pub const SUPPORT: SqlScript = SqlScript {
+    name: "support",
+    text: include_str!("../sql/support.sql"),
+};
+pub const SURVEYS: SqlScript = SqlScript {
+    name: "surveys",
+    text: include_str!("../sql/surveys.sql"),
+};
 pub const MRR: SqlScript = SqlScript {
     name: "mrr",
     text: include_str!("../sql/mrr.sql"),

@@ -4,6 +4,8 @@
 
 pub mod mrr;
 pub mod retention;
+pub mod support;
+pub mod surveys;
 
 use std::path::Path;
 
@@ -29,7 +31,12 @@ pub struct KpiFamily {
 }
 
 /// Every family, in dependency order.
-pub const FAMILIES: &[KpiFamily] = &[retention::FAMILY, mrr::FAMILY];
+pub const FAMILIES: &[KpiFamily] = &[
+    retention::FAMILY,
+    mrr::FAMILY,
+    support::FAMILY,
+    surveys::FAMILY,
+];
 
 /// The dimension views and every family's views; with `scratch`, each
 /// family's `materialize` views are computed once and stored there.

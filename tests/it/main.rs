@@ -7,3 +7,4 @@ mod mrr;
 mod publish;
 mod retention;
 mod s3;
+mod support;

@@ -1,0 +1,77 @@
+-- Surveys: NPS and CSAT (spec 4.5), by the month of responded_at.
+
+-- Per customer and month, only the latest nps response (ties: the greatest
+-- response_id).
+CREATE OR REPLACE VIEW nps_responses AS
+WITH ranked AS (
+    SELECT s.response_id, s.customer_id, s.responded_at, s.score,
+           CAST(date_trunc('month', s.responded_at) AS DATE) AS month,
+           ROW_NUMBER() OVER (
+               PARTITION BY s.customer_id, date_trunc('month', s.responded_at)
+               ORDER BY s.responded_at DESC, s.response_id DESC
+           ) AS rank_in_month
+    FROM surveys s
+    WHERE s.survey = 'nps'
+)
+SELECT r.response_id, r.customer_id, r.responded_at, r.month, r.score,
+       COALESCE(cs.segment, 'unknown') AS segment
+FROM ranked r
+LEFT JOIN customer_segments cs ON cs.customer_id = r.customer_id
+WHERE r.rank_in_month = 1;
+
+CREATE OR REPLACE VIEW csat_responses AS
+SELECT s.response_id, s.customer_id, s.responded_at, s.score,
+       CAST(date_trunc('month', s.responded_at) AS DATE) AS month,
+       COALESCE(cs.segment, 'unknown') AS segment,
+       s.score >= ${csat_positive_min} AS positive
+FROM surveys s
+LEFT JOIN customer_segments cs ON cs.customer_id = s.customer_id
+WHERE s.survey = 'csat';
+
+CREATE OR REPLACE VIEW survey_monthly AS
+WITH nps AS (
+    SELECT month, segment,
+           SUM(CASE WHEN score >= 9 THEN 1 ELSE 0 END) AS promoters,
+           SUM(CASE WHEN score >= 7 AND score < 9 THEN 1 ELSE 0 END) AS passives,
+           SUM(CASE WHEN score < 7 THEN 1 ELSE 0 END) AS detractors
+    FROM (
+        SELECT month, segment, score FROM nps_responses
+        UNION ALL
+        SELECT month, 'all', score FROM nps_responses
+    )
+    GROUP BY month, segment
+), csat AS (
+    SELECT month, segment,
+           COUNT(*) AS csat_responses,
+           SUM(CASE WHEN positive THEN 1 ELSE 0 END) AS csat_positive
+    FROM (
+        SELECT month, segment, positive FROM csat_responses
+        UNION ALL
+        SELECT month, 'all', positive FROM csat_responses
+    )
+    GROUP BY month, segment
+), counts AS (
+    SELECT g.month, g.segment,
+           COALESCE(n.promoters + n.passives + n.detractors, 0) AS nps_responses,
+           COALESCE(n.promoters, 0) AS promoters,
+           COALESCE(n.passives, 0) AS passives,
+           COALESCE(n.detractors, 0) AS detractors,
+           COALESCE(c.csat_responses, 0) AS csat_responses,
+           COALESCE(c.csat_positive, 0) AS csat_positive
+    FROM month_segments g
+    LEFT JOIN nps n ON n.month = g.month AND n.segment = g.segment
+    LEFT JOIN csat c ON c.month = g.month AND c.segment = g.segment
+)
+SELECT month, segment, nps_responses, promoters, passives, detractors,
+       CASE WHEN nps_responses > 0
+            THEN 100.0 * (promoters - detractors) / nps_responses END AS nps,
+       -- 95% margin of error in NPS points, p and d the promoter and detractor shares
+       CASE WHEN nps_responses > 0
+            THEN 196.0 * sqrt(
+                (CAST(promoters AS DOUBLE) / nps_responses + CAST(detractors AS DOUBLE) / nps_responses
+                 - power(CAST(promoters - detractors AS DOUBLE) / nps_responses, 2))
+                / nps_responses)
+       END AS nps_moe,
+       csat_responses, csat_positive,
+       CASE WHEN csat_responses > 0 THEN 100.0 * csat_positive / csat_responses END AS csat
+FROM counts;

@@ -1,0 +1,14 @@
+//! First contact resolution and resolution time (spec 4.4): `sql/support.sql`.
+
+use super::{KpiFamily, OutputTable};
+use crate::sql;
+
+pub const FAMILY: KpiFamily = KpiFamily {
+    name: "support",
+    script: sql::SUPPORT,
+    outputs: &[OutputTable {
+        name: "support_monthly",
+        order_by: "month, segment",
+    }],
+    materialize: &[],
+};

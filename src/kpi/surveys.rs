@@ -1,0 +1,14 @@
+//! NPS with its margin of error, and CSAT (spec 4.5): `sql/surveys.sql`.
+
+use super::{KpiFamily, OutputTable};
+use crate::sql;
+
+pub const FAMILY: KpiFamily = KpiFamily {
+    name: "surveys",
+    script: sql::SURVEYS,
+    outputs: &[OutputTable {
+        name: "survey_monthly",
+        order_by: "month, segment",
+    }],
+    materialize: &[],
+};
