@@ -1,6 +1,10 @@
 -- Validation (spec sections 2 and 3): the rows each input shows at as_of,
 -- and why a row is rejected.
 --
+-- Duplicate keys are found by a grouped count joined back (spillable, and
+-- the join's build side holds only the duplicated keys), not by a window
+-- count, which would buffer whole inputs in memory.
+--
 -- Every `<table>_checked` view holds the visible rows of `<table>_typed` with
 -- two more columns: `reject_key` (the key columns joined with '|') and
 -- `reject_reason` (NULL for a clean row). One reason per row, the first that
@@ -25,16 +29,19 @@ WITH visible AS (
            CASE WHEN churn_date <= ${as_of} THEN churn_date END AS churn_date
     FROM customers_typed
     WHERE signup_date IS NULL OR signup_date <= ${as_of}
+), duplicated AS (
+    SELECT customer_id FROM visible GROUP BY customer_id HAVING COUNT(*) > 1
 ), counted AS (
-    SELECT *, COUNT(*) OVER (PARTITION BY customer_id) AS key_copies
-    FROM visible
+    SELECT v.*, d.customer_id IS NOT NULL AS duplicate_key
+    FROM visible v
+    LEFT JOIN duplicated d ON d.customer_id = v.customer_id
 )
-SELECT * EXCLUDE (key_copies),
+SELECT * EXCLUDE (duplicate_key),
        customer_id AS reject_key,
        CASE
            WHEN customer_id IS NULL THEN 'null in required column customer_id'
            WHEN signup_date IS NULL THEN 'null in required column signup_date'
-           WHEN key_copies > 1 THEN 'duplicate key'
+           WHEN duplicate_key THEN 'duplicate key'
            WHEN churn_date < signup_date THEN 'churn_date < signup_date'
        END AS reject_reason
 FROM counted;
@@ -46,11 +53,14 @@ WITH visible AS (
     LEFT JOIN customer_directory d ON o.customer_id = d.customer_id
     WHERE (o.order_date IS NULL OR o.order_date <= ${as_of})
       AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of})
+), duplicated AS (
+    SELECT order_id FROM visible GROUP BY order_id HAVING COUNT(*) > 1
 ), counted AS (
-    SELECT *, COUNT(*) OVER (PARTITION BY order_id) AS key_copies
-    FROM visible
+    SELECT v.*, d.order_id IS NOT NULL AS duplicate_key
+    FROM visible v
+    LEFT JOIN duplicated d ON d.order_id = v.order_id
 )
-SELECT * EXCLUDE (key_copies, customer_known),
+SELECT * EXCLUDE (duplicate_key, customer_known),
        order_id AS reject_key,
        CASE
            WHEN order_id IS NULL THEN 'null in required column order_id'
@@ -58,7 +68,7 @@ SELECT * EXCLUDE (key_copies, customer_known),
            WHEN order_date IS NULL THEN 'null in required column order_date'
            WHEN amount IS NULL THEN 'null in required column amount'
            WHEN kind IS NULL THEN 'null in required column kind'
-           WHEN key_copies > 1 THEN 'duplicate key'
+           WHEN duplicate_key THEN 'duplicate key'
            WHEN kind NOT IN ('subscription', 'addon', 'one_time', 'refund') THEN 'unknown kind'
            WHEN NOT customer_known THEN 'unknown customer_id'
            WHEN kind IN ('subscription', 'addon')
@@ -79,18 +89,21 @@ WITH visible AS (
     LEFT JOIN customer_directory d ON t.customer_id = d.customer_id
     WHERE (t.opened_at IS NULL OR t.opened_at < ${as_of_end})
       AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of})
+), duplicated AS (
+    SELECT ticket_id FROM visible GROUP BY ticket_id HAVING COUNT(*) > 1
 ), counted AS (
-    SELECT *, COUNT(*) OVER (PARTITION BY ticket_id) AS key_copies
-    FROM visible
+    SELECT v.*, d.ticket_id IS NOT NULL AS duplicate_key
+    FROM visible v
+    LEFT JOIN duplicated d ON d.ticket_id = v.ticket_id
 )
-SELECT * EXCLUDE (key_copies, customer_known),
+SELECT * EXCLUDE (duplicate_key, customer_known),
        ticket_id AS reject_key,
        CASE
            WHEN ticket_id IS NULL THEN 'null in required column ticket_id'
            WHEN customer_id IS NULL THEN 'null in required column customer_id'
            WHEN opened_at IS NULL THEN 'null in required column opened_at'
            WHEN contacts IS NULL THEN 'null in required column contacts'
-           WHEN key_copies > 1 THEN 'duplicate key'
+           WHEN duplicate_key THEN 'duplicate key'
            WHEN NOT customer_known THEN 'unknown customer_id'
            WHEN contacts < 1 THEN 'contacts < 1'
            WHEN resolved_at < opened_at THEN 'resolved_at < opened_at'
@@ -104,11 +117,17 @@ WITH visible AS (
     LEFT JOIN customer_directory d ON s.customer_id = d.customer_id
     WHERE (s.responded_at IS NULL OR s.responded_at < ${as_of_end})
       AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of})
-), counted AS (
-    SELECT *, COUNT(*) OVER (PARTITION BY response_id, item) AS key_copies
+), duplicated AS (
+    SELECT response_id, COALESCE(item, '') AS item_key
     FROM visible
+    GROUP BY response_id, COALESCE(item, '')
+    HAVING COUNT(*) > 1
+), counted AS (
+    SELECT v.*, d.response_id IS NOT NULL AS duplicate_key
+    FROM visible v
+    LEFT JOIN duplicated d ON d.response_id = v.response_id AND d.item_key = COALESCE(v.item, '')
 )
-SELECT * EXCLUDE (key_copies, customer_known),
+SELECT * EXCLUDE (duplicate_key, customer_known),
        response_id || '|' || COALESCE(item, '') AS reject_key,
        CASE
            WHEN response_id IS NULL THEN 'null in required column response_id'
@@ -117,7 +136,7 @@ SELECT * EXCLUDE (key_copies, customer_known),
            WHEN survey IS NULL THEN 'null in required column survey'
            WHEN score IS NULL THEN 'null in required column score'
            WHEN survey = 'csi' AND item IS NULL THEN 'null in required column item'
-           WHEN key_copies > 1 THEN 'duplicate key'
+           WHEN duplicate_key THEN 'duplicate key'
            WHEN survey NOT IN ('nps', 'csat', 'csi') THEN 'unknown survey'
            WHEN NOT customer_known THEN 'unknown customer_id'
            WHEN survey = 'nps' AND (score < 0 OR score > 10) THEN 'score out of range'
@@ -135,18 +154,21 @@ WITH visible AS (
     LEFT JOIN customer_directory d ON u.customer_id = d.customer_id
     WHERE (u.day IS NULL OR u.day <= ${as_of})
       AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of})
+), duplicated AS (
+    SELECT customer_id, day FROM visible GROUP BY customer_id, day HAVING COUNT(*) > 1
 ), counted AS (
-    SELECT *, COUNT(*) OVER (PARTITION BY customer_id, day) AS key_copies
-    FROM visible
+    SELECT v.*, d.customer_id IS NOT NULL AS duplicate_key
+    FROM visible v
+    LEFT JOIN duplicated d ON d.customer_id = v.customer_id AND d.day = v.day
 )
-SELECT * EXCLUDE (key_copies, customer_known),
+SELECT * EXCLUDE (duplicate_key, customer_known),
        customer_id || '|' || CAST(day AS VARCHAR) AS reject_key,
        CASE
            WHEN customer_id IS NULL THEN 'null in required column customer_id'
            WHEN day IS NULL THEN 'null in required column day'
            WHEN active_users IS NULL THEN 'null in required column active_users'
            WHEN events IS NULL THEN 'null in required column events'
-           WHEN key_copies > 1 THEN 'duplicate key'
+           WHEN duplicate_key THEN 'duplicate key'
            WHEN NOT customer_known THEN 'unknown customer_id'
            WHEN active_users < 0 OR events < 0 THEN 'negative usage'
        END AS reject_reason

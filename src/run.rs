@@ -236,10 +236,19 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
     }
 
     stages.start("validating inputs");
-    let scratch = tempfile::Builder::new()
-        .prefix("cskpi-work-")
-        .tempdir_in(job.run.work_dir.clone().unwrap_or_else(std::env::temp_dir))
-        .map_err(|e| Error::Io(format!("cannot create work directory: {e}")))?;
+    let work_dir = job.run.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let scratch = std::fs::create_dir_all(&work_dir)
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix("cskpi-work-")
+                .tempdir_in(&work_dir)
+        })
+        .map_err(|e| {
+            Error::Io(format!(
+                "cannot create a work directory in {}: {e}",
+                work_dir.display()
+            ))
+        })?;
     let window = register_views(&ctx, job, as_of, Some(scratch.path())).await?;
     let counts = validate::count_rows(&ctx).await?;
     for c in &counts {

@@ -59,6 +59,13 @@ async fn a_killed_run_leaves_the_previous_outputs_readable() {
     let dir = tempfile::tempdir().unwrap();
     generated(dir.path(), 3000);
     let job = dir.path().join("job.toml");
+    // Killed runs cannot remove their scratch directory: keep it in here.
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("[run]\n", "[run]\nwork_dir = \"scratch\"\n"),
+    )
+    .unwrap();
     let out = dir.path().join("out");
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_cskpi"))
