@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Console scripts of the interpreter pip installs into (pyenv shims appear
+# only after a rehash, so put the real directory on PATH).
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
+
 if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import flask, moto.server' >/dev/null 2>&1; then
   echo "installing moto[server] for the S3 tests" >&2
   python3 -m pip install --quiet 'moto[server]>=5,<6'
