@@ -41,6 +41,11 @@ pub fn session_config() -> SessionConfig {
     // Partition columns stay inside the files too, for readers without hive support.
     options.execution.keep_partition_by_columns = true;
     options.execution.parquet.compression = Some("zstd(3)".into());
+    // A hash join keeps its whole build side in memory and cannot spill, and
+    // with inputs of tens of millions of rows the build side is often the
+    // big one; sort-merge joins sort (and spill) instead, so memory stays
+    // within the pool whatever the input size.
+    options.optimizer.prefer_hash_join = false;
     config
 }
 
