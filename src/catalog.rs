@@ -75,7 +75,6 @@ pub struct RegisteredInput {
     pub table: String,
     pub location: String,
     pub files: Vec<InputFile>,
-    pub schema_columns: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -243,13 +242,10 @@ async fn register_input(
         );
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
-        .with_schema(Arc::new(merged.clone()));
+        .with_schema(Arc::new(merged));
     let listing = ListingTable::try_new(config).map_err(engine)?;
     ctx.register_table(format!("{}_input", spec.name), Arc::new(listing))
         .map_err(engine)?;
-
-    let mut columns: Vec<String> = merged.fields().iter().map(|f| f.name().clone()).collect();
-    columns.extend(partition_cols.iter().cloned());
 
     Ok(RegisteredInput {
         table,
@@ -261,7 +257,6 @@ async fn register_input(
                 size: f.size,
             })
             .collect(),
-        schema_columns: columns,
     })
 }
 
