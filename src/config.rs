@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::feedback::Taxonomy;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read job file {path}: {source}")]
@@ -41,7 +43,7 @@ pub struct JobConfig {
     #[serde(default)]
     pub csi: Option<toml::Table>,
     #[serde(default)]
-    pub feedback: Option<toml::Table>,
+    pub feedback: FeedbackConfig,
 }
 
 /// Locations of the input tables: a file, a directory or an `s3://` URL.
@@ -193,6 +195,14 @@ fn default_yellow_min() -> f64 {
     40.0
 }
 
+/// `[feedback]`: the theme taxonomy of comments (spec 4.6).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackConfig {
+    /// theme -> keywords; the built-in taxonomy when absent.
+    pub themes: Option<BTreeMap<String, Vec<String>>>,
+}
+
 impl JobConfig {
     /// Reads a job file; relative local paths in it are resolved against the
     /// job file's directory, so a job runs the same from any working directory.
@@ -236,6 +246,7 @@ impl JobConfig {
             parse_month(from)?;
         }
         self.csi_scale()?;
+        self.feedback_taxonomy()?;
         if self.output.path.trim().is_empty() {
             return Err(ConfigError::Invalid("output.path is empty".into()));
         }
@@ -258,6 +269,12 @@ impl JobConfig {
                 "csi.scale must be [min, max] with min < max, got {scale}"
             ))),
         }
+    }
+
+    /// The theme taxonomy comments are read with.
+    pub fn feedback_taxonomy(&self) -> Result<Taxonomy, ConfigError> {
+        Taxonomy::from_config(self.feedback.themes.as_ref())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
     /// The first reported month, if the job sets one.
@@ -338,6 +355,27 @@ mod tests {
         assert!(JobConfig::parse(&format!("{base}[csi]\nscale = [5, 1]\n")).is_err());
         let c = JobConfig::parse(base).unwrap();
         assert_eq!(c.csi_scale().unwrap(), (1.0, 10.0));
+    }
+
+    #[test]
+    fn feedback_themes_are_checked() {
+        let base = "[input]\ncustomers='c'\norders='o'\ntickets='t'\n[output]\npath='out'\n";
+        let c = JobConfig::parse(&format!(
+            "{base}[feedback.themes]\npricing = ['price', 'giá']\n"
+        ))
+        .unwrap();
+        let names: Vec<_> = c
+            .feedback_taxonomy()
+            .unwrap()
+            .theme_names()
+            .map(String::from)
+            .collect();
+        assert_eq!(names, ["pricing"]);
+        let err =
+            JobConfig::parse(&format!("{base}[feedback.themes]\npricing = []\n")).unwrap_err();
+        assert!(err.to_string().contains("pricing"), "{err}");
+        let c = JobConfig::parse(base).unwrap();
+        assert!(c.feedback_taxonomy().unwrap().theme_names().count() > 5);
     }
 
     #[test]

@@ -517,7 +517,9 @@ impl Generator<'_> {
                     response_seq += 1;
                     let score = (10.0 * happiness + rng.random_range(-2.0..2.0))
                         .round()
-                        .clamp(0.0, 10.0);
+                        .clamp(0.0, 10.0)
+                        // rounding -0.4 gives -0.0, which readers print as "-0"
+                        + 0.0;
                     let comment = rng.random_bool(0.4).then(|| {
                         let pool = if score >= 9.0 {
                             COMMENTS_POSITIVE

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod datagen;
 pub mod error;
+pub mod feedback;
 pub mod inputs;
 pub mod kpi;
 pub mod output;

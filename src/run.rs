@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{NaiveDate, Utc};
-use datafusion::arrow::array::{Array, AsArray, Date32Array, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, Date32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
@@ -16,6 +16,7 @@ use crate::calendar::{self, RunWindow};
 use crate::catalog::{self, RegisteredInput};
 use crate::config::JobConfig;
 use crate::error::Error;
+use crate::feedback::Taxonomy;
 use crate::kpi;
 use crate::output::Staging;
 use crate::session;
@@ -91,6 +92,17 @@ pub async fn open_inputs(job: &JobConfig) -> Result<(SessionContext, Vec<Registe
     Ok((ctx, registered))
 }
 
+/// A session over a job's inputs with every view registered and nothing
+/// materialised: what ad hoc SQL queries.
+pub async fn open_views(
+    job: &JobConfig,
+    as_of: NaiveDate,
+) -> Result<(SessionContext, RunWindow), Error> {
+    let (ctx, _) = open_inputs(job).await?;
+    let window = register_views(&ctx, job, as_of, None).await?;
+    Ok((ctx, window))
+}
+
 /// Registers everything between the typed inputs and the KPI views: the
 /// checked views, their clean views and `rejects`, `kpi_months` and every
 /// KPI family's views. With `materialize_in`, the checked rows are written
@@ -114,6 +126,7 @@ pub async fn register_views(
     validate::register_clean_views(ctx).await?;
     let window = window(ctx, job, as_of).await?;
     register_months(ctx, &window)?;
+    register_taxonomy(ctx, &job.feedback_taxonomy()?)?;
     kpi::register_views(ctx, &sql_params(job, &window), materialize_in).await?;
     Ok(window)
 }
@@ -163,6 +176,28 @@ pub fn register_months(ctx: &SessionContext, window: &RunWindow) -> Result<(), E
     let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(months)])?;
     ctx.register_table(
         "kpi_months",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
+    Ok(())
+}
+
+/// Registers `feedback_taxonomy`, one row per theme and keyword, the
+/// taxonomy `comment_themes()` matches with.
+pub fn register_taxonomy(ctx: &SessionContext, taxonomy: &Taxonomy) -> Result<(), Error> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("theme", DataType::Utf8, false),
+        Field::new("keyword", DataType::Utf8, false),
+    ]));
+    let (themes, keywords): (Vec<&str>, Vec<&str>) = taxonomy.keywords().unzip();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(themes)),
+            Arc::new(StringArray::from(keywords)),
+        ],
+    )?;
+    ctx.register_table(
+        "feedback_taxonomy",
         Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
     )?;
     Ok(())

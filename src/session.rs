@@ -28,6 +28,8 @@ pub enum SessionError {
     },
     #[error("cannot start the query engine: {0}")]
     Engine(#[from] datafusion::error::DataFusionError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Default share of the machine's memory the engine may use before spilling.
@@ -86,7 +88,7 @@ pub fn build(job: &JobConfig) -> Result<SessionContext, SessionError> {
             register_s3_bucket(&ctx, location, job.s3.as_ref())?;
         }
     }
-    crate::udf::register_all(&ctx);
+    crate::udf::register_all(&ctx, Arc::new(job.feedback_taxonomy()?));
     Ok(ctx)
 }
 

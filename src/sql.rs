@@ -46,6 +46,14 @@ pub const MRR: SqlScript = SqlScript {
     name: "mrr",
     text: include_str!("../sql/mrr.sql"),
 };
+pub const FEEDBACK: SqlScript = SqlScript {
+    name: "feedback",
+    text: include_str!("../sql/feedback.sql"),
+};
+pub const SUMMARY: SqlScript = SqlScript {
+    name: "summary",
+    text: include_str!("../sql/summary.sql"),
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {

@@ -27,7 +27,10 @@ impl CskpiDb {
             cskpi::session::session_config(),
             cskpi::session::runtime(None).unwrap(),
         );
-        cskpi::udf::register_all(&ctx);
+        cskpi::udf::register_all(
+            &ctx,
+            std::sync::Arc::new(cskpi::feedback::Taxonomy::built_in()),
+        );
         Self { ctx }
     }
 

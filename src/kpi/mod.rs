@@ -2,8 +2,10 @@
 //! and the output tables it publishes; adding a family means adding a module
 //! here and its script, nothing else.
 
+pub mod feedback;
 pub mod mrr;
 pub mod retention;
+pub mod summary;
 pub mod support;
 pub mod surveys;
 
@@ -36,6 +38,8 @@ pub const FAMILIES: &[KpiFamily] = &[
     mrr::FAMILY,
     support::FAMILY,
     surveys::FAMILY,
+    feedback::FAMILY,
+    summary::FAMILY,
 ];
 
 /// The dimension views and every family's views; with `scratch`, each

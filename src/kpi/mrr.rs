@@ -16,6 +16,7 @@ pub const FAMILY: KpiFamily = KpiFamily {
             order_by: "month, customer_id",
         },
     ],
-    // Read by both mrr_monthly and mrr_movements.
-    materialize: &["customer_mrr_movements"],
+    // customer_mrr_movements feeds both outputs; mrr_monthly is read again
+    // by kpi_summary.
+    materialize: &["customer_mrr_movements", "mrr_monthly"],
 };

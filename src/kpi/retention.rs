@@ -10,5 +10,6 @@ pub const FAMILY: KpiFamily = KpiFamily {
         name: "retention_monthly",
         order_by: "month, segment",
     }],
-    materialize: &[],
+    // Published and read again by kpi_summary.
+    materialize: &["retention_monthly"],
 };

@@ -10,5 +10,6 @@ pub const FAMILY: KpiFamily = KpiFamily {
         name: "survey_monthly",
         order_by: "month, segment",
     }],
-    materialize: &[],
+    // Published and read again by kpi_summary.
+    materialize: &["survey_monthly"],
 };

@@ -1,25 +1,47 @@
 //! Every Rust UDF and UDAF of cskpi, registered in one place so that the
 //! run, the SQL shell and a distributed engine see the same functions.
 
+mod feedback;
 mod mrr_snapshot_months;
+mod survey_scores;
 mod to_json;
 
-use datafusion::logical_expr::ScalarUDF;
+use std::sync::Arc;
+
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
+use crate::feedback::Taxonomy;
+
+pub use feedback::{CommentSentiment, CommentThemes};
 pub use mrr_snapshot_months::MrrSnapshotMonths;
+pub use survey_scores::{DEFAULT_CSAT_POSITIVE_MIN, ScoreAggregate, ScoreKpi};
 pub use to_json::ToJson;
 
 /// The scalar UDFs, by value, for registries other than a SessionContext.
-pub fn scalar_udfs() -> Vec<ScalarUDF> {
+/// `comment_themes` uses `taxonomy`.
+pub fn scalar_udfs(taxonomy: Arc<Taxonomy>) -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::new_from_impl(MrrSnapshotMonths::new()),
         ScalarUDF::new_from_impl(ToJson::new()),
+        ScalarUDF::new_from_impl(CommentThemes::new(taxonomy)),
+        ScalarUDF::new_from_impl(CommentSentiment::new()),
     ]
 }
 
-pub fn register_all(ctx: &SessionContext) {
-    for udf in scalar_udfs() {
+/// The aggregate UDFs: `nps`, `nps_moe` and `csat`.
+pub fn aggregate_udfs() -> Vec<AggregateUDF> {
+    [ScoreKpi::Nps, ScoreKpi::NpsMoe, ScoreKpi::Csat]
+        .into_iter()
+        .map(|kpi| AggregateUDF::new_from_impl(ScoreAggregate::new(kpi)))
+        .collect()
+}
+
+pub fn register_all(ctx: &SessionContext, taxonomy: Arc<Taxonomy>) {
+    for udf in scalar_udfs(taxonomy) {
         ctx.register_udf(udf);
+    }
+    for udaf in aggregate_udfs() {
+        ctx.register_udaf(udaf);
     }
 }

@@ -126,3 +126,104 @@ fn committed_sample_is_small_and_complete() {
     assert!(total < 5 * 1024 * 1024, "data-samples is {total} bytes");
     assert!(JobConfig::load(&dir.join("job.toml")).is_ok());
 }
+
+/// `nps`, `nps_moe` and `csat` over the views' responses give the numbers
+/// of survey_monthly, for every month and segment of a generated data set.
+#[tokio::test]
+async fn survey_udafs_agree_with_survey_monthly() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dataset(dir.path(), 300, 11);
+    let as_of = super::fixture::date("2025-06-30");
+    let (ctx, _) = cskpi::run::open_views(&job, as_of).await.unwrap();
+    let sql = "
+        WITH nps_all AS (
+            SELECT month, segment, score FROM nps_responses
+            UNION ALL SELECT month, 'all', score FROM nps_responses
+        ), csat_all AS (
+            SELECT month, segment, score FROM csat_responses
+            UNION ALL SELECT month, 'all', score FROM csat_responses
+        ), n AS (
+            SELECT month, segment, nps(score) AS nps, nps_moe(score) AS moe
+            FROM nps_all GROUP BY month, segment
+        ), c AS (
+            SELECT month, segment, csat(score) AS csat, csat(score, 5) AS csat5,
+                   100.0 * AVG(CASE WHEN score >= 5 THEN 1.0 ELSE 0.0 END) AS csat5_by_hand
+            FROM csat_all GROUP BY month, segment
+        )
+        SELECT s.month, s.segment, s.nps, n.nps, s.nps_moe, n.moe, s.csat, c.csat,
+               c.csat5_by_hand, c.csat5
+        FROM survey_monthly s
+        LEFT JOIN n ON n.month = s.month AND n.segment = s.segment
+        LEFT JOIN c ON c.month = s.month AND c.segment = s.segment
+        ORDER BY 1, 2";
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let rows = super::fixture::batches_to_rows(&batches);
+    let mut compared = 0;
+    for r in &rows {
+        for pair in r[2..].chunks(2) {
+            match (pair[0].as_str(), pair[1].as_str()) {
+                ("NULL", "NULL") => {}
+                (a, b) => {
+                    let (a, b): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
+                    assert!((a - b).abs() < 1e-9, "{r:?}");
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared > 100, "only {compared} values compared");
+}
+
+/// kpi_summary is every numeric column of the monthly tables, value for
+/// value, worked out here from the tables' own schemas.
+#[tokio::test]
+async fn kpi_summary_holds_every_monthly_number() {
+    let dir = tempfile::tempdir().unwrap();
+    generate_and_run(dir.path(), 150).await;
+    let out = dir.path().join("out");
+    let ctx = datafusion::prelude::SessionContext::new();
+    let mut expected_rows = 0;
+    let tables = [
+        "retention_monthly",
+        "mrr_monthly",
+        "support_monthly",
+        "survey_monthly",
+    ];
+    for table in tables.iter().chain(["kpi_summary"].iter()) {
+        ctx.register_parquet(
+            *table,
+            &format!("{}/", out.join(table).display()),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    for table in tables {
+        let df = ctx.table(table).await.unwrap();
+        let rows = df.clone().count().await.unwrap();
+        let numeric: Vec<String> = df
+            .schema()
+            .fields()
+            .iter()
+            .filter(|f| f.data_type().is_numeric())
+            .map(|f| f.name().clone())
+            .collect();
+        assert!(numeric.len() >= 5, "{table}: {numeric:?}");
+        for column in &numeric {
+            let sql = format!(
+                "SELECT COUNT(*) FROM {table} t JOIN kpi_summary k \
+                   ON k.month = t.month AND k.segment = t.segment AND k.kpi = '{column}' \
+                 WHERE k.value IS NOT DISTINCT FROM CAST(t.{column} AS DOUBLE)"
+            );
+            let matched = super::fixture::batches_to_rows(
+                &ctx.sql(&sql).await.unwrap().collect().await.unwrap(),
+            );
+            assert_eq!(matched[0][0], rows.to_string(), "{table}.{column}");
+            expected_rows += rows;
+        }
+    }
+    let total = query_outputs(&out, "SELECT COUNT(*), COUNT(value) FROM kpi_summary").await;
+    assert_eq!(total[0][0], expected_rows.to_string());
+    // Nulls are kept (e.g. NPS of a month without answers).
+    assert_ne!(total[0][0], total[0][1]);
+}

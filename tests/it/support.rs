@@ -18,6 +18,9 @@
 //! nps 0, moe 0. a: two promoters, nps 100, moe = 196 * sqrt((1 - 1) / 2) = 0.
 //! CSAT: 50 responses, 20 fives, 15 fours, 10 threes, 5 ones: 35 of 50 >= 4
 //! -> 70; with positive_min = 5, 20 of 50 -> 40.
+//! February, all detractors: S1 answers 0, S3 answers 6. a and b: one
+//! detractor each, nps -100; all: 2 detractors, nps -100; moe
+//! = 196 * sqrt((0 + 1 - (-1)^2) / n) = 0 everywhere; no CSAT -> null.
 
 use super::fixture::{Fixture, TicketRow, floats, strs, timestamps};
 
@@ -88,6 +91,8 @@ fn fixture() -> Fixture {
         ("R3".into(), "S2", "2025-03-15 12:00", "nps", 6.0),
         ("R4".into(), "S2", "2025-03-15 12:00", "nps", 9.0),
         ("R5".into(), "S3", "2025-03-16 12:00", "nps", 8.0),
+        ("R6".into(), "S1", "2025-02-10 10:00", "nps", 0.0),
+        ("R7".into(), "S3", "2025-02-11 10:00", "nps", 6.0),
     ];
     for i in 0..50 {
         let score = match i {
@@ -171,4 +176,27 @@ async fn nps_latest_response_and_margin_csat_threshold_by_hand() {
         .rows("SELECT round(csat, 4) FROM survey_monthly WHERE segment = 'all'")
         .await;
     assert_eq!(all, vec![vec!["40.0".to_string()]]);
+}
+
+#[tokio::test]
+async fn all_detractors_month_by_hand() {
+    let mut f = fixture();
+    f.job_extra = "[run]\nfrom = '2025-02'\n".into();
+    f.run("2025-03-31").await.unwrap();
+    let rows = f
+        .rows(
+            "SELECT segment, nps_responses, promoters, passives, detractors, nps, nps_moe, \
+             csat_responses, csat FROM survey_monthly WHERE month = DATE '2025-02-01' \
+             ORDER BY segment",
+        )
+        .await;
+    let expected = [
+        ["a", "1", "0", "0", "1", "-100.0", "0.0", "0", "NULL"],
+        ["all", "2", "0", "0", "2", "-100.0", "0.0", "0", "NULL"],
+        ["b", "1", "0", "0", "1", "-100.0", "0.0", "0", "NULL"],
+    ];
+    assert_eq!(
+        rows,
+        expected.map(|r| r.map(String::from).to_vec()).to_vec()
+    );
 }

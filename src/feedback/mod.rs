@@ -1,0 +1,129 @@
+//! Reading free-text survey comments (spec 4.6): the themes a comment
+//! mentions and its sentiment. Both work on the same word sequence: the
+//! text is NFC-normalised and lowercased, then split into words at Unicode
+//! (UAX #29) word boundaries, so a keyword matches whole words only (`lag`
+//! is not in `flagship`) and a multi-word keyword (`hỗ trợ`, `easy to use`)
+//! matches the same words in a row.
+
+mod sentiment;
+mod themes;
+
+pub use sentiment::sentiment;
+pub use themes::{Taxonomy, TaxonomyError};
+
+use std::collections::HashMap;
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_segmentation::UnicodeSegmentation;
+
+/// A word of a comment and the clause it belongs to; punctuation such as
+/// `,` or `.` starts a new clause, which bounds phrases and negation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Word {
+    text: String,
+    clause: usize,
+}
+
+/// NFC, lowercase, and typographic apostrophes as `'` so that "don’t" and
+/// "don't" are the same word.
+fn normalize(text: &str) -> String {
+    text.nfc()
+        .collect::<String>()
+        .to_lowercase()
+        .replace(['\u{2019}', '\u{2018}', '\u{02bc}'], "'")
+}
+
+fn words(text: &str) -> Vec<Word> {
+    let normalized = normalize(text);
+    let mut clause = 0;
+    let mut out = Vec::new();
+    for piece in normalized.split_word_bounds() {
+        if piece.chars().any(char::is_alphanumeric) {
+            out.push(Word {
+                text: piece.to_string(),
+                clause,
+            });
+        } else if piece.chars().any(is_clause_break) {
+            clause += 1;
+        }
+    }
+    out
+}
+
+fn is_clause_break(c: char) -> bool {
+    matches!(
+        c,
+        '.' | ',' | ';' | ':' | '!' | '?' | '…' | '(' | ')' | '"' | '“' | '”' | '\n'
+    )
+}
+
+/// The words of a keyword or phrase, or None when it has none.
+fn phrase_words(phrase: &str) -> Option<Vec<String>> {
+    let w: Vec<String> = words(phrase).into_iter().map(|w| w.text).collect();
+    (!w.is_empty()).then_some(w)
+}
+
+/// Phrases indexed by their first word, each with a payload; finds the
+/// longest phrase that starts at a given word.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct PhraseIndex<T> {
+    by_first_word: HashMap<String, Vec<(Vec<String>, T)>>,
+}
+
+impl<T: Clone> PhraseIndex<T> {
+    fn insert(&mut self, phrase: Vec<String>, payload: T) {
+        let entries = self.by_first_word.entry(phrase[0].clone()).or_default();
+        entries.push((phrase, payload));
+        // Longest first, so the first hit at a position is the longest match.
+        entries.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    }
+
+    /// Every phrase that matches at `at` (whole words, within one clause).
+    fn matches_at<'a>(
+        &'a self,
+        words: &'a [Word],
+        at: usize,
+    ) -> impl Iterator<Item = (usize, &'a T)> + 'a {
+        let clause = words[at].clause;
+        self.by_first_word
+            .get(&words[at].text)
+            .into_iter()
+            .flatten()
+            .filter(move |(phrase, _)| {
+                let end = at + phrase.len();
+                end <= words.len()
+                    && words[at..end]
+                        .iter()
+                        .zip(phrase)
+                        .all(|(w, p)| w.clause == clause && &w.text == p)
+            })
+            .map(|(phrase, payload)| (phrase.len(), payload))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(s: &str) -> Vec<String> {
+        words(s).into_iter().map(|w| w.text).collect()
+    }
+
+    #[test]
+    fn words_are_nfc_lowercase_and_split_at_word_boundaries() {
+        assert_eq!(
+            texts("Great APP, don’t lag!"),
+            ["great", "app", "don't", "lag"]
+        );
+        let nfd = "Hỗ trợ".nfd().collect::<String>();
+        assert_ne!(nfd, "Hỗ trợ");
+        assert_eq!(texts(&nfd), ["hỗ", "trợ"]);
+    }
+
+    #[test]
+    fn punctuation_starts_a_new_clause() {
+        let w = words("not bad. good");
+        assert_eq!(w[1].clause, 0);
+        assert_eq!(w[2].clause, 1);
+    }
+}

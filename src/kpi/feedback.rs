@@ -1,0 +1,21 @@
+//! Comment themes and sentiment (spec 4.6): `sql/feedback.sql`.
+
+use super::{KpiFamily, OutputTable};
+use crate::sql;
+
+pub const FAMILY: KpiFamily = KpiFamily {
+    name: "feedback",
+    script: sql::FEEDBACK,
+    outputs: &[
+        OutputTable {
+            name: "feedback_themes",
+            order_by: "month, theme",
+        },
+        OutputTable {
+            name: "feedback_comments",
+            order_by: "month, response_id, comment",
+        },
+    ],
+    // The text analysis runs once; feedback_themes reads its result.
+    materialize: &["feedback_comments"],
+};

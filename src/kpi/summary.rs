@@ -1,0 +1,16 @@
+//! The long-form `kpi_summary` of every monthly KPI (spec section 5):
+//! `sql/summary.sql`. It reads the other families' monthly tables, so it
+//! comes last.
+
+use super::{KpiFamily, OutputTable};
+use crate::sql;
+
+pub const FAMILY: KpiFamily = KpiFamily {
+    name: "summary",
+    script: sql::SUMMARY,
+    outputs: &[OutputTable {
+        name: "kpi_summary",
+        order_by: "month, segment, kpi",
+    }],
+    materialize: &[],
+};
