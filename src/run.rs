@@ -105,10 +105,23 @@ pub async fn open_views(
 
 /// Registers everything between the typed inputs and the KPI views: the
 /// checked views, their clean views and `rejects`, `kpi_months` and every
-/// KPI family's views. With `materialize_in`, the checked rows are written
-/// there once and read back (a run); without, everything stays a view (an
-/// interactive session or a SQL test).
+/// KPI family's views. With `materialize_in`, the checked rows and the
+/// views families name are written there once and read back (a run);
+/// without, everything stays a view (an interactive session or a SQL test).
 pub async fn register_views(
+    ctx: &SessionContext,
+    job: &JobConfig,
+    as_of: NaiveDate,
+    materialize_in: Option<&std::path::Path>,
+) -> Result<RunWindow, Error> {
+    let window = register_input_views(ctx, job, as_of, materialize_in).await?;
+    register_kpi_views(ctx, job, &window, materialize_in).await?;
+    Ok(window)
+}
+
+/// The checked and clean views of the inputs, `rejects`, and the reference
+/// tables of the reporting window (`kpi_months`, `feedback_taxonomy`).
+pub async fn register_input_views(
     ctx: &SessionContext,
     job: &JobConfig,
     as_of: NaiveDate,
@@ -127,8 +140,18 @@ pub async fn register_views(
     let window = window(ctx, job, as_of).await?;
     register_months(ctx, &window)?;
     register_taxonomy(ctx, &job.feedback_taxonomy()?)?;
-    kpi::register_views(ctx, &sql_params(job, &window), materialize_in).await?;
     Ok(window)
+}
+
+/// Every KPI family's views over the clean views.
+pub async fn register_kpi_views(
+    ctx: &SessionContext,
+    job: &JobConfig,
+    window: &RunWindow,
+    materialize_in: Option<&std::path::Path>,
+) -> Result<(), Error> {
+    kpi::register_views(ctx, &sql_params(job, window), materialize_in).await?;
+    Ok(())
 }
 
 /// The reporting window: run.from, or the month of the earliest visible signup.
@@ -284,12 +307,15 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
                 work_dir.display()
             ))
         })?;
-    let window = register_views(&ctx, job, as_of, Some(scratch.path())).await?;
+    let window = register_input_views(&ctx, job, as_of, Some(scratch.path())).await?;
     let counts = validate::count_rows(&ctx).await?;
     for c in &counts {
         tracing::info!(table = %c.table, rows_in = c.visible, rejected = c.rejected, "validated");
     }
     validate::enforce_reject_ratio(&ctx, &counts, job.run.max_reject_ratio).await?;
+
+    stages.start("computing KPIs");
+    register_kpi_views(&ctx, job, &window, Some(scratch.path())).await?;
 
     let mut staging = Staging::begin(&ctx, &job.output.path, &run_id).await?;
     let mut outputs = Vec::new();
