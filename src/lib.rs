@@ -10,6 +10,7 @@ pub mod calendar;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod csi;
 pub mod datagen;
 pub mod error;
 pub mod feedback;

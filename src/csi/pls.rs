@@ -1,0 +1,471 @@
+//! PLS path modelling (Lohmöller's algorithm, as R's plspm and Python's
+//! plspm implement it) for reflective (mode A) blocks.
+//!
+//! Each latent variable (LV) is a weighted sum of its block's indicators.
+//! The algorithm alternates an outer estimate of the LVs (indicators times
+//! weights, standardised), an inner estimate (each LV from its neighbours
+//! in the path model, weighted by the scheme) and new mode A weights (the
+//! covariances of the indicators with the inner estimate), until the
+//! weights stop moving. Then the LV scores give the path coefficients by
+//! ordinary least squares, and R² per endogenous LV.
+//!
+//! The numerics follow plspm step for step, including its scalings (the
+//! factor sqrt((n-1)/n) between sample and population deviations) and its
+//! stopping rule, so that the reported iterate is the one plspm reports.
+
+use nalgebra::{DMatrix, DVector};
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Predecessors weighted by the regression of the LV on them, followers
+    /// by their correlation with it (the default, and the spec's).
+    #[default]
+    Path,
+    /// Neighbours weighted by the sign of their correlation.
+    Centroid,
+    /// Neighbours weighted by their correlation.
+    Factorial,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub scheme: Scheme,
+    /// Indicators scaled to unit variance as well as centred.
+    pub scaled: bool,
+    /// Stop when the sum of squared changes of the absolute outer weights
+    /// falls below this.
+    pub tolerance: f64,
+    pub max_iterations: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            scheme: Scheme::Path,
+            scaled: false,
+            tolerance: 1e-6,
+            max_iterations: 100,
+        }
+    }
+}
+
+/// The model: each LV's indicator columns, and the paths `(from, to)`
+/// between LVs (indices into `blocks`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathModel {
+    pub blocks: Vec<Vec<usize>>,
+    pub paths: Vec<(usize, usize)>,
+}
+
+impl PathModel {
+    fn lvs(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn predecessors(&self, lv: usize) -> Vec<usize> {
+        let mut p: Vec<usize> = self
+            .paths
+            .iter()
+            .filter(|(_, to)| *to == lv)
+            .map(|(from, _)| *from)
+            .collect();
+        p.sort_unstable();
+        p
+    }
+
+    fn followers(&self, lv: usize) -> Vec<usize> {
+        let mut f: Vec<usize> = self
+            .paths
+            .iter()
+            .filter(|(from, _)| *from == lv)
+            .map(|(_, to)| *to)
+            .collect();
+        f.sort_unstable();
+        f
+    }
+
+    fn adjacent(&self, a: usize, b: usize) -> bool {
+        self.paths
+            .iter()
+            .any(|&(f, t)| (f, t) == (a, b) || (f, t) == (b, a))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fit {
+    /// Outer weight per indicator column (on the centred, or scaled, data),
+    /// normalised so that every LV score has unit population variance.
+    pub weights: Vec<f64>,
+    /// Correlation of each indicator with its LV.
+    pub loadings: Vec<f64>,
+    /// `(from, to, coefficient)` for every path, in the model's order.
+    pub path_coefficients: Vec<(usize, usize, f64)>,
+    /// R² per LV; None for an LV without predecessors.
+    pub r_squared: Vec<Option<f64>>,
+    /// Iterations the weights took (1 for fixed weights).
+    pub iterations: usize,
+    /// Standardised LV scores, one column per LV.
+    pub scores: DMatrix<f64>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlsError {
+    #[error("needs at least 3 respondents, got {0}")]
+    TooFewRows(usize),
+    #[error("indicator column {0} has no variance")]
+    ConstantIndicator(usize),
+    #[error("latent variable {0} has no variance (its indicators are constant)")]
+    ConstantBlock(usize),
+    #[error(
+        "did not converge in {iterations} iterations (last change of the weights {change:.3e}, tolerance {tolerance:.1e})"
+    )]
+    NotConverged {
+        iterations: usize,
+        change: f64,
+        tolerance: f64,
+    },
+    #[error("the regression onto latent variable {0} is singular (collinear predictors)")]
+    Singular(usize),
+}
+
+/// sqrt((n-1)/n): a sample standard deviation times this is the population one.
+fn population_factor(n: usize) -> f64 {
+    ((n as f64 - 1.0) / n as f64).sqrt()
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+fn sample_sd(v: &[f64]) -> f64 {
+    let m = mean(v);
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() as f64 - 1.0)).sqrt()
+}
+
+fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let (ma, mb) = (mean(a), mean(b));
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        let (dx, dy) = (x - ma, y - mb);
+        ab += dx * dy;
+        aa += dx * dx;
+        bb += dy * dy;
+    }
+    ab / (aa * bb).sqrt()
+}
+
+/// Least squares of `y` on the columns `xs` of `m` (no intercept), by QR.
+fn regress(m: &DMatrix<f64>, y: usize, xs: &[usize]) -> Option<DVector<f64>> {
+    let design = m.select_columns(xs);
+    let target = m.column(y).into_owned();
+    let qr = design.qr();
+    let r = qr.r();
+    if r.diagonal().iter().any(|d| d.abs() < 1e-12) {
+        return None;
+    }
+    r.solve_upper_triangular(&(qr.q().transpose() * target))
+}
+
+/// Centres each column (and scales it to unit population variance when
+/// `scaled`).
+fn prepare(data: &DMatrix<f64>, scaled: bool) -> Result<DMatrix<f64>, PlsError> {
+    let n = data.nrows();
+    let mut x = data.clone();
+    for (c, mut column) in x.column_iter_mut().enumerate() {
+        let values: Vec<f64> = column.iter().copied().collect();
+        let m = mean(&values);
+        let sd = sample_sd(&values) * population_factor(n);
+        if scaled && sd == 0.0 {
+            return Err(PlsError::ConstantIndicator(c));
+        }
+        for v in column.iter_mut() {
+            *v -= m;
+            if scaled {
+                *v /= sd;
+            }
+        }
+    }
+    Ok(x)
+}
+
+/// Divides each LV's weights by the population deviation of its score.
+fn normalize(x: &DMatrix<f64>, w: &mut DMatrix<f64>) -> Result<(), PlsError> {
+    let pop = population_factor(x.nrows());
+    let y = x * &*w;
+    for j in 0..w.ncols() {
+        let values: Vec<f64> = y.column(j).iter().copied().collect();
+        let sd = sample_sd(&values) * pop;
+        if !(sd > 0.0) {
+            return Err(PlsError::ConstantBlock(j));
+        }
+        w.column_mut(j).scale_mut(1.0 / sd);
+    }
+    Ok(())
+}
+
+/// plspm's outer estimate: scale(X W) * sqrt((n-1)/n).
+fn outer_estimate(x: &DMatrix<f64>, w: &DMatrix<f64>) -> DMatrix<f64> {
+    let pop = population_factor(x.nrows());
+    let mut y = x * w;
+    for mut column in y.column_iter_mut() {
+        let values: Vec<f64> = column.iter().copied().collect();
+        let (m, sd) = (mean(&values), sample_sd(&values));
+        for v in column.iter_mut() {
+            *v = (*v - m) / sd * pop;
+        }
+    }
+    y
+}
+
+fn inner_weights(
+    model: &PathModel,
+    scheme: Scheme,
+    y: &DMatrix<f64>,
+) -> Result<DMatrix<f64>, PlsError> {
+    let lvs = model.lvs();
+    let columns: Vec<Vec<f64>> = (0..lvs)
+        .map(|j| y.column(j).iter().copied().collect())
+        .collect();
+    let mut e = DMatrix::zeros(lvs, lvs);
+    match scheme {
+        Scheme::Centroid | Scheme::Factorial => {
+            for k in 0..lvs {
+                for i in 0..lvs {
+                    if i != k && model.adjacent(i, k) {
+                        let r = correlation(&columns[i], &columns[k]);
+                        e[(i, k)] = if scheme == Scheme::Centroid {
+                            r.signum()
+                        } else {
+                            r
+                        };
+                    }
+                }
+            }
+        }
+        Scheme::Path => {
+            for k in 0..lvs {
+                let predecessors = model.predecessors(k);
+                if !predecessors.is_empty() {
+                    let beta = regress(y, k, &predecessors).ok_or(PlsError::Singular(k))?;
+                    for (p, b) in predecessors.iter().zip(beta.iter()) {
+                        e[(*p, k)] = *b;
+                    }
+                }
+                for f in model.followers(k) {
+                    e[(f, k)] = correlation(&columns[k], &columns[f]);
+                }
+            }
+        }
+    }
+    Ok(e)
+}
+
+/// Each indicator's weight (its only non-zero entry of W).
+fn weight_vector(model: &PathModel, w: &DMatrix<f64>) -> Vec<f64> {
+    let mut out = vec![0.0; w.nrows()];
+    for (j, block) in model.blocks.iter().enumerate() {
+        for &c in block {
+            out[c] = w[(c, j)];
+        }
+    }
+    out
+}
+
+/// Estimates outer weights by PLS, then the inner model.
+pub fn estimate(
+    data: &DMatrix<f64>,
+    model: &PathModel,
+    settings: &Settings,
+) -> Result<Fit, PlsError> {
+    let n = data.nrows();
+    if n < 3 {
+        return Err(PlsError::TooFewRows(n));
+    }
+    let x = prepare(data, settings.scaled)?;
+    let mut w = DMatrix::zeros(x.ncols(), model.lvs());
+    for (j, block) in model.blocks.iter().enumerate() {
+        for &c in block {
+            w[(c, j)] = 1.0;
+        }
+    }
+    normalize(&x, &mut w)?;
+    let mut previous = weight_vector(model, &w);
+    let mut iterations = 0;
+    loop {
+        iterations += 1;
+        let y = outer_estimate(&x, &w);
+        let z = &y * inner_weights(model, settings.scheme, &y)?;
+        // Mode A: covariances of the block's indicators with the inner estimate.
+        for (j, block) in model.blocks.iter().enumerate() {
+            for &c in block {
+                w[(c, j)] = x.column(c).dot(&z.column(j)) / n as f64;
+            }
+        }
+        let current = weight_vector(model, &w);
+        let change: f64 = previous
+            .iter()
+            .zip(&current)
+            .map(|(a, b)| (a.abs() - b.abs()).powi(2))
+            .sum();
+        if change < settings.tolerance {
+            break;
+        }
+        if iterations >= settings.max_iterations {
+            return Err(PlsError::NotConverged {
+                iterations,
+                change,
+                tolerance: settings.tolerance,
+            });
+        }
+        previous = current;
+    }
+    normalize(&x, &mut w)?;
+    inner_model(&x, model, w, iterations)
+}
+
+/// The inner model for given outer weights (one per indicator column, on
+/// the centred data): composite scores, loadings, paths and R².
+pub fn with_fixed_weights(
+    data: &DMatrix<f64>,
+    model: &PathModel,
+    weights: &[f64],
+) -> Result<Fit, PlsError> {
+    let n = data.nrows();
+    if n < 3 {
+        return Err(PlsError::TooFewRows(n));
+    }
+    let x = prepare(data, false)?;
+    let mut w = DMatrix::zeros(x.ncols(), model.lvs());
+    for (j, block) in model.blocks.iter().enumerate() {
+        for &c in block {
+            w[(c, j)] = weights[c];
+        }
+    }
+    let given = w.clone();
+    normalize(&x, &mut w)?;
+    let mut fit = inner_model(&x, model, w, 1)?;
+    // Report the weights as configured, not normalised.
+    fit.weights = weight_vector(model, &given);
+    Ok(fit)
+}
+
+fn inner_model(
+    x: &DMatrix<f64>,
+    model: &PathModel,
+    w: DMatrix<f64>,
+    iterations: usize,
+) -> Result<Fit, PlsError> {
+    let scores = x * &w;
+    let mut loadings = vec![0.0; x.ncols()];
+    for (j, block) in model.blocks.iter().enumerate() {
+        let lv: Vec<f64> = scores.column(j).iter().copied().collect();
+        for &c in block {
+            let indicator: Vec<f64> = x.column(c).iter().copied().collect();
+            loadings[c] = correlation(&indicator, &lv);
+        }
+    }
+    let mut coefficients = std::collections::HashMap::new();
+    let mut r_squared = vec![None; model.lvs()];
+    for k in 0..model.lvs() {
+        let predecessors = model.predecessors(k);
+        if predecessors.is_empty() {
+            continue;
+        }
+        let beta = regress(&scores, k, &predecessors).ok_or(PlsError::Singular(k))?;
+        let fitted = scores.select_columns(&predecessors) * &beta;
+        let actual = scores.column(k);
+        let residual: f64 = (actual - &fitted).norm_squared();
+        let mean_k = actual.mean();
+        let total: f64 = actual.iter().map(|v| (v - mean_k).powi(2)).sum();
+        r_squared[k] = Some(1.0 - residual / total);
+        for (p, b) in predecessors.iter().zip(beta.iter()) {
+            coefficients.insert((*p, k), *b);
+        }
+    }
+    let path_coefficients = model
+        .paths
+        .iter()
+        .map(|&(from, to)| (from, to, coefficients[&(from, to)]))
+        .collect();
+    Ok(Fit {
+        weights: weight_vector(model, &w),
+        loadings,
+        path_coefficients,
+        r_squared,
+        iterations,
+        scores,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two LVs with one indicator each, x -> y: weights are 1 / sd (the
+    /// score is the standardised indicator), loadings 1, and the path is
+    /// the correlation of x and y.
+    #[test]
+    fn single_indicator_blocks_give_the_correlation() {
+        let data = DMatrix::from_row_slice(4, 2, &[1.0, 2.0, 2.0, 1.0, 3.0, 4.0, 4.0, 5.0]);
+        let model = PathModel {
+            blocks: vec![vec![0], vec![1]],
+            paths: vec![(0, 1)],
+        };
+        let fit = estimate(&data, &model, &Settings::default()).unwrap();
+        // x: 1 2 3 4, mean 2.5, population variance 1.25.
+        assert!((fit.weights[0] - 1.0 / 1.25f64.sqrt()).abs() < 1e-12);
+        assert!((fit.loadings[0] - 1.0).abs() < 1e-12);
+        // y: 2 1 4 5; cov(x, y) = (-1.5*-1 + -0.5*-2 + 0.5*1 + 1.5*2) / 4 = 1.5,
+        // var y = (1 + 4 + 1 + 4) / 4 = 2.5 -> r = 1.5 / sqrt(1.25 * 2.5).
+        let r = 1.5 / (1.25f64 * 2.5).sqrt();
+        assert!((fit.path_coefficients[0].2 - r).abs() < 1e-12);
+        assert!((fit.r_squared[1].unwrap() - r * r).abs() < 1e-12);
+        assert_eq!(fit.r_squared[0], None);
+    }
+
+    #[test]
+    fn too_few_rows_and_constant_blocks_are_errors() {
+        let model = PathModel {
+            blocks: vec![vec![0], vec![1]],
+            paths: vec![(0, 1)],
+        };
+        let two = DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(
+            estimate(&two, &model, &Settings::default()),
+            Err(PlsError::TooFewRows(2))
+        );
+        let constant = DMatrix::from_row_slice(3, 2, &[1.0, 2.0, 1.0, 4.0, 1.0, 5.0]);
+        assert_eq!(
+            estimate(&constant, &model, &Settings::default()),
+            Err(PlsError::ConstantBlock(0))
+        );
+    }
+
+    #[test]
+    fn an_iteration_cap_too_low_is_reported() {
+        let data = DMatrix::from_row_slice(
+            5,
+            4,
+            &[
+                1.0, 2.0, 2.0, 1.0, 2.0, 1.0, 3.0, 3.0, 3.0, 4.0, 1.0, 2.0, 4.0, 3.0, 5.0, 4.0,
+                5.0, 5.0, 4.0, 5.0,
+            ],
+        );
+        let model = PathModel {
+            blocks: vec![vec![0, 1], vec![2, 3]],
+            paths: vec![(0, 1)],
+        };
+        let settings = Settings {
+            max_iterations: 1,
+            tolerance: 1e-300,
+            ..Settings::default()
+        };
+        assert!(matches!(
+            estimate(&data, &model, &settings),
+            Err(PlsError::NotConverged { iterations: 1, .. })
+        ));
+    }
+}

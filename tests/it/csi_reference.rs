@@ -1,0 +1,157 @@
+//! The PLS-PM estimator against R's plspm on its `satisfaction` data
+//! (../shared/reference/plspm-satisfaction: 250 respondents, 27 items,
+//! 6 LVs, unscaled data, tolerance 1e-6, at most 100 iterations).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use cskpi::csi::pls::{self, PathModel, Scheme, Settings};
+use nalgebra::DMatrix;
+
+const LVS: [&str; 6] = ["IMAG", "EXPE", "QUAL", "VAL", "SAT", "LOY"];
+const PATHS: [(&str, &str); 10] = [
+    ("IMAG", "EXPE"),
+    ("IMAG", "SAT"),
+    ("IMAG", "LOY"),
+    ("EXPE", "QUAL"),
+    ("EXPE", "VAL"),
+    ("EXPE", "SAT"),
+    ("QUAL", "VAL"),
+    ("QUAL", "SAT"),
+    ("VAL", "SAT"),
+    ("SAT", "LOY"),
+];
+
+fn reference_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/plspm-satisfaction")
+}
+
+/// A CSV of the reference: header fields and rows, quotes removed.
+fn read_csv(name: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(reference_dir().join(name))
+        .unwrap_or_else(|e| panic!("{name}: {e} (../shared must sit beside the clone)"));
+    let mut lines = text.lines().map(|l| {
+        l.split(',')
+            .map(|f| f.trim_matches('"').to_string())
+            .collect::<Vec<_>>()
+    });
+    let header = lines.next().unwrap();
+    (header, lines.collect())
+}
+
+/// The items (columns 1..=27 of the data) and the data matrix.
+fn data() -> (Vec<String>, DMatrix<f64>) {
+    let (header, rows) = read_csv("satisfaction.csv");
+    let items: Vec<String> = header[1..header.len() - 1].to_vec();
+    let values: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| r[1..=items.len()].iter().map(|v| v.parse::<f64>().unwrap()))
+        .collect();
+    assert_eq!(rows.len(), 250);
+    (
+        items.clone(),
+        DMatrix::from_row_slice(rows.len(), items.len(), &values),
+    )
+}
+
+fn model(items: &[String]) -> PathModel {
+    let blocks = LVS
+        .iter()
+        .map(|lv| {
+            let prefix = lv.to_lowercase();
+            items
+                .iter()
+                .enumerate()
+                .filter(|(_, item)| item.trim_end_matches(char::is_numeric) == prefix)
+                .map(|(c, _)| c)
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(blocks.iter().map(Vec::len).sum::<usize>(), 27);
+    let index = |name: &str| LVS.iter().position(|l| *l == name).unwrap();
+    PathModel {
+        blocks,
+        paths: PATHS.iter().map(|(f, t)| (index(f), index(t))).collect(),
+    }
+}
+
+fn fit(scheme: Scheme) -> (Vec<String>, pls::Fit) {
+    let (items, data) = data();
+    let settings = Settings {
+        scheme,
+        ..Settings::default()
+    };
+    let fit = pls::estimate(&data, &model(&items), &settings).unwrap();
+    (items, fit)
+}
+
+fn assert_outer_model(file: &str, items: &[String], fit: &pls::Fit) {
+    let (_, rows) = read_csv(file);
+    assert_eq!(rows.len(), 27);
+    let column: HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    for row in rows {
+        let c = column[row[0].as_str()];
+        let (weight, loading): (f64, f64) = (row[2].parse().unwrap(), row[3].parse().unwrap());
+        assert!(
+            (fit.weights[c] - weight).abs() < 1e-6,
+            "{file} {}: weight {} vs {weight}",
+            row[0],
+            fit.weights[c]
+        );
+        assert!(
+            (fit.loadings[c] - loading).abs() < 1e-6,
+            "{file} {}: loading {} vs {loading}",
+            row[0],
+            fit.loadings[c]
+        );
+    }
+}
+
+#[test]
+fn path_scheme_outer_model_matches_plspm() {
+    let (items, fit) = fit(Scheme::Path);
+    assert_outer_model("satisfaction.outer-model-path.csv", &items, &fit);
+}
+
+#[test]
+fn centroid_scheme_outer_model_matches_plspm() {
+    let (items, fit) = fit(Scheme::Centroid);
+    assert_outer_model("satisfaction.outer-model.csv", &items, &fit);
+}
+
+#[test]
+fn centroid_scheme_paths_onto_sat_and_r_squared_match_plspm() {
+    let (_, fit) = fit(Scheme::Centroid);
+    let sat = LVS.iter().position(|l| *l == "SAT").unwrap();
+    let (_, rows) = read_csv("satisfaction.inner-model.csv");
+    assert_eq!(rows.len(), 4);
+    for row in rows {
+        let from = LVS.iter().position(|l| *l == row[0]).unwrap();
+        let expected: f64 = row[1].parse().unwrap();
+        let (_, _, got) = fit
+            .path_coefficients
+            .iter()
+            .find(|(f, t, _)| (*f, *t) == (from, sat))
+            .unwrap();
+        assert!(
+            (got - expected).abs() < 1e-6,
+            "{} -> SAT: {got} vs {expected}",
+            row[0]
+        );
+    }
+    let (_, rows) = read_csv("satisfaction.inner-summary.csv");
+    for row in rows {
+        let lv = LVS.iter().position(|l| *l == row[0]).unwrap();
+        let expected: f64 = row[2].parse().unwrap();
+        let got = fit.r_squared[lv].unwrap_or(0.0);
+        assert!(
+            (got - expected).abs() < 1e-6,
+            "R² {}: {got} vs {expected}",
+            row[0]
+        );
+    }
+}
