@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::csi::CsiModel;
+use crate::csi::pls::Scheme;
 use crate::feedback::Taxonomy;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +43,7 @@ pub struct JobConfig {
     #[serde(default)]
     pub health: HealthConfig,
     #[serde(default)]
-    pub csi: Option<toml::Table>,
+    pub csi: Option<CsiConfig>,
     #[serde(default)]
     pub feedback: FeedbackConfig,
 }
@@ -195,6 +197,70 @@ fn default_yellow_min() -> f64 {
     40.0
 }
 
+/// `[csi]`: the satisfaction index model (spec 4.7), checked by
+/// [`CsiModel::new`] when the job file is read.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsiConfig {
+    /// [min, max] of a csi answer.
+    #[serde(default = "default_csi_scale")]
+    pub scale: [f64; 2],
+    #[serde(default = "default_index_factor")]
+    pub index_factor: String,
+    #[serde(default)]
+    pub weights: CsiWeights,
+    #[serde(default = "default_min_respondents")]
+    pub min_respondents: u64,
+    /// factor -> its items.
+    #[serde(default)]
+    pub factors: BTreeMap<String, Vec<String>>,
+    /// factor -> the factors that drive it.
+    #[serde(default)]
+    pub paths: BTreeMap<String, Vec<String>>,
+    /// cskpi extension: the PLS inner weighting scheme (default "path").
+    #[serde(default)]
+    pub scheme: Scheme,
+    /// cskpi extension: scale items to unit variance too (default false).
+    #[serde(default)]
+    pub scaled: bool,
+    /// cskpi extension: PLS stopping tolerance (default 1e-6).
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+    /// cskpi extension: PLS iteration cap (default 100).
+    #[serde(default = "default_max_iterations")]
+    pub max_iterations: usize,
+}
+
+/// `csi.weights`: "pls", or a table item -> weight.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum CsiWeights {
+    Method(String),
+    Items(BTreeMap<String, f64>),
+}
+
+impl Default for CsiWeights {
+    fn default() -> Self {
+        Self::Method("pls".into())
+    }
+}
+
+fn default_csi_scale() -> [f64; 2] {
+    [1.0, 10.0]
+}
+fn default_index_factor() -> String {
+    "satisfaction".into()
+}
+fn default_min_respondents() -> u64 {
+    30
+}
+fn default_tolerance() -> f64 {
+    1e-6
+}
+fn default_max_iterations() -> usize {
+    100
+}
+
 /// `[feedback]`: the theme taxonomy of comments (spec 4.6).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -245,7 +311,7 @@ impl JobConfig {
         if let Some(from) = &self.run.from {
             parse_month(from)?;
         }
-        self.csi_scale()?;
+        self.csi_model()?;
         self.feedback_taxonomy()?;
         if self.output.path.trim().is_empty() {
             return Err(ConfigError::Invalid("output.path is empty".into()));
@@ -254,21 +320,17 @@ impl JobConfig {
     }
 
     /// `csi.scale` (default 1-10): the range a csi survey score must lie in.
-    pub fn csi_scale(&self) -> Result<(f64, f64), ConfigError> {
-        let Some(scale) = self.csi.as_ref().and_then(|c| c.get("scale")) else {
-            return Ok((1.0, 10.0));
-        };
-        let bounds: Option<Vec<f64>> = scale.as_array().map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
-                .collect()
-        });
-        match bounds.as_deref() {
-            Some([min, max]) if min < max => Ok((*min, *max)),
-            _ => Err(ConfigError::Invalid(format!(
-                "csi.scale must be [min, max] with min < max, got {scale}"
-            ))),
-        }
+    pub fn csi_scale(&self) -> (f64, f64) {
+        let [min, max] = self.csi.as_ref().map_or(default_csi_scale(), |c| c.scale);
+        (min, max)
+    }
+
+    /// The checked CSI model, if the job has a `[csi]` section.
+    pub fn csi_model(&self) -> Result<Option<CsiModel>, ConfigError> {
+        self.csi
+            .as_ref()
+            .map(|c| CsiModel::new(c).map_err(|e| ConfigError::Invalid(format!("csi: {e}"))))
+            .transpose()
     }
 
     /// The theme taxonomy comments are read with.
@@ -348,13 +410,38 @@ mod tests {
     }
 
     #[test]
-    fn csi_scale_is_checked() {
+    fn csi_section_is_typed_with_spec_defaults() {
         let base = "[input]\ncustomers='c'\norders='o'\ntickets='t'\n[output]\npath='out'\n";
-        let c = JobConfig::parse(&format!("{base}[csi]\nscale = [0, 5]\n")).unwrap();
-        assert_eq!(c.csi_scale().unwrap(), (0.0, 5.0));
-        assert!(JobConfig::parse(&format!("{base}[csi]\nscale = [5, 1]\n")).is_err());
+        let c = JobConfig::parse(&format!(
+            "{base}[csi]\nscale = [0, 5]\n[csi.factors]\nsatisfaction = ['s1', 's2']\nvalue = ['v1']\n\
+             [csi.paths]\nsatisfaction = ['value']\n"
+        ))
+        .unwrap();
+        assert_eq!(c.csi_scale(), (0.0, 5.0));
+        let csi = c.csi.as_ref().unwrap();
+        assert_eq!(csi.weights, CsiWeights::Method("pls".into()));
+        assert_eq!(
+            (csi.min_respondents, csi.tolerance, csi.max_iterations),
+            (30, 1e-6, 100)
+        );
+        assert_eq!(csi.scheme, Scheme::Path);
+        let c = JobConfig::parse(&format!(
+            "{base}[csi]\nscheme = 'centroid'\nscaled = true\n[csi.factors]\nsatisfaction = ['s1']\n\
+             value = ['v1']\n[csi.paths]\nsatisfaction = ['value']\n"
+        ))
+        .unwrap();
+        let model = c.csi_model().unwrap().unwrap();
+        assert_eq!(model.settings.scheme, Scheme::Centroid);
+        assert!(model.settings.scaled);
+        assert!(JobConfig::parse(&format!("{base}[csi]\nscheme = 'circle'\n")).is_err());
         let c = JobConfig::parse(base).unwrap();
-        assert_eq!(c.csi_scale().unwrap(), (1.0, 10.0));
+        assert_eq!(c.csi_scale(), (1.0, 10.0));
+        assert!(c.csi_model().unwrap().is_none());
+        let err = JobConfig::parse(&format!(
+            "{base}[csi]\nscale = [5, 1]\n[csi.factors]\ns = ['a']\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("scale"), "{err}");
     }
 
     #[test]

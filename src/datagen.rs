@@ -932,6 +932,9 @@ weights = {{ usage = 0.30, nps = 0.20, csat = 0.15, support = 0.15, mrr_trend = 
 green_min = 70
 yellow_min = 40
 
+# An ECSI-style model (the European index: image drives expectations,
+# satisfaction and loyalty). README "Customer satisfaction index" explains
+# the outputs; job-acsi.toml in data-samples/ shows the American variant.
 [csi]
 scale = [1, 10]
 index_factor = "satisfaction"
@@ -940,6 +943,7 @@ min_respondents = 30
 
 [csi.factors]
 {factors}
+# factor = [the factors that drive it]
 [csi.paths]
 expectations = ["image"]
 quality = ["expectations"]

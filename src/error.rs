@@ -3,6 +3,7 @@
 
 use crate::catalog::InputError;
 use crate::config::ConfigError;
+use crate::csi::CsiError;
 use crate::datagen::GenError;
 use crate::output::OutputError;
 use crate::session::SessionError;
@@ -21,6 +22,8 @@ pub enum Error {
     Validation(#[from] ValidationError),
     #[error(transparent)]
     Kpi(#[from] SqlError),
+    #[error(transparent)]
+    Csi(#[from] CsiError),
     #[error(transparent)]
     Output(#[from] OutputError),
     #[error(transparent)]
@@ -51,7 +54,7 @@ pub mod exit_code {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) => exit_code::CONFIG,
+            Error::Config(_) | Error::Csi(CsiError::ItemsNotAnswered { .. }) => exit_code::CONFIG,
             Error::Input(_) => exit_code::INPUT_SCHEMA,
             Error::Validation(ValidationError::TooManyRejects { .. }) => {
                 exit_code::TOO_MANY_REJECTS

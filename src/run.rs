@@ -64,8 +64,7 @@ pub fn resolve_as_of(job: &JobConfig, options: &RunOptions) -> NaiveDate {
 /// Parameters of the bundled SQL for a run window.
 pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
     let as_of = window.as_of;
-    // Checked when the job file was parsed.
-    let (csi_min, csi_max) = job.csi_scale().unwrap_or((1.0, 10.0));
+    let (csi_min, csi_max) = job.csi_scale();
     let next_month = calendar::from_month_index(calendar::month_index(as_of) + 1);
     SqlParams::default()
         .date("as_of", as_of)
@@ -150,7 +149,7 @@ pub async fn register_kpi_views(
     window: &RunWindow,
     materialize_in: Option<&std::path::Path>,
 ) -> Result<(), Error> {
-    kpi::register_views(ctx, &sql_params(job, window), materialize_in).await?;
+    kpi::register_views(ctx, job, window, &sql_params(job, window), materialize_in).await?;
     Ok(())
 }
 

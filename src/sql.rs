@@ -50,6 +50,10 @@ pub const FEEDBACK: SqlScript = SqlScript {
     name: "feedback",
     text: include_str!("../sql/feedback.sql"),
 };
+pub const CSI: SqlScript = SqlScript {
+    name: "csi",
+    text: include_str!("../sql/csi.sql"),
+};
 pub const SUMMARY: SqlScript = SqlScript {
     name: "summary",
     text: include_str!("../sql/summary.sql"),

@@ -198,7 +198,8 @@ fn normalize(x: &DMatrix<f64>, w: &mut DMatrix<f64>) -> Result<(), PlsError> {
     for j in 0..w.ncols() {
         let values: Vec<f64> = y.column(j).iter().copied().collect();
         let sd = sample_sd(&values) * pop;
-        if !(sd > 0.0) {
+        // Also catches NaN.
+        if sd.is_nan() || sd <= 0.0 {
             return Err(PlsError::ConstantBlock(j));
         }
         w.column_mut(j).scale_mut(1.0 / sd);
@@ -369,7 +370,7 @@ fn inner_model(
     }
     let mut coefficients = std::collections::HashMap::new();
     let mut r_squared = vec![None; model.lvs()];
-    for k in 0..model.lvs() {
+    for (k, r2) in r_squared.iter_mut().enumerate() {
         let predecessors = model.predecessors(k);
         if predecessors.is_empty() {
             continue;
@@ -380,7 +381,7 @@ fn inner_model(
         let residual: f64 = (actual - &fitted).norm_squared();
         let mean_k = actual.mean();
         let total: f64 = actual.iter().map(|v| (v - mean_k).powi(2)).sum();
-        r_squared[k] = Some(1.0 - residual / total);
+        *r2 = Some(1.0 - residual / total);
         for (p, b) in predecessors.iter().zip(beta.iter()) {
             coefficients.insert((*p, k), *b);
         }
@@ -467,5 +468,37 @@ mod tests {
             estimate(&data, &model, &settings),
             Err(PlsError::NotConverged { iterations: 1, .. })
         ));
+    }
+
+    #[test]
+    fn scaled_is_unscaled_on_standardised_indicators() {
+        let data = DMatrix::from_row_slice(
+            6,
+            4,
+            &[
+                1.0, 20.0, 3.0, 40.0, 2.0, 10.0, 2.0, 35.0, 4.0, 50.0, 5.0, 80.0, 3.0, 30.0, 4.0,
+                60.0, 5.0, 60.0, 4.0, 90.0, 2.0, 40.0, 1.0, 20.0,
+            ],
+        );
+        let model = PathModel {
+            blocks: vec![vec![0, 1], vec![2, 3]],
+            paths: vec![(0, 1)],
+        };
+        let scaled = Settings {
+            scaled: true,
+            ..Settings::default()
+        };
+        let a = estimate(&data, &model, &scaled).unwrap();
+        let standardised = prepare(&data, true).unwrap();
+        let b = estimate(&standardised, &model, &Settings::default()).unwrap();
+        for (x, y) in a
+            .weights
+            .iter()
+            .zip(&b.weights)
+            .chain(a.loadings.iter().zip(&b.loadings))
+        {
+            assert!((x - y).abs() < 1e-12, "{x} vs {y}");
+        }
+        assert!((a.path_coefficients[0].2 - b.path_coefficients[0].2).abs() < 1e-12);
     }
 }

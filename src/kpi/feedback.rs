@@ -1,6 +1,6 @@
 //! Comment themes and sentiment (spec 4.6): `sql/feedback.sql`.
 
-use super::{KpiFamily, OutputTable};
+use super::{KpiFamily, OutputTable, Registration};
 use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {
@@ -18,4 +18,5 @@ pub const FAMILY: KpiFamily = KpiFamily {
     ],
     // The text analysis runs once; feedback_themes reads its result.
     materialize: &["feedback_comments"],
+    registration: Registration::Script,
 };

@@ -2,6 +2,7 @@
 //! and the output tables it publishes; adding a family means adding a module
 //! here and its script, nothing else.
 
+pub mod csi;
 pub mod feedback;
 pub mod mrr;
 pub mod retention;
@@ -13,7 +14,10 @@ use std::path::Path;
 
 use datafusion::prelude::SessionContext;
 
-use crate::sql::{self, Materialize, SqlError, SqlParams, SqlScript};
+use crate::calendar::RunWindow;
+use crate::config::JobConfig;
+use crate::error::Error;
+use crate::sql::{self, Materialize, SqlParams, SqlScript};
 
 /// A published table: the view it comes from and the order rows are written
 /// in (stable order keeps repeated runs byte-for-byte comparable).
@@ -30,6 +34,17 @@ pub struct KpiFamily {
     pub outputs: &'static [OutputTable],
     /// Views of the script that a run computes once (several outputs read them).
     pub materialize: &'static [&'static str],
+    /// How the family's views are made.
+    pub registration: Registration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// The script, as it is.
+    Script,
+    /// The CSI step: the script rendered from the `[csi]` model, then the
+    /// PLS estimation in Rust, whose results are registered as tables.
+    CsiEstimation,
 }
 
 /// Every family, in dependency order.
@@ -39,6 +54,7 @@ pub const FAMILIES: &[KpiFamily] = &[
     support::FAMILY,
     surveys::FAMILY,
     feedback::FAMILY,
+    csi::FAMILY,
     summary::FAMILY,
 ];
 
@@ -46,16 +62,25 @@ pub const FAMILIES: &[KpiFamily] = &[
 /// family's `materialize` views are computed once and stored there.
 pub async fn register_views(
     ctx: &SessionContext,
+    job: &JobConfig,
+    window: &RunWindow,
     params: &SqlParams,
     scratch: Option<&Path>,
-) -> Result<(), SqlError> {
+) -> Result<(), Error> {
     sql::run_script(ctx, &sql::DIMENSIONS, params, None).await?;
     for family in FAMILIES {
-        let materialize = scratch.map(|dir| Materialize {
-            views: family.materialize,
-            dir,
-        });
-        sql::run_script(ctx, &family.script, params, materialize).await?;
+        match family.registration {
+            Registration::Script => {
+                let materialize = scratch.map(|dir| Materialize {
+                    views: family.materialize,
+                    dir,
+                });
+                sql::run_script(ctx, &family.script, params, materialize).await?;
+            }
+            Registration::CsiEstimation => {
+                csi::register(ctx, job, window, params).await?;
+            }
+        }
     }
     Ok(())
 }

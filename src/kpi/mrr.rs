@@ -1,6 +1,6 @@
 //! MRR, its movements, NRR, GRR and quick ratio (spec 4.3): `sql/mrr.sql`.
 
-use super::{KpiFamily, OutputTable};
+use super::{KpiFamily, OutputTable, Registration};
 use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {
@@ -19,4 +19,5 @@ pub const FAMILY: KpiFamily = KpiFamily {
     // customer_mrr_movements feeds both outputs; mrr_monthly is read again
     // by kpi_summary.
     materialize: &["customer_mrr_movements", "mrr_monthly"],
+    registration: Registration::Script,
 };

@@ -1,6 +1,6 @@
 //! Customers, churn rate, CRR and renewals (spec 4.1, 4.2): `sql/retention.sql`.
 
-use super::{KpiFamily, OutputTable};
+use super::{KpiFamily, OutputTable, Registration};
 use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {
@@ -12,4 +12,5 @@ pub const FAMILY: KpiFamily = KpiFamily {
     }],
     // Published and read again by kpi_summary.
     materialize: &["retention_monthly"],
+    registration: Registration::Script,
 };

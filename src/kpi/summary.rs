@@ -2,7 +2,7 @@
 //! `sql/summary.sql`. It reads the other families' monthly tables, so it
 //! comes last.
 
-use super::{KpiFamily, OutputTable};
+use super::{KpiFamily, OutputTable, Registration};
 use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {
@@ -13,4 +13,5 @@ pub const FAMILY: KpiFamily = KpiFamily {
         order_by: "month, segment, kpi",
     }],
     materialize: &[],
+    registration: Registration::Script,
 };

@@ -1,6 +1,6 @@
 //! First contact resolution and resolution time (spec 4.4): `sql/support.sql`.
 
-use super::{KpiFamily, OutputTable};
+use super::{KpiFamily, OutputTable, Registration};
 use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {
@@ -12,4 +12,5 @@ pub const FAMILY: KpiFamily = KpiFamily {
     }],
     // Published and read again by kpi_summary.
     materialize: &["support_monthly"],
+    registration: Registration::Script,
 };

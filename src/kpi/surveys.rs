@@ -1,6 +1,6 @@
 //! NPS with its margin of error, and CSAT (spec 4.5): `sql/surveys.sql`.
 
-use super::{KpiFamily, OutputTable};
+use super::{KpiFamily, OutputTable, Registration};
 use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {
@@ -12,4 +12,5 @@ pub const FAMILY: KpiFamily = KpiFamily {
     }],
     // Published and read again by kpi_summary.
     materialize: &["survey_monthly"],
+    registration: Registration::Script,
 };

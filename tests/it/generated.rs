@@ -124,7 +124,10 @@ fn committed_sample_is_small_and_complete() {
         total += meta.len();
     }
     assert!(total < 5 * 1024 * 1024, "data-samples is {total} bytes");
-    assert!(JobConfig::load(&dir.join("job.toml")).is_ok());
+    for job in ["job.toml", "job-acsi.toml"] {
+        let job = JobConfig::load(&dir.join(job)).unwrap();
+        assert!(job.csi_model().unwrap().is_some());
+    }
 }
 
 /// `nps`, `nps_moe` and `csat` over the views' responses give the numbers

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per concern.
 
 mod bad_input;
+mod csi;
 mod csi_reference;
 mod feedback;
 mod fixture;

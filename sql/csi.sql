@@ -1,0 +1,29 @@
+-- CSI (spec 4.7): the csi survey's answers in the run's months, one row per
+-- respondent (response_id) with a column per configured item. The item list
+-- and the pivot columns are rendered from [csi.factors]; the estimation of
+-- the weights (PLS) is Rust (src/csi, src/kpi/csi.rs) and reads
+-- csi_respondents.
+
+CREATE OR REPLACE VIEW csi_answers AS
+SELECT s.response_id, s.customer_id, s.responded_at, s.item, s.score
+FROM surveys s
+WHERE s.survey = 'csi'
+  AND s.responded_at >= CAST(${first_month} AS TIMESTAMP)
+  AND s.item IN (${csi_items});
+
+-- complete: the respondent answered every configured item.
+CREATE OR REPLACE VIEW csi_respondents AS
+SELECT a.response_id, a.customer_id,
+       COALESCE(cs.segment, 'unknown') AS segment,
+       COUNT(DISTINCT a.item) = ${csi_item_count} AS complete,
+       ${csi_item_columns}
+FROM csi_answers a
+LEFT JOIN customer_segments cs ON cs.customer_id = a.customer_id
+GROUP BY a.response_id, a.customer_id, COALESCE(cs.segment, 'unknown');
+
+-- Every csi item code answered in the run's months (a configured item
+-- missing here is reported as an error).
+CREATE OR REPLACE VIEW csi_items_answered AS
+SELECT DISTINCT s.item
+FROM surveys s
+WHERE s.survey = 'csi' AND s.responded_at >= CAST(${first_month} AS TIMESTAMP);

@@ -1,0 +1,464 @@
+//! The customer satisfaction index (spec 4.7): `sql/csi.sql` pivots the csi
+//! answers to one row per respondent; here the complete respondents of
+//! `all` and of each segment with at least `csi.min_respondents` are read,
+//! the weights estimated (PLS, [`crate::csi::pls`], or the configured ones)
+//! and `csi_factors`, `csi_paths` and `csi_index` registered as tables.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, AsArray, BooleanArray, Date32Array, Float64Array, Int64Array, ListArray, RecordBatch,
+    StringArray, StructArray,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Float64Type, Schema, SchemaRef};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use nalgebra::DMatrix;
+
+use super::{KpiFamily, OutputTable, Registration};
+use crate::calendar::{self, RunWindow};
+use crate::config::JobConfig;
+use crate::csi::pls::{self, Fit};
+use crate::csi::{CsiError, CsiModel};
+use crate::error::Error;
+use crate::sql::{self, SqlParams, quote_ident, quote_literal};
+
+pub const FAMILY: KpiFamily = KpiFamily {
+    name: "csi",
+    script: sql::CSI,
+    outputs: &[
+        OutputTable {
+            name: "csi_factors",
+            order_by: "period, segment, factor",
+        },
+        OutputTable {
+            name: "csi_paths",
+            order_by: "period, segment, from_factor, to_factor",
+        },
+        OutputTable {
+            name: "csi_index",
+            order_by: "period, segment",
+        },
+    ],
+    materialize: &[],
+    registration: Registration::CsiEstimation,
+};
+
+/// The complete respondents' answers of one group, and how many
+/// respondents of the group were left out for a missing item.
+#[derive(Debug, Default)]
+struct Group {
+    rows: Vec<Vec<f64>>,
+    incomplete: i64,
+}
+
+/// One group's estimate.
+struct Estimate {
+    segment: String,
+    respondents: usize,
+    incomplete: i64,
+    fit: Fit,
+    /// 0-100 score per factor (None when its weights sum to 0).
+    scores: Vec<Option<f64>>,
+}
+
+pub async fn register(
+    ctx: &SessionContext,
+    job: &JobConfig,
+    window: &RunWindow,
+    params: &SqlParams,
+) -> Result<(), Error> {
+    let estimates = match job.csi_model()? {
+        None => {
+            tracing::info!("no [csi] model in the job file: the csi tables are empty");
+            Vec::new()
+        }
+        Some(model) => {
+            let params = params
+                .clone()
+                .raw("csi_items", item_list(&model))
+                .integer("csi_item_count", model.items.len() as i64)
+                .raw("csi_item_columns", pivot_columns(&model));
+            sql::run_script(ctx, &sql::CSI, &params, None).await?;
+            check_items_answered(ctx, &model, window).await?;
+            let groups = read_groups(ctx, &model).await?;
+            estimate_groups(&model, groups)?
+        }
+    };
+    let model = job.csi_model()?;
+    let period = calendar::to_date32(window.as_of_month());
+    let tables = [
+        (
+            "csi_factors",
+            factor_table(model.as_ref(), &estimates, period)?,
+        ),
+        ("csi_paths", path_table(model.as_ref(), &estimates, period)?),
+        (
+            "csi_index",
+            index_table(model.as_ref(), &estimates, period)?,
+        ),
+    ];
+    for (name, batch) in tables {
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        ctx.register_table(name, Arc::new(table))?;
+    }
+    Ok(())
+}
+
+fn item_list(model: &CsiModel) -> String {
+    model
+        .items
+        .iter()
+        .map(|i| quote_literal(i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `MAX(CASE WHEN a.item = 'x' THEN a.score END) AS "x"` per item.
+fn pivot_columns(model: &CsiModel) -> String {
+    model
+        .items
+        .iter()
+        .map(|i| {
+            format!(
+                "MAX(CASE WHEN a.item = {} THEN a.score END) AS {}",
+                quote_literal(i),
+                quote_ident(i)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",\n       ")
+}
+
+/// A configured item nobody answered is most likely a typo in the job file:
+/// every respondent would be incomplete. Fails when csi answers exist in the
+/// window but some configured item never occurs among them.
+async fn check_items_answered(
+    ctx: &SessionContext,
+    model: &CsiModel,
+    window: &RunWindow,
+) -> Result<(), Error> {
+    let batches = ctx
+        .sql("SELECT DISTINCT item FROM csi_items_answered ORDER BY item")
+        .await?
+        .collect()
+        .await?;
+    let mut seen: Vec<String> = Vec::new();
+    for batch in &batches {
+        let column = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+        seen.extend(column.as_string::<i32>().iter().flatten().map(String::from));
+    }
+    if seen.is_empty() {
+        return Ok(());
+    }
+    let missing: Vec<&str> = model
+        .items
+        .iter()
+        .filter(|i| !seen.contains(i))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = seen.iter().take(30).map(String::as_str).collect();
+    Err(CsiError::ItemsNotAnswered {
+        missing: missing.join(", "),
+        seen: shown.join(", "),
+        since: window.first_month,
+    }
+    .into())
+}
+
+/// Complete respondents by segment (in response_id order) and the count of
+/// incomplete ones; `all` holds everyone.
+async fn read_groups(
+    ctx: &SessionContext,
+    model: &CsiModel,
+) -> Result<BTreeMap<String, Group>, Error> {
+    let columns: Vec<String> = model.items.iter().map(|i| quote_ident(i)).collect();
+    let query = format!(
+        "SELECT segment, complete, {} FROM csi_respondents ORDER BY response_id, customer_id",
+        columns.join(", ")
+    );
+    let batches = ctx.sql(&query).await?.collect().await?;
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    for batch in &batches {
+        let segments = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+        let segments = segments.as_string::<i32>();
+        let complete: &BooleanArray = batch.column(1).as_boolean();
+        let items: Vec<ArrayRef> = (2..batch.num_columns())
+            .map(|c| datafusion::arrow::compute::cast(batch.column(c), &DataType::Float64))
+            .collect::<Result<_, _>>()?;
+        for row in 0..batch.num_rows() {
+            let segment = segments.value(row).to_string();
+            if complete.value(row) {
+                let answers: Vec<f64> = items
+                    .iter()
+                    .map(|a| a.as_primitive::<Float64Type>().value(row))
+                    .collect();
+                groups
+                    .entry("all".into())
+                    .or_default()
+                    .rows
+                    .push(answers.clone());
+                groups.entry(segment).or_default().rows.push(answers);
+            } else {
+                groups.entry("all".into()).or_default().incomplete += 1;
+                groups.entry(segment).or_default().incomplete += 1;
+            }
+        }
+    }
+    Ok(groups)
+}
+
+fn estimate_groups(
+    model: &CsiModel,
+    groups: BTreeMap<String, Group>,
+) -> Result<Vec<Estimate>, CsiError> {
+    let path_model = model.path_model();
+    let mut estimates = Vec::new();
+    for (segment, group) in groups {
+        let respondents = group.rows.len();
+        if (respondents as u64) < model.min_respondents {
+            tracing::info!(
+                %segment,
+                respondents,
+                min = model.min_respondents,
+                incomplete = group.incomplete,
+                "csi: too few complete respondents, segment left out"
+            );
+            continue;
+        }
+        let data = DMatrix::from_fn(respondents, model.items.len(), |r, c| group.rows[r][c]);
+        let fit = match &model.fixed_weights {
+            Some(weights) => pls::with_fixed_weights(&data, &path_model, weights),
+            None => pls::estimate(&data, &path_model, &model.settings),
+        }
+        .map_err(|source| CsiError::Estimation {
+            segment: segment.clone(),
+            respondents,
+            source,
+        })?;
+        let scores = factor_scores(model, &data, &fit);
+        tracing::info!(%segment, respondents, iterations = fit.iterations, "csi estimated");
+        estimates.push(Estimate {
+            segment,
+            respondents,
+            incomplete: group.incomplete,
+            fit,
+            scores,
+        });
+    }
+    Ok(estimates)
+}
+
+/// Spec 4.7: (sum_i w_i * mean_i / sum_i w_i - min) / (max - min) * 100
+/// over a factor's items, means of the raw answers. Weights estimated on
+/// scaled items are turned back into weights of raw answers first.
+fn factor_scores(model: &CsiModel, data: &DMatrix<f64>, fit: &Fit) -> Vec<Option<f64>> {
+    let (min, max) = model.scale;
+    let n = data.nrows() as f64;
+    model
+        .blocks
+        .iter()
+        .map(|block| {
+            let (mut weighted, mut total) = (0.0, 0.0);
+            for &c in block {
+                let column = data.column(c);
+                let mean = column.mean();
+                let mut w = fit.weights[c];
+                if model.settings.scaled && model.fixed_weights.is_none() {
+                    let sd = (column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+                    w /= sd;
+                }
+                weighted += w * mean;
+                total += w;
+            }
+            (total != 0.0).then(|| (weighted / total - min) / (max - min) * 100.0)
+        })
+        .collect()
+}
+
+fn utf8(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, false)
+}
+
+fn schema(fields: Vec<Field>) -> SchemaRef {
+    Arc::new(Schema::new(fields))
+}
+
+/// A list of (item, `value_name`) structs per row.
+fn item_list_array(value_name: &str, rows: &[Vec<(String, f64)>]) -> ListArray {
+    let fields = Fields::from(vec![
+        utf8("item"),
+        Field::new(value_name, DataType::Float64, false),
+    ]);
+    let flat: Vec<&(String, f64)> = rows.iter().flatten().collect();
+    let values = StructArray::new(
+        fields.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                flat.iter().map(|(i, _)| i.as_str()),
+            )),
+            Arc::new(Float64Array::from_iter_values(flat.iter().map(|(_, v)| *v))),
+        ],
+        None,
+    );
+    ListArray::new(
+        Arc::new(Field::new_list_field(DataType::Struct(fields), false)),
+        OffsetBuffer::from_lengths(rows.iter().map(Vec::len)),
+        Arc::new(values),
+        None,
+    )
+}
+
+fn item_list_type(value_name: &str) -> DataType {
+    let fields = Fields::from(vec![
+        utf8("item"),
+        Field::new(value_name, DataType::Float64, false),
+    ]);
+    DataType::List(Arc::new(Field::new_list_field(
+        DataType::Struct(fields),
+        false,
+    )))
+}
+
+fn factor_table(
+    model: Option<&CsiModel>,
+    estimates: &[Estimate],
+    period: i32,
+) -> Result<RecordBatch, Error> {
+    let schema = schema(vec![
+        Field::new("period", DataType::Date32, false),
+        utf8("segment"),
+        utf8("factor"),
+        Field::new("respondents", DataType::Int64, false),
+        Field::new("score", DataType::Float64, true),
+        Field::new("item_weights", item_list_type("weight"), false),
+        Field::new("item_loadings", item_list_type("loading"), false),
+        Field::new("r_squared", DataType::Float64, true),
+    ]);
+    let (mut segments, mut factors, mut respondents, mut scores, mut r2) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut weights, mut loadings) = (vec![], vec![]);
+    if let Some(model) = model {
+        for e in estimates {
+            for (j, factor) in model.factors.iter().enumerate() {
+                segments.push(e.segment.clone());
+                factors.push(factor.clone());
+                respondents.push(e.respondents as i64);
+                scores.push(e.scores[j]);
+                r2.push(e.fit.r_squared[j]);
+                let block = &model.blocks[j];
+                weights.push(
+                    block
+                        .iter()
+                        .map(|&c| (model.items[c].clone(), e.fit.weights[c]))
+                        .collect(),
+                );
+                loadings.push(
+                    block
+                        .iter()
+                        .map(|&c| (model.items[c].clone(), e.fit.loadings[c]))
+                        .collect(),
+                );
+            }
+        }
+    }
+    let rows = segments.len();
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Date32Array::from(vec![period; rows])),
+            Arc::new(StringArray::from(segments)),
+            Arc::new(StringArray::from(factors)),
+            Arc::new(Int64Array::from(respondents)),
+            Arc::new(Float64Array::from(scores)),
+            Arc::new(item_list_array("weight", &weights)),
+            Arc::new(item_list_array("loading", &loadings)),
+            Arc::new(Float64Array::from(r2)),
+        ],
+    )?)
+}
+
+fn path_table(
+    model: Option<&CsiModel>,
+    estimates: &[Estimate],
+    period: i32,
+) -> Result<RecordBatch, Error> {
+    let schema = schema(vec![
+        Field::new("period", DataType::Date32, false),
+        utf8("segment"),
+        utf8("from_factor"),
+        utf8("to_factor"),
+        Field::new("path_coefficient", DataType::Float64, false),
+    ]);
+    let (mut segments, mut from, mut to, mut coefficients) = (vec![], vec![], vec![], vec![]);
+    if let Some(model) = model {
+        for e in estimates {
+            for &(f, t, c) in &e.fit.path_coefficients {
+                segments.push(e.segment.clone());
+                from.push(model.factors[f].clone());
+                to.push(model.factors[t].clone());
+                coefficients.push(c);
+            }
+        }
+    }
+    let rows = segments.len();
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Date32Array::from(vec![period; rows])),
+            Arc::new(StringArray::from(segments)),
+            Arc::new(StringArray::from(from)),
+            Arc::new(StringArray::from(to)),
+            Arc::new(Float64Array::from(coefficients)),
+        ],
+    )?)
+}
+
+fn index_table(
+    model: Option<&CsiModel>,
+    estimates: &[Estimate],
+    period: i32,
+) -> Result<RecordBatch, Error> {
+    let schema = schema(vec![
+        Field::new("period", DataType::Date32, false),
+        utf8("segment"),
+        Field::new("respondents", DataType::Int64, false),
+        Field::new("csi", DataType::Float64, true),
+        Field::new("incomplete_respondents", DataType::Int64, false),
+        utf8("weights"),
+        Field::new("iterations", DataType::Int64, false),
+    ]);
+    let method = match model.map(|m| m.fixed_weights.is_some()) {
+        Some(true) => "configured",
+        _ => "pls",
+    };
+    let index = model.map_or(0, |m| m.index_factor);
+    let rows = estimates.len();
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Date32Array::from(vec![period; rows])),
+            Arc::new(StringArray::from_iter_values(
+                estimates.iter().map(|e| e.segment.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                estimates.iter().map(|e| e.respondents as i64),
+            )),
+            Arc::new(Float64Array::from_iter(
+                estimates.iter().map(|e| e.scores[index]),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                estimates.iter().map(|e| e.incomplete),
+            )),
+            Arc::new(StringArray::from(vec![method; rows])),
+            Arc::new(Int64Array::from_iter_values(
+                estimates.iter().map(|e| e.fit.iterations as i64),
+            )),
+        ],
+    )?)
+}

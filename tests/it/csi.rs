@@ -1,0 +1,313 @@
+//! Spec 4.7 through a run: the pivot, the groups, the scores and the
+//! errors, on a hand-worked fixture with configured weights, and PLS on the
+//! plspm reference data fed through the surveys input.
+
+use std::collections::HashMap;
+
+use super::fixture::{Fixture, floats, strs, timestamps};
+
+/// (response_id, customer_id, responded_at, item, score)
+type Answer = (String, &'static str, &'static str, String, f64);
+
+fn write_answers(f: &Fixture, answers: &[Answer]) {
+    f.write(
+        "surveys",
+        vec![
+            (
+                "response_id",
+                strs(answers.iter().map(|a| Some(a.0.as_str()))),
+            ),
+            ("customer_id", strs(answers.iter().map(|a| Some(a.1)))),
+            (
+                "responded_at",
+                timestamps(answers.iter().map(|a| Some(a.2))),
+            ),
+            ("survey", strs(answers.iter().map(|_| Some("csi")))),
+            ("item", strs(answers.iter().map(|a| Some(a.3.as_str())))),
+            ("score", floats(answers.iter().map(|a| Some(a.4)))),
+        ],
+    );
+}
+
+fn respondent(
+    id: &str,
+    customer: &'static str,
+    at: &'static str,
+    scores: &[(&str, f64)],
+) -> Vec<Answer> {
+    scores
+        .iter()
+        .map(|(item, s)| (id.to_string(), customer, at, item.to_string(), *s))
+        .collect()
+}
+
+/// Factors satisfaction = [s1, s2] and value = [v1], value -> satisfaction,
+/// configured weights s1 = 2, s2 = 1, v1 = 1, scale 1-10.
+/// Complete respondents of S1 (segment a), in March 2025:
+///   R1 s1 10, s2 7, v1 8;  R2 s1 4, s2 1, v1 3;  R3 s1 7, s2 4, v1 5.
+/// R4 (S2, segment b) has no s2: incomplete. R0 (S1) answered in Dec 2024,
+/// before run.from = 2025-01: not counted. R9 answers after as_of: invisible.
+/// Means: s1 7, s2 4, v1 16/3.
+///   satisfaction = ((2 * 7 + 4) / 3 - 1) / 9 * 100 = 500 / 9 = 55.5556
+///   value = (16/3 - 1) / 9 * 100 = 1300 / 27 = 48.1481; csi = 55.5556.
+/// Composites, centred: satisfaction 2 s1 + s2 = 27, 9, 18 -> 9, -9, 0;
+/// value 8/3, -7/3, -1/3. The path value -> satisfaction is their
+/// correlation: 45 / sqrt(162 * 114/9) = 45 / sqrt(2052) = 0.993399;
+/// R² = 2025 / 2052 = 0.986842.
+fn fixture() -> Fixture {
+    let mut f = Fixture::new();
+    f.customers(&[
+        ("S1", "2024-01-01", None, Some("a")),
+        ("S2", "2024-01-01", None, Some("b")),
+    ]);
+    f.orders(&[]);
+    f.no_tickets();
+    let mut answers = Vec::new();
+    let at = "2025-03-10 10:00";
+    answers.extend(respondent(
+        "R0",
+        "S1",
+        "2024-12-10 10:00",
+        &[("s1", 1.0), ("s2", 1.0), ("v1", 1.0)],
+    ));
+    answers.extend(respondent(
+        "R1",
+        "S1",
+        at,
+        &[("s1", 10.0), ("s2", 7.0), ("v1", 8.0)],
+    ));
+    answers.extend(respondent(
+        "R2",
+        "S1",
+        at,
+        &[("s1", 4.0), ("s2", 1.0), ("v1", 3.0)],
+    ));
+    answers.extend(respondent(
+        "R3",
+        "S1",
+        at,
+        &[("s1", 7.0), ("s2", 4.0), ("v1", 5.0)],
+    ));
+    answers.extend(respondent("R4", "S2", at, &[("s1", 9.0), ("v1", 9.0)]));
+    answers.extend(respondent(
+        "R9",
+        "S2",
+        "2025-04-02 10:00",
+        &[("s1", 1.0), ("s2", 1.0), ("v1", 1.0)],
+    ));
+    write_answers(&f, &answers);
+    f.job_extra = CONFIGURED.into();
+    f
+}
+
+const CONFIGURED: &str = "[run]\nfrom = '2025-01'\n\
+    [csi]\nscale = [1, 10]\nmin_respondents = 3\n\
+    [csi.weights]\ns1 = 2.0\ns2 = 1.0\nv1 = 1.0\n\
+    [csi.factors]\nsatisfaction = ['s1', 's2']\nvalue = ['v1']\n\
+    [csi.paths]\nsatisfaction = ['value']\n";
+
+fn close(got: &str, expected: f64) -> bool {
+    (got.parse::<f64>().unwrap() - expected).abs() < 1e-9
+}
+
+#[tokio::test]
+async fn configured_weights_scores_paths_by_hand() {
+    let f = fixture();
+    f.run("2025-03-31").await.unwrap();
+    let index = f
+        .rows("SELECT period, segment, respondents, csi, incomplete_respondents, weights FROM csi_index ORDER BY segment")
+        .await;
+    assert_eq!(index.len(), 2, "{index:?}");
+    for (row, segment, incomplete) in [(&index[0], "a", "0"), (&index[1], "all", "1")] {
+        assert_eq!(row[0], "2025-03-01");
+        assert_eq!(row[1], segment);
+        assert_eq!(row[2], "3");
+        assert!(close(&row[3], 500.0 / 9.0), "{row:?}");
+        assert_eq!(row[4], incomplete);
+        assert_eq!(row[5], "configured");
+    }
+    let factors = f
+        .rows(
+            "SELECT factor, respondents, score, r_squared \
+             FROM csi_factors WHERE segment = 'all' ORDER BY factor",
+        )
+        .await;
+    assert_eq!(factors[0][0], "satisfaction");
+    assert!(close(&factors[0][2], 500.0 / 9.0));
+    assert!(close(&factors[0][3], 2025.0 / 2052.0), "{factors:?}");
+    let weights = f
+        .rows(
+            "SELECT w['item'], w['weight'] FROM (SELECT unnest(item_weights) AS w FROM csi_factors \
+             WHERE segment = 'all' AND factor = 'satisfaction') ORDER BY 1",
+        )
+        .await;
+    assert_eq!(
+        weights,
+        [["s1", "2.0"], ["s2", "1.0"]].map(|r| r.map(String::from).to_vec())
+    );
+    assert_eq!(factors[1][0], "value");
+    assert!(close(&factors[1][2], 1300.0 / 27.0));
+    assert_eq!(factors[1][3], "NULL");
+    let paths = f
+        .rows(
+            "SELECT from_factor, to_factor, path_coefficient FROM csi_paths WHERE segment = 'all'",
+        )
+        .await;
+    assert_eq!(paths.len(), 1);
+    assert_eq!(
+        (paths[0][0].as_str(), paths[0][1].as_str()),
+        ("value", "satisfaction")
+    );
+    assert!(close(&paths[0][2], 45.0 / 2052f64.sqrt()), "{paths:?}");
+}
+
+#[tokio::test]
+async fn a_configured_item_nobody_answered_fails_the_run() {
+    let mut f = fixture();
+    f.job_extra = CONFIGURED
+        .replace("value = ['v1']", "value = ['v1', 'v2']")
+        .replace("v1 = 1.0\n", "v1 = 1.0\nv2 = 1.0\n");
+    let err = f.run("2025-03-31").await.unwrap_err();
+    assert_eq!(err.exit_code(), cskpi::error::exit_code::CONFIG);
+    let message = err.to_string();
+    assert!(
+        message.contains("v2") && message.contains("s1, s2, v1"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn pls_that_does_not_converge_fails_the_run_clearly() {
+    let mut f = fixture();
+    f.job_extra = "[run]\nfrom = '2025-01'\n\
+        [csi]\nmin_respondents = 3\nmax_iterations = 1\ntolerance = 1e-300\n\
+        [csi.factors]\nsatisfaction = ['s1', 's2']\nvalue = ['v1']\n\
+        [csi.paths]\nsatisfaction = ['value']\n"
+        .into();
+    let err = f.run("2025-03-31").await.unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("did not converge in 1 iterations"),
+        "{message}"
+    );
+    assert!(message.contains("segment \"a\""), "{message}");
+}
+
+#[tokio::test]
+async fn model_errors_stop_the_job_before_reading_data() {
+    let mut f = fixture();
+    f.job_extra = "[csi.factors]\nsatisfaction = ['s1']\nvalue = ['v1']\n\
+        [csi.paths]\nsatisfaction = ['value']\nvalue = ['satisfaction']\n"
+        .into();
+    let text = f.job_text();
+    let err = cskpi::config::JobConfig::parse(&text).unwrap_err();
+    assert!(err.to_string().contains("cycle"), "{err}");
+}
+
+/// The plspm reference data as csi answers of 250 customers: the run's
+/// item weights equal plspm's (path scheme), and the CSI is the spec's
+/// formula over plspm's SAT weights and the item means.
+#[tokio::test]
+async fn pls_through_a_run_reproduces_plspm_weights() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/reference/plspm-satisfaction");
+    let text = std::fs::read_to_string(dir.join("satisfaction.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|h| h.trim_matches('"').to_string())
+        .collect();
+    let items = &header[1..28];
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| {
+            l.split(',')
+                .skip(1)
+                .take(27)
+                .map(|v| v.parse().unwrap())
+                .collect()
+        })
+        .collect();
+
+    let mut f = Fixture::new();
+    let ids: Vec<String> = (0..rows.len()).map(|i| format!("C{i:03}")).collect();
+    let id_refs: Vec<&'static str> = ids.iter().map(|s| &*s.clone().leak()).collect();
+    let customers: Vec<(&str, &str, Option<&str>, Option<&str>)> = id_refs
+        .iter()
+        .map(|id| (*id, "2024-01-01", None, Some("x")))
+        .collect();
+    f.customers(&customers);
+    f.orders(&[]);
+    f.no_tickets();
+    let mut answers = Vec::new();
+    for (r, row) in rows.iter().enumerate() {
+        for (c, item) in items.iter().enumerate() {
+            answers.push((
+                format!("R{r:03}"),
+                id_refs[r],
+                "2025-03-10 10:00",
+                item.clone(),
+                row[c],
+            ));
+        }
+    }
+    write_answers(&f, &answers);
+    f.job_extra = "[run]\nfrom = '2025-01'\n\
+        [csi]\nindex_factor = 'SAT'\nscale = [0, 10]\nmin_respondents = 30\n\
+        [csi.factors]\n\
+        IMAG = ['imag1', 'imag2', 'imag3', 'imag4', 'imag5']\n\
+        EXPE = ['expe1', 'expe2', 'expe3', 'expe4', 'expe5']\n\
+        QUAL = ['qual1', 'qual2', 'qual3', 'qual4', 'qual5']\n\
+        VAL = ['val1', 'val2', 'val3', 'val4']\n\
+        SAT = ['sat1', 'sat2', 'sat3', 'sat4']\n\
+        LOY = ['loy1', 'loy2', 'loy3', 'loy4']\n\
+        [csi.paths]\nEXPE = ['IMAG']\nQUAL = ['EXPE']\nVAL = ['EXPE', 'QUAL']\n\
+        SAT = ['IMAG', 'EXPE', 'QUAL', 'VAL']\nLOY = ['IMAG', 'SAT']\n"
+        .into();
+    f.run("2025-03-31").await.unwrap();
+
+    let got = f
+        .rows(
+            "SELECT w.item, w.weight FROM (SELECT unnest(item_weights) AS w FROM csi_factors \
+             WHERE segment = 'all') ORDER BY 1",
+        )
+        .await;
+    let got: HashMap<String, f64> = got
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].parse().unwrap()))
+        .collect();
+    let reference = std::fs::read_to_string(dir.join("satisfaction.outer-model-path.csv")).unwrap();
+    let mut expected = HashMap::new();
+    for line in reference.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').map(|x| x.trim_matches('"')).collect();
+        expected.insert(f[0].to_string(), f[2].parse::<f64>().unwrap());
+    }
+    assert_eq!(got.len(), 27);
+    for (item, weight) in &expected {
+        assert!(
+            (got[item] - weight).abs() < 1e-6,
+            "{item}: {} vs {weight}",
+            got[item]
+        );
+    }
+    // CSI by the spec's formula from plspm's SAT weights and the item means.
+    let (mut weighted, mut total) = (0.0, 0.0);
+    for item in ["sat1", "sat2", "sat3", "sat4"] {
+        let c = items.iter().position(|i| i == item).unwrap();
+        let mean = rows.iter().map(|r| r[c]).sum::<f64>() / rows.len() as f64;
+        weighted += expected[item] * mean;
+        total += expected[item];
+    }
+    // The data has answers of 0, so the scale is 0-10.
+    let csi = (weighted / total - 0.0) / 10.0 * 100.0;
+    let index = f
+        .rows("SELECT segment, respondents, csi FROM csi_index ORDER BY segment")
+        .await;
+    assert_eq!(index[0][0], "all");
+    assert_eq!(index[0][1], "250");
+    assert!(
+        (index[0][2].parse::<f64>().unwrap() - csi).abs() < 1e-6,
+        "{index:?} vs {csi}"
+    );
+}
