@@ -501,4 +501,40 @@ mod tests {
         }
         assert!((a.path_coefficients[0].2 - b.path_coefficients[0].2).abs() < 1e-12);
     }
+
+    /// With two LVs the inner estimate of each is the other times r
+    /// (factorial) or times sign(r) (centroid, and path: r both ways):
+    /// proportional, so all three schemes reach the same normalised weights.
+    #[test]
+    fn two_lv_models_give_the_same_weights_under_every_scheme() {
+        let data = DMatrix::from_row_slice(
+            6,
+            4,
+            &[
+                1.0, 2.0, 3.0, 4.0, 2.0, 1.0, 2.0, 3.0, 4.0, 5.0, 5.0, 8.0, 3.0, 3.0, 4.0, 6.0,
+                5.0, 6.0, 4.0, 9.0, 2.0, 4.0, 1.0, 2.0,
+            ],
+        );
+        let model = PathModel {
+            blocks: vec![vec![0, 1], vec![2, 3]],
+            paths: vec![(0, 1)],
+        };
+        let fit = |scheme| {
+            let settings = Settings {
+                scheme,
+                tolerance: 1e-14,
+                ..Settings::default()
+            };
+            estimate(&data, &model, &settings).unwrap()
+        };
+        let (path, centroid, factorial) = (
+            fit(Scheme::Path),
+            fit(Scheme::Centroid),
+            fit(Scheme::Factorial),
+        );
+        for c in 0..4 {
+            assert!((path.weights[c] - centroid.weights[c]).abs() < 1e-6);
+            assert!((factorial.weights[c] - centroid.weights[c]).abs() < 1e-6);
+        }
+    }
 }
