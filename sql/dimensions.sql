@@ -1,6 +1,7 @@
 -- Reporting dimensions shared by every monthly KPI family (spec section 2).
 -- `kpi_months` (one row per reported month, its first day) is registered by
--- the engine from run.from .. as_of.
+-- the engine from run.from .. as_of; `trailing_months` (the 12 months
+-- ending with as_of's month, the window W of spec 4.8) too.
 
 -- Each customer's current segment; null -> 'unknown'.
 CREATE OR REPLACE VIEW customer_segments AS
@@ -19,3 +20,10 @@ SELECT DISTINCT segment FROM customer_segments;
 CREATE OR REPLACE VIEW month_segments AS
 SELECT m.month, s.segment
 FROM kpi_months m CROSS JOIN report_segments s;
+
+-- The months customer counts are needed for: the reported ones and W (the
+-- lifetime of CLV uses W's churn even before run.from).
+CREATE OR REPLACE VIEW count_month_segments AS
+SELECT m.month, s.segment
+FROM (SELECT month FROM kpi_months UNION SELECT month FROM trailing_months) m
+CROSS JOIN report_segments s;

@@ -39,7 +39,9 @@ WITH monthly AS (
 ), by_theme AS (
     SELECT month, theme,
            COUNT(*) AS mentions,
-           AVG(sentiment) AS avg_sentiment,
+           -- summed in millionths: exact, so reruns give identical bits
+           CAST(SUM(CAST(round(sentiment * 1000000) AS BIGINT)) AS DOUBLE)
+               / COUNT(*) / 1000000.0 AS avg_sentiment,
            AVG(CASE WHEN survey = 'nps' THEN score END) AS avg_nps_score
     FROM mentioned
     GROUP BY month, theme

@@ -20,7 +20,8 @@ FROM with_all
 GROUP BY segment, signup_month, churn_month;
 
 -- With M = [s, e]: signup_date < s <=> signup_month < M; churn_date >= s
--- <=> churn_month >= M; churn_date <= e <=> churn_month <= M.
+-- <=> churn_month >= M; churn_date <= e <=> churn_month <= M. Computed for
+-- the reported months and the trailing 12 (count_month_segments).
 CREATE OR REPLACE VIEW customer_counts_monthly AS
 SELECT g.month, g.segment,
        COALESCE(SUM(CASE WHEN c.signup_month < g.month
@@ -33,7 +34,7 @@ SELECT g.month, g.segment,
                          THEN c.customers END), 0) AS customers_end,
        COALESCE(SUM(CASE WHEN c.signup_month < g.month AND c.churn_month = g.month
                          THEN c.customers END), 0) AS customers_churned
-FROM month_segments g
+FROM count_month_segments g
 LEFT JOIN customer_cohorts c ON c.segment = g.segment
 GROUP BY g.month, g.segment;
 

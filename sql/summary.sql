@@ -1,7 +1,8 @@
 -- kpi_summary (spec section 5): every numeric column of the monthly KPI
 -- tables in long form, one row per month, segment and KPI (the column's
 -- name), null values kept. Each table is read once: its columns become an
--- array of (kpi, value) entries that is unnested.
+-- array of (kpi, value) entries that is unnested. value_monthly.arpa is
+-- mrr_monthly.arpa, listed once so (month, segment, kpi) stays a key.
 -- tests/it/summary.rs checks that every numeric column is listed here.
 
 CREATE OR REPLACE VIEW kpi_summary AS
@@ -57,6 +58,13 @@ WITH entries AS (
         named_struct('kpi', 'csat', 'value', CAST(csat AS DOUBLE))
     )) AS entry
     FROM survey_monthly
+    UNION ALL
+    SELECT month, segment, unnest(make_array(
+        named_struct('kpi', 'retention_cost', 'value', CAST(retention_cost AS DOUBLE)),
+        named_struct('kpi', 'crc', 'value', CAST(crc AS DOUBLE)),
+        named_struct('kpi', 'crc_to_arpa', 'value', CAST(crc_to_arpa AS DOUBLE))
+    )) AS entry
+    FROM value_monthly
 )
 SELECT month, segment,
        CAST(entry['kpi'] AS VARCHAR) AS kpi,

@@ -269,6 +269,25 @@ pub struct FeedbackConfig {
     pub themes: Option<BTreeMap<String, Vec<String>>>,
 }
 
+/// The health score's component weights after defaults (spec 4.9).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthWeights {
+    pub usage: f64,
+    pub nps: f64,
+    pub csat: f64,
+    pub support: f64,
+    pub mrr_trend: f64,
+}
+
+/// The health components, in the order of spec 4.9, with default weights.
+pub const HEALTH_COMPONENTS: [(&str, f64); 5] = [
+    ("usage", 0.30),
+    ("nps", 0.20),
+    ("csat", 0.15),
+    ("support", 0.15),
+    ("mrr_trend", 0.20),
+];
+
 impl JobConfig {
     /// Reads a job file; relative local paths in it are resolved against the
     /// job file's directory, so a job runs the same from any working directory.
@@ -313,6 +332,40 @@ impl JobConfig {
         }
         self.csi_model()?;
         self.feedback_taxonomy()?;
+        for (key, weight) in &self.health.weights {
+            if !HEALTH_COMPONENTS.iter().any(|(c, _)| c == key) {
+                let known: Vec<&str> = HEALTH_COMPONENTS.iter().map(|(c, _)| *c).collect();
+                return Err(ConfigError::Invalid(format!(
+                    "health.weights: unknown component {key:?} (components: {})",
+                    known.join(", ")
+                )));
+            }
+            if !weight.is_finite() || *weight < 0.0 {
+                return Err(ConfigError::Invalid(format!(
+                    "health.weights.{key} must be a number >= 0, got {weight}"
+                )));
+            }
+        }
+        let h = &self.health;
+        if !(h.yellow_min.is_finite() && h.green_min.is_finite() && h.yellow_min <= h.green_min) {
+            return Err(ConfigError::Invalid(format!(
+                "health: yellow_min ({}) must not be above green_min ({})",
+                h.yellow_min, h.green_min
+            )));
+        }
+        let v = &self.value;
+        if !v.gross_margin.is_finite() || v.gross_margin < 0.0 {
+            return Err(ConfigError::Invalid(format!(
+                "value.gross_margin must be a number >= 0, got {}",
+                v.gross_margin
+            )));
+        }
+        if !v.max_lifetime_months.is_finite() || v.max_lifetime_months <= 0.0 {
+            return Err(ConfigError::Invalid(format!(
+                "value.max_lifetime_months must be > 0, got {}",
+                v.max_lifetime_months
+            )));
+        }
         if self.output.path.trim().is_empty() {
             return Err(ConfigError::Invalid("output.path is empty".into()));
         }
@@ -331,6 +384,26 @@ impl JobConfig {
             .as_ref()
             .map(|c| CsiModel::new(c).map_err(|e| ConfigError::Invalid(format!("csi: {e}"))))
             .transpose()
+    }
+
+    /// `[health.weights]` over the defaults: a component the job does not
+    /// name keeps its default weight (set it to 0 to leave it out).
+    pub fn health_weights(&self) -> HealthWeights {
+        let weight = |name: &str| {
+            let default = HEALTH_COMPONENTS
+                .iter()
+                .find(|(c, _)| *c == name)
+                .map(|(_, w)| *w)
+                .expect("a known component");
+            self.health.weights.get(name).copied().unwrap_or(default)
+        };
+        HealthWeights {
+            usage: weight("usage"),
+            nps: weight("nps"),
+            csat: weight("csat"),
+            support: weight("support"),
+            mrr_trend: weight("mrr_trend"),
+        }
     }
 
     /// The theme taxonomy comments are read with.
@@ -442,6 +515,26 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.to_string().contains("scale"), "{err}");
+    }
+
+    #[test]
+    fn health_weights_default_per_component_and_are_checked() {
+        let base = "[input]\ncustomers='c'\norders='o'\ntickets='t'\n[output]\npath='out'\n";
+        let c = JobConfig::parse(base).unwrap();
+        let w = c.health_weights();
+        assert_eq!(
+            (w.usage, w.nps, w.csat, w.support, w.mrr_trend),
+            (0.30, 0.20, 0.15, 0.15, 0.20)
+        );
+        let c =
+            JobConfig::parse(&format!("{base}[health.weights]\nusage = 0.5\nnps = 0\n")).unwrap();
+        let w = c.health_weights();
+        assert_eq!((w.usage, w.nps, w.csat), (0.5, 0.0, 0.15));
+        let err = JobConfig::parse(&format!("{base}[health.weights]\nlogins = 0.5\n")).unwrap_err();
+        assert!(err.to_string().contains("logins"), "{err}");
+        assert!(JobConfig::parse(&format!("{base}[health.weights]\nnps = -1\n")).is_err());
+        assert!(JobConfig::parse(&format!("{base}[health]\ngreen_min = 30\n")).is_err());
+        assert!(JobConfig::parse(&format!("{base}[value]\nmax_lifetime_months = 0\n")).is_err());
     }
 
     #[test]

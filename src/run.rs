@@ -65,6 +65,7 @@ pub fn resolve_as_of(job: &JobConfig, options: &RunOptions) -> NaiveDate {
 pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
     let as_of = window.as_of;
     let (csi_min, csi_max) = job.csi_scale();
+    let health = job.health_weights();
     let next_month = calendar::from_month_index(calendar::month_index(as_of) + 1);
     SqlParams::default()
         .date("as_of", as_of)
@@ -81,6 +82,23 @@ pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
         .number("csat_positive_min", job.csat.positive_min)
         .number("csi_scale_min", csi_min)
         .number("csi_scale_max", csi_max)
+        .date(
+            "trailing_first_month",
+            calendar::from_month_index(calendar::month_index(as_of) - 11),
+        )
+        .number("gross_margin", job.value.gross_margin)
+        .number("max_lifetime_months", job.value.max_lifetime_months)
+        .date(
+            "health_mrr_base_month",
+            calendar::from_month_index(calendar::month_index(as_of) - 3),
+        )
+        .number("w_usage", health.usage)
+        .number("w_nps", health.nps)
+        .number("w_csat", health.csat)
+        .number("w_support", health.support)
+        .number("w_mrr_trend", health.mrr_trend)
+        .number("green_min", job.health.green_min)
+        .number("yellow_min", job.health.yellow_min)
         .ident("segment_by", &job.run.segment_by)
 }
 
@@ -181,25 +199,32 @@ pub async fn window(
     })
 }
 
-/// Registers `kpi_months`, one row per reported month.
+/// Registers `kpi_months`, one row per reported month, and
+/// `trailing_months`, the 12 months ending with as_of's month.
 pub fn register_months(ctx: &SessionContext, window: &RunWindow) -> Result<(), Error> {
-    let schema = Arc::new(Schema::new(vec![Field::new(
-        "month",
-        DataType::Date32,
-        false,
-    )]));
-    let months = Date32Array::from(
-        window
-            .months()
-            .into_iter()
-            .map(calendar::to_date32)
-            .collect::<Vec<_>>(),
-    );
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(months)])?;
-    ctx.register_table(
-        "kpi_months",
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
-    )?;
+    let last = calendar::month_index(window.as_of);
+    let trailing: Vec<NaiveDate> = (last - 11..=last).map(calendar::from_month_index).collect();
+    for (name, months) in [
+        ("kpi_months", window.months()),
+        ("trailing_months", trailing),
+    ] {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "month",
+            DataType::Date32,
+            false,
+        )]));
+        let months = Date32Array::from(
+            months
+                .into_iter()
+                .map(calendar::to_date32)
+                .collect::<Vec<_>>(),
+        );
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(months)])?;
+        ctx.register_table(
+            name,
+            Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+        )?;
+    }
     Ok(())
 }
 

@@ -50,6 +50,14 @@ pub const FEEDBACK: SqlScript = SqlScript {
     name: "feedback",
     text: include_str!("../sql/feedback.sql"),
 };
+pub const VALUE: SqlScript = SqlScript {
+    name: "value",
+    text: include_str!("../sql/value.sql"),
+};
+pub const HEALTH: SqlScript = SqlScript {
+    name: "health",
+    text: include_str!("../sql/health.sql"),
+};
 pub const CSI: SqlScript = SqlScript {
     name: "csi",
     text: include_str!("../sql/csi.sql"),

@@ -4,11 +4,13 @@
 
 pub mod csi;
 pub mod feedback;
+pub mod health;
 pub mod mrr;
 pub mod retention;
 pub mod summary;
 pub mod support;
 pub mod surveys;
+pub mod value;
 
 use std::path::Path;
 
@@ -55,6 +57,8 @@ pub const FAMILIES: &[KpiFamily] = &[
     surveys::FAMILY,
     feedback::FAMILY,
     csi::FAMILY,
+    value::FAMILY,
+    health::FAMILY,
     summary::FAMILY,
 ];
 

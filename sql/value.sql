@@ -1,0 +1,233 @@
+-- Customer value (spec 4.8): CRC per month, CLV and the customer
+-- profitability score. W = the 12 months ending with as_of's month
+-- (`trailing_months`, registered by the engine, from ${trailing_first_month}).
+-- Money is summed in integer micro-units (1e-6), as in mrr.sql, so totals
+-- are exact and reruns identical.
+
+CREATE OR REPLACE VIEW cost_lines AS
+SELECT c.month, c.category, c.customer_id,
+       COALESCE(cs.segment, 'unknown') AS segment,
+       CAST(round(c.amount * 1000000) AS BIGINT) AS amount_micros
+FROM costs c
+LEFT JOIN customer_segments cs ON cs.customer_id = c.customer_id;
+
+-- CRC: retention costs of the month (direct retention costs of the
+-- segment's customers + overhead retention costs * CE_segment / CE_all)
+-- per customer at the month's end.
+CREATE OR REPLACE VIEW value_monthly AS
+WITH direct AS (
+    SELECT month, segment, SUM(amount_micros) AS micros
+    FROM (
+        SELECT month, segment, amount_micros FROM cost_lines
+        WHERE category = 'retention' AND customer_id IS NOT NULL
+        UNION ALL
+        SELECT month, 'all', amount_micros FROM cost_lines
+        WHERE category = 'retention' AND customer_id IS NOT NULL
+    )
+    GROUP BY month, segment
+), overhead AS (
+    SELECT month, SUM(amount_micros) AS micros
+    FROM cost_lines
+    WHERE category = 'retention' AND customer_id IS NULL
+    GROUP BY month
+), costs AS (
+    SELECT r.month, r.segment, r.customers_end,
+           COALESCE(d.micros, 0) / 1000000.0
+           + COALESCE(o.micros, 0) / 1000000.0
+             * CASE WHEN r.segment = 'all' THEN 1.0
+                    WHEN a.customers_end > 0
+                    THEN CAST(r.customers_end AS DOUBLE) / a.customers_end
+                    ELSE 0.0 END AS retention_cost
+    FROM retention_monthly r
+    JOIN retention_monthly a ON a.month = r.month AND a.segment = 'all'
+    LEFT JOIN direct d ON d.month = r.month AND d.segment = r.segment
+    LEFT JOIN overhead o ON o.month = r.month
+)
+SELECT c.month, c.segment, c.retention_cost,
+       CASE WHEN c.customers_end > 0 THEN c.retention_cost / c.customers_end END AS crc,
+       m.arpa,
+       CASE WHEN c.customers_end > 0 AND m.arpa > 0
+            THEN c.retention_cost / c.customers_end / m.arpa END AS crc_to_arpa
+FROM costs c
+JOIN mrr_monthly m ON m.month = c.month AND m.segment = c.segment;
+
+-- Order lines booked in W (refunds included).
+CREATE OR REPLACE VIEW trailing_orders AS
+SELECT o.customer_id, COALESCE(cs.segment, 'unknown') AS segment, o.kind,
+       CAST(round(o.amount * 1000000) AS BIGINT) AS amount_micros
+FROM orders o
+LEFT JOIN customer_segments cs ON cs.customer_id = o.customer_id
+WHERE o.order_date >= ${trailing_first_month};
+
+-- Overhead service costs of each month of W, split across the customers in
+-- proportion to their tickets opened that month (a month without tickets:
+-- equally across the customers active at its end, or at as_of in as_of's
+-- month). Shares are whole micro-units: each customer gets the floor of
+-- its share and the micro-units left over go one each to the largest
+-- remainders (ties by customer_id), so a month's shares add up to its
+-- overhead exactly.
+CREATE OR REPLACE VIEW overhead_allocation AS
+WITH overhead AS (
+    SELECT month, SUM(amount_micros) AS micros
+    FROM cost_lines
+    WHERE category = 'service' AND customer_id IS NULL AND month >= ${trailing_first_month}
+    GROUP BY month
+), ticket_weights AS (
+    SELECT CAST(date_trunc('month', opened_at) AS DATE) AS month, customer_id,
+           COUNT(*) AS weight
+    FROM tickets
+    WHERE opened_at >= CAST(${trailing_first_month} AS TIMESTAMP)
+    GROUP BY CAST(date_trunc('month', opened_at) AS DATE), customer_id
+), months_without_tickets AS (
+    SELECT o.month,
+           LEAST(CAST(o.month + INTERVAL '1 month' - INTERVAL '1 day' AS DATE), ${as_of})
+               AS month_end
+    FROM overhead o
+    LEFT JOIN (SELECT DISTINCT month FROM ticket_weights) t ON t.month = o.month
+    WHERE t.month IS NULL
+), weights AS (
+    SELECT t.month, t.customer_id, t.weight
+    FROM ticket_weights t
+    JOIN overhead o ON o.month = t.month
+    UNION ALL
+    SELECT m.month, c.customer_id, CAST(1 AS BIGINT) AS weight
+    FROM months_without_tickets m
+    JOIN customers c
+      ON c.signup_date <= m.month_end
+     AND (c.churn_date IS NULL OR c.churn_date > m.month_end)
+), based AS (
+    SELECT w.month, w.customer_id, o.micros AS overhead,
+           o.micros * w.weight / SUM(w.weight) OVER (PARTITION BY w.month) AS base,
+           o.micros * w.weight
+             - o.micros * w.weight / SUM(w.weight) OVER (PARTITION BY w.month)
+               * SUM(w.weight) OVER (PARTITION BY w.month) AS remainder
+    FROM weights w
+    JOIN overhead o ON o.month = w.month
+), ranked AS (
+    SELECT month, customer_id, base,
+           overhead - SUM(base) OVER (PARTITION BY month) AS leftover,
+           ROW_NUMBER() OVER (PARTITION BY month ORDER BY abs(remainder) DESC, customer_id)
+               AS remainder_rank
+    FROM based
+)
+SELECT month, customer_id,
+       base + CASE WHEN remainder_rank <= abs(leftover)
+                   THEN CASE WHEN leftover > 0 THEN 1 ELSE -1 END
+                   ELSE 0 END AS allocated_micros
+FROM ranked;
+
+-- Churn over W per segment: the lifetime of 4.8 is 1 / the mean monthly
+-- churn rate over W's months with customers at the start, capped. The
+-- rates are added up in month order (a running sum), so the mean does not
+-- depend on how the engine splits the work.
+CREATE OR REPLACE VIEW segment_lifetimes AS
+WITH rates AS (
+    SELECT c.segment, c.month,
+           CAST(c.customers_churned AS DOUBLE) / c.customers_start AS churn
+    FROM customer_counts_monthly c
+    JOIN trailing_months t ON t.month = c.month
+    WHERE c.customers_start > 0
+), running AS (
+    SELECT segment,
+           SUM(churn) OVER (PARTITION BY segment ORDER BY month
+                            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS total,
+           COUNT(*) OVER (PARTITION BY segment) AS months,
+           ROW_NUMBER() OVER (PARTITION BY segment ORDER BY month DESC) AS from_last
+    FROM rates
+), mean AS (
+    SELECT segment, total / months AS mean_churn FROM running WHERE from_last = 1
+)
+SELECT s.segment, m.mean_churn,
+       CASE WHEN m.mean_churn IS NULL THEN NULL
+            WHEN m.mean_churn = 0 THEN ${max_lifetime_months}
+            ELSE LEAST(${max_lifetime_months}, 1.0 / m.mean_churn) END AS lifetime_months
+FROM report_segments s
+LEFT JOIN mean m ON m.segment = s.segment;
+
+-- Per customer with revenue, direct cost or allocated cost in W, in
+-- micro-units; customer_value and value_summary present it.
+CREATE OR REPLACE VIEW customer_value_micros AS
+WITH revenue AS (
+    SELECT customer_id, SUM(amount_micros) AS micros
+    FROM trailing_orders GROUP BY customer_id
+), direct AS (
+    SELECT customer_id, SUM(amount_micros) AS micros
+    FROM cost_lines
+    WHERE customer_id IS NOT NULL AND month >= ${trailing_first_month}
+    GROUP BY customer_id
+), allocated AS (
+    SELECT customer_id, SUM(allocated_micros) AS micros
+    FROM overhead_allocation GROUP BY customer_id
+), ids AS (
+    SELECT customer_id FROM revenue
+    UNION SELECT customer_id FROM direct
+    UNION SELECT customer_id FROM allocated
+), paying AS (
+    -- MRR over W's months with MRR > 0: its sum and the number of months
+    SELECT m.customer_id, SUM(m.mrr_micros) AS mrr_micros, COUNT(*) AS months
+    FROM customer_mrr_movements m
+    JOIN trailing_months t ON t.month = m.month
+    WHERE m.mrr_micros > 0
+    GROUP BY m.customer_id
+)
+SELECT i.customer_id, COALESCE(cs.segment, 'unknown') AS segment,
+       COALESCE(r.micros, 0) AS revenue_micros,
+       COALESCE(d.micros, 0) AS direct_micros,
+       COALESCE(a.micros, 0) AS allocated_micros,
+       COALESCE(r.micros, 0) - COALESCE(d.micros, 0) - COALESCE(a.micros, 0) AS cps_micros,
+       CASE WHEN p.months > 0 THEN CAST(p.mrr_micros AS DOUBLE) / p.months / 1000000.0
+            ELSE 0.0 END AS mean_mrr
+FROM ids i
+LEFT JOIN customer_segments cs ON cs.customer_id = i.customer_id
+LEFT JOIN revenue r ON r.customer_id = i.customer_id
+LEFT JOIN direct d ON d.customer_id = i.customer_id
+LEFT JOIN allocated a ON a.customer_id = i.customer_id
+LEFT JOIN paying p ON p.customer_id = i.customer_id;
+
+CREATE OR REPLACE VIEW customer_value AS
+SELECT ${as_of} AS as_of, v.customer_id, v.segment,
+       v.revenue_micros / 1000000.0 AS revenue,
+       v.direct_micros / 1000000.0 AS direct_cost,
+       v.allocated_micros / 1000000.0 AS allocated_cost,
+       v.cps_micros / 1000000.0 AS cps,
+       CAST(NTILE(5) OVER (ORDER BY v.cps_micros DESC, v.customer_id) AS BIGINT)
+           AS cps_quintile,
+       v.mean_mrr * ${gross_margin} * l.lifetime_months AS clv
+FROM customer_value_micros v
+LEFT JOIN segment_lifetimes l ON l.segment = v.segment;
+
+-- CLV per segment: avg_order_value x purchase_frequency x lifetime x margin.
+CREATE OR REPLACE VIEW value_summary AS
+WITH purchases AS (
+    SELECT segment,
+           SUM(amount_micros) / 1000000.0 / COUNT(*) AS avg_order_value,
+           CAST(COUNT(*) AS DOUBLE) / COUNT(DISTINCT customer_id) / 12.0 AS purchase_frequency
+    FROM (
+        SELECT segment, customer_id, amount_micros FROM trailing_orders
+        WHERE kind IN ('subscription', 'addon', 'one_time') AND amount_micros > 0
+        UNION ALL
+        SELECT 'all', customer_id, amount_micros FROM trailing_orders
+        WHERE kind IN ('subscription', 'addon', 'one_time') AND amount_micros > 0
+    )
+    GROUP BY segment
+), customers AS (
+    SELECT segment, COUNT(*) AS customers,
+           SUM(revenue_micros) / 1000000.0 AS revenue,
+           SUM(cps_micros) / 1000000.0 AS cps_total
+    FROM (
+        SELECT segment, revenue_micros, cps_micros FROM customer_value_micros
+        UNION ALL
+        SELECT 'all', revenue_micros, cps_micros FROM customer_value_micros
+    )
+    GROUP BY segment
+)
+SELECT ${as_of} AS as_of, s.segment,
+       p.avg_order_value, p.purchase_frequency, l.lifetime_months,
+       p.avg_order_value * p.purchase_frequency * l.lifetime_months * ${gross_margin} AS clv,
+       COALESCE(c.customers, 0) AS customers,
+       COALESCE(c.revenue, 0.0) AS revenue,
+       COALESCE(c.cps_total, 0.0) AS cps_total
+FROM report_segments s
+LEFT JOIN purchases p ON p.segment = s.segment
+LEFT JOIN segment_lifetimes l ON l.segment = s.segment
+LEFT JOIN customers c ON c.segment = s.segment;

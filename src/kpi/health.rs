@@ -1,0 +1,15 @@
+//! The customer health score (spec 4.9): `sql/health.sql`.
+
+use super::{KpiFamily, OutputTable, Registration};
+use crate::sql;
+
+pub const FAMILY: KpiFamily = KpiFamily {
+    name: "health",
+    script: sql::HEALTH,
+    outputs: &[OutputTable {
+        name: "customer_health",
+        order_by: "as_of, customer_id",
+    }],
+    materialize: &[],
+    registration: Registration::Script,
+};

@@ -1,0 +1,27 @@
+//! CRC, CLV and the customer profitability score (spec 4.8): `sql/value.sql`.
+
+use super::{KpiFamily, OutputTable, Registration};
+use crate::sql;
+
+pub const FAMILY: KpiFamily = KpiFamily {
+    name: "value",
+    script: sql::VALUE,
+    outputs: &[
+        OutputTable {
+            name: "value_monthly",
+            order_by: "month, segment",
+        },
+        OutputTable {
+            name: "value_summary",
+            order_by: "as_of, segment",
+        },
+        OutputTable {
+            name: "customer_value",
+            order_by: "as_of, customer_id",
+        },
+    ],
+    // value_monthly is read again by kpi_summary; customer_value_micros
+    // feeds both customer_value and value_summary.
+    materialize: &["value_monthly", "customer_value_micros"],
+    registration: Registration::Script,
+};
