@@ -11,11 +11,14 @@ WHERE s.survey = 'csi'
   AND s.responded_at >= CAST(${first_month} AS TIMESTAMP)
   AND s.item IN (${csi_items});
 
--- complete: the respondent answered every configured item.
+-- complete: the respondent answered every configured item. (response_id,
+-- item) is the surveys key, so COUNT(*) counts distinct items; COUNT(DISTINCT)
+-- kept a set per respondent and doubled the run's peak memory at 100k
+-- customers.
 CREATE OR REPLACE VIEW csi_respondents AS
 SELECT a.response_id, a.customer_id,
        COALESCE(cs.segment, 'unknown') AS segment,
-       COUNT(DISTINCT a.item) = ${csi_item_count} AS complete,
+       COUNT(*) = ${csi_item_count} AS complete,
        ${csi_item_columns}
 FROM csi_answers a
 LEFT JOIN customer_segments cs ON cs.customer_id = a.customer_id
