@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 use crate::config::JobConfig;
 use crate::datagen::{self, GenOptions};
 use crate::error::Error;
+use crate::kpi::definitions;
 use crate::run::{self, RunOptions};
+use crate::shell::{self, Format, ShellOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,9 +22,21 @@ use crate::run::{self, RunOptions};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Log level (error, warn, info, debug, trace); RUST_LOG wins when set.
-    #[arg(long, global = true, default_value = "info")]
-    pub log: String,
+    /// Log level (error, warn, info, debug, trace; default info for run,
+    /// gen and bench, warn otherwise); RUST_LOG wins when set.
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+}
+
+impl Cli {
+    /// The log level: `--log`, or the command's default.
+    pub fn log_level(&self) -> &str {
+        match (&self.log, &self.command) {
+            (Some(level), _) => level,
+            (None, Command::Run { .. } | Command::Gen { .. } | Command::Bench { .. }) => "info",
+            (None, _) => "warn",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +70,46 @@ pub enum Command {
         /// Share of rows made invalid on purpose (to exercise rejects).
         #[arg(long, default_value_t = 0.0)]
         bad_row_rate: f64,
+    },
+    /// SQL over the inputs (at as_of), the KPI views, the last run's outputs
+    /// (schema last_run) and the KPI UDFs: a shell, or -c / -f / stdin.
+    Sql {
+        /// The job file (TOML).
+        #[arg(long, short = 'C')]
+        config: PathBuf,
+        /// Point-in-time date for the inputs and views (default: the job's, or yesterday).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        /// Run this SQL (or backslash command) and exit; repeatable.
+        #[arg(short = 'c', long = "command")]
+        commands: Vec<String>,
+        /// Run the SQL in this file and exit.
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// Output format of query results.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Write results to this file instead of stdout (required for parquet).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
+    /// List every KPI with its formula, unit, inputs and output column.
+    Kpis {
+        /// Show one KPI in full (a name or an output column, table.column).
+        name: Option<String>,
+        /// Print the KPI definitions page (docs/KPIS.md) as Markdown.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Check a job file and its inputs (schemas, row errors, reject ratio)
+    /// without writing anything.
+    Validate {
+        /// The job file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Point-in-time date (default: the job's, or yesterday).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
     },
     /// Generate a data set (unless DIR already has one) and time a run on it.
     Bench {
@@ -111,6 +165,77 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             let summary = datagen::generate(&options, &out)?;
             println!("generated {} in {}", summary, out.display());
             Ok(())
+        }
+        Command::Sql {
+            config,
+            as_of,
+            commands,
+            file,
+            format,
+            output,
+        } => {
+            let job = JobConfig::load(&config)?;
+            let options = ShellOptions {
+                as_of,
+                commands,
+                file,
+                format,
+                output,
+            };
+            shell::run(&job, options).await
+        }
+        Command::Kpis { name, markdown } => {
+            if markdown {
+                print!("{}", definitions::markdown());
+                return Ok(());
+            }
+            match name {
+                None => print!("{}", definitions::listing()),
+                Some(name) => {
+                    let definition = definitions::find(&name).ok_or_else(|| {
+                        Error::Usage(format!("no KPI named {name:?}; `cskpi kpis` lists them"))
+                    })?;
+                    print!("{}", definitions::detail(definition));
+                }
+            }
+            Ok(())
+        }
+        Command::Validate { config, as_of } => {
+            let job = JobConfig::load(&config)?;
+            let options = RunOptions {
+                as_of,
+                progress: false,
+            };
+            let report = run::validate_job(&job, &options).await?;
+            println!(
+                "as_of {}: inputs and job file {}",
+                report.as_of,
+                config.display()
+            );
+            for c in &report.inputs {
+                let ratio = if c.visible > 0 {
+                    100.0 * c.rejected as f64 / c.visible as f64
+                } else {
+                    0.0
+                };
+                println!(
+                    "  {:<10} {:>10} rows, {:>8} rejected ({ratio:.2}%, limit {:.2}%)",
+                    c.table,
+                    c.visible,
+                    c.rejected,
+                    100.0 * report.max_reject_ratio
+                );
+            }
+            for (input, reason, rows) in &report.reasons {
+                println!("  reject {input:<10} {reason:<45} {rows:>8}");
+            }
+            match report.problem {
+                Some(problem) => Err(problem),
+                None => {
+                    println!("ok: a run would go ahead");
+                    Ok(())
+                }
+            }
         }
         Command::Bench { customers, dir } => {
             let tmp = tempfile::tempdir().map_err(|e| Error::Io(e.to_string()))?;

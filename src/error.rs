@@ -32,6 +32,9 @@ pub enum Error {
     Engine(#[from] datafusion::error::DataFusionError),
     #[error("{0}")]
     Io(String),
+    /// A command used the wrong way (e.g. `--format parquet` without `-o`).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl From<datafusion::arrow::error::ArrowError> for Error {
@@ -60,6 +63,7 @@ impl Error {
                 exit_code::TOO_MANY_REJECTS
             }
             Error::Output(_) => exit_code::OUTPUT,
+            Error::Usage(_) => exit_code::USAGE,
             _ => exit_code::FAILURE,
         }
     }

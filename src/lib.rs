@@ -19,6 +19,7 @@ pub mod kpi;
 pub mod output;
 pub mod run;
 pub mod session;
+pub mod shell;
 pub mod sql;
 pub mod udf;
 pub mod validate;

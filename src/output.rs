@@ -1,6 +1,8 @@
 //! Writes the output tables and publishes them safely (spec section 5).
 //!
-//! Every table is one Parquet file, `<path>/<table>/part-0.parquet`. A run
+//! A small table is one Parquet file, `<path>/<table>/part-0.parquet`; a big
+//! one is hive-partitioned, `<path>/<table>/<column>=<value>/part-0.parquet`,
+//! with the partition column kept inside the files too. A run
 //! first writes every table into a staging area beside the outputs,
 //! `<path>/.cskpi-staging-<run_id>/`, and publishes only when all of them are
 //! written; `_manifest.json` is replaced last. A run that fails or is killed
@@ -18,15 +20,17 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::AsArray;
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::UInt64Type;
-use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
 use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::kpi::OutputTable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -53,7 +57,7 @@ pub enum OutputError {
 
 const STAGING_PREFIX: &str = ".cskpi-staging-";
 pub const MANIFEST: &str = "_manifest.json";
-/// The one data file of every table.
+/// The data file of an unpartitioned table (and of each partition).
 pub const TABLE_FILE: &str = "part-0.parquet";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
@@ -86,12 +90,19 @@ enum Target {
     },
 }
 
+/// A staged table: its files, relative to the table's directory, and for
+/// S3 the staged key each one is copied from.
+struct StagedTable {
+    name: String,
+    files: Vec<(String, Option<ObjectPath>)>,
+}
+
 /// A run's staged outputs. Dropped without `publish`, a local staging
 /// directory removes itself; an S3 one is removed by the next run.
 pub struct Staging {
     target: Target,
     location: String,
-    tables: Vec<String>,
+    tables: Vec<StagedTable>,
     published: bool,
 }
 
@@ -120,51 +131,128 @@ impl Staging {
         &self.location
     }
 
-    fn staged_file(&self, table: &str) -> Result<String, OutputError> {
+    /// The staged table's directory, as a path or URL DataFusion writes to.
+    fn staged_dir(&self, table: &str) -> Result<String, OutputError> {
         Ok(match &self.target {
             Target::Local { staging, .. } => {
                 let dir = staging.join(table);
                 fs::create_dir_all(&dir).map_err(io(&dir))?;
-                dir.join(TABLE_FILE).to_string_lossy().into_owned()
+                format!("{}/", dir.display())
             }
             Target::S3 {
                 bucket_url,
                 staging,
                 ..
-            } => format!("{bucket_url}/{staging}/{table}/{TABLE_FILE}"),
+            } => format!("{bucket_url}/{staging}/{table}/"),
         })
     }
 
-    /// Writes `SELECT * FROM <table> ORDER BY <order_by>` as the staged
-    /// table's one zstd Parquet file; returns the row count.
+    /// Writes `SELECT * FROM <table> ORDER BY <order_by>` as zstd Parquet:
+    /// one file, or one file per value of the table's partition column
+    /// (an empty partitioned table is one empty file). Returns the rows.
     pub async fn write_table(
         &mut self,
         ctx: &SessionContext,
-        table: &str,
-        order_by: &str,
+        table: &OutputTable,
     ) -> Result<u64, OutputError> {
+        let name = table.name;
         let write = |source| OutputError::Write {
-            table: table.into(),
+            table: name.into(),
             source,
         };
-        let file = self.staged_file(table)?;
-        let result = ctx
-            .sql(&format!("SELECT * FROM {table} ORDER BY {order_by}"))
+        let frame = ctx
+            .sql(&format!("SELECT * FROM {name} ORDER BY {}", table.order_by))
             .await
-            .map_err(write)?
+            .map_err(write)?;
+        let dir = self.staged_dir(name)?;
+        let rows = match table.partition_by {
+            Some(column) => {
+                let options = DataFrameWriteOptions::new().with_partition_by(vec![column.into()]);
+                let rows = row_count(
+                    &frame
+                        .clone()
+                        .write_parquet(&dir, options, None)
+                        .await
+                        .map_err(write)?,
+                );
+                if rows == 0 {
+                    self.write_single(frame, &dir).await.map_err(write)?;
+                }
+                rows
+            }
+            None => row_count(&self.write_single(frame, &dir).await.map_err(write)?),
+        };
+        let files = self.name_staged_files(name).await?;
+        self.tables.push(StagedTable {
+            name: name.into(),
+            files,
+        });
+        Ok(rows)
+    }
+
+    async fn write_single(
+        &self,
+        frame: DataFrame,
+        dir: &str,
+    ) -> Result<Vec<RecordBatch>, DataFusionError> {
+        frame
             .write_parquet(
-                &file,
+                &format!("{dir}{TABLE_FILE}"),
                 DataFrameWriteOptions::new().with_single_file_output(true),
                 None,
             )
             .await
-            .map_err(write)?;
-        let rows = result
-            .first()
-            .map(|b| b.column(0).as_primitive::<UInt64Type>().value(0))
-            .unwrap_or(0);
-        self.tables.push(table.into());
-        Ok(rows)
+    }
+
+    /// Gives the staged files of a table their published names: the files
+    /// of each directory (the table's or a partition's), in name order,
+    /// become part-0.parquet, part-1.parquet, ... Locally they are renamed
+    /// in the staging area; on S3 the names are used when publishing.
+    async fn name_staged_files(
+        &self,
+        table: &str,
+    ) -> Result<Vec<(String, Option<ObjectPath>)>, OutputError> {
+        match &self.target {
+            Target::Local { staging, .. } => {
+                let root = staging.join(table);
+                let mut staged = Vec::new();
+                collect_files(&root, &root, &mut staged)?;
+                let mut named = Vec::new();
+                for (relative, published) in published_names(staged) {
+                    if relative != published {
+                        let (from, to) = (root.join(&relative), root.join(&published));
+                        fs::rename(&from, &to).map_err(io(&to))?;
+                    }
+                    named.push((published, None));
+                }
+                Ok(named)
+            }
+            Target::S3 { store, staging, .. } => {
+                let prefix = child(staging, table);
+                let keys: Vec<ObjectPath> = store
+                    .list(Some(&prefix))
+                    .map_ok(|m| m.location)
+                    .try_collect()
+                    .await
+                    .map_err(store_error(prefix.as_ref()))?;
+                let relative: Vec<String> = keys
+                    .iter()
+                    .map(|k| {
+                        k.as_ref()
+                            .strip_prefix(prefix.as_ref())
+                            .unwrap_or(k.as_ref())
+                            .trim_start_matches('/')
+                            .to_string()
+                    })
+                    .collect();
+                let by_relative: std::collections::HashMap<String, ObjectPath> =
+                    relative.iter().cloned().zip(keys).collect();
+                Ok(published_names(relative)
+                    .into_iter()
+                    .map(|(staged, published)| (published, Some(by_relative[&staged].clone())))
+                    .collect())
+            }
+        }
     }
 
     /// Puts every staged table in place, then writes the manifest.
@@ -173,7 +261,7 @@ impl Staging {
         match &self.target {
             Target::Local { root, staging, .. } => {
                 for table in &self.tables {
-                    swap_into_place(&staging.join(table), &root.join(table))?;
+                    swap_into_place(&staging.join(&table.name), &root.join(&table.name))?;
                 }
                 let tmp = staging.join(MANIFEST);
                 fs::write(&tmp, text).map_err(io(&tmp))?;
@@ -189,26 +277,31 @@ impl Staging {
                 ..
             } => {
                 for table in &self.tables {
-                    let live_dir = child(root, table);
-                    let live = child(&live_dir, TABLE_FILE);
-                    let staged = child(&child(staging, table), TABLE_FILE);
-                    store
-                        .copy(&staged, &live)
-                        .await
-                        .map_err(store_error(live.as_ref()))?;
-                    // Files of another layout would mix with the new one.
-                    let others: Vec<ObjectPath> = store
+                    let live_dir = child(root, &table.name);
+                    let mut live_keys = Vec::new();
+                    for (published, staged) in &table.files {
+                        let live = child(&live_dir, published);
+                        let staged = staged.as_ref().expect("S3 files have staged keys");
+                        store
+                            .copy(staged, &live)
+                            .await
+                            .map_err(store_error(live.as_ref()))?;
+                        live_keys.push(live);
+                    }
+                    // Files of the previous run that this one did not
+                    // replace (a partition that is gone, another layout).
+                    let stale: Vec<ObjectPath> = store
                         .list(Some(&live_dir))
                         .map_ok(|m| m.location)
-                        .try_filter(|p| futures::future::ready(*p != live))
+                        .try_filter(|p| futures::future::ready(!live_keys.contains(p)))
                         .try_collect()
                         .await
                         .map_err(store_error(live_dir.as_ref()))?;
-                    for other in others {
+                    for key in stale {
                         store
-                            .delete(&other)
+                            .delete(&key)
                             .await
-                            .map_err(store_error(other.as_ref()))?;
+                            .map_err(store_error(key.as_ref()))?;
                     }
                 }
                 let manifest_path = child(root, MANIFEST);
@@ -222,6 +315,52 @@ impl Staging {
         self.published = true;
         Ok(())
     }
+}
+
+fn row_count(result: &[RecordBatch]) -> u64 {
+    result
+        .first()
+        .map(|b| b.column(0).as_primitive::<UInt64Type>().value(0))
+        .unwrap_or(0)
+}
+
+/// Every file under `dir`, relative to `root`, with `/` separators.
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), OutputError> {
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.is_dir() {
+            collect_files(root, &path, out)?;
+        } else {
+            let relative = path.strip_prefix(root).expect("under root");
+            out.push(relative.to_string_lossy().replace('\\', "/"));
+        }
+    }
+    Ok(())
+}
+
+/// (staged, published) names: within each directory, files in name order
+/// become part-0.parquet, part-1.parquet, ...
+fn published_names(mut staged: Vec<String>) -> Vec<(String, String)> {
+    staged.sort();
+    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    staged
+        .into_iter()
+        .map(|file| {
+            let dir = file
+                .rsplit_once('/')
+                .map(|(d, _)| d.to_string())
+                .unwrap_or_default();
+            let n = count.entry(dir.clone()).or_default();
+            let name = format!("part-{n}.parquet");
+            *n += 1;
+            let published = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
+            (file, published)
+        })
+        .collect()
 }
 
 impl Drop for Staging {
@@ -390,6 +529,36 @@ fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staged_files_get_part_numbers_per_directory() {
+        let staged = vec![
+            "month=2025-02-01/x9.parquet".to_string(),
+            "month=2025-01-01/b.parquet".to_string(),
+            "month=2025-01-01/a.parquet".to_string(),
+            "part-0.parquet".to_string(),
+        ];
+        let named = published_names(staged);
+        assert_eq!(
+            named,
+            [
+                (
+                    "month=2025-01-01/a.parquet",
+                    "month=2025-01-01/part-0.parquet"
+                ),
+                (
+                    "month=2025-01-01/b.parquet",
+                    "month=2025-01-01/part-1.parquet"
+                ),
+                (
+                    "month=2025-02-01/x9.parquet",
+                    "month=2025-02-01/part-0.parquet"
+                ),
+                ("part-0.parquet", "part-0.parquet"),
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+    }
 
     #[test]
     fn swap_replaces_a_table_directory_and_keeps_the_old_one_aside() {

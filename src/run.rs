@@ -41,6 +41,67 @@ pub struct RunReport {
     pub outputs: Vec<(String, u64)>,
 }
 
+/// What `cskpi validate` found: rows and rejects per input, rejects per
+/// reason, and whether the run would go ahead.
+pub struct ValidationReport {
+    pub as_of: NaiveDate,
+    pub inputs: Vec<InputCounts>,
+    /// (input, reason, rows)
+    pub reasons: Vec<(String, String, i64)>,
+    pub max_reject_ratio: f64,
+    /// The error a run would stop with (too many rejects, a csi item
+    /// nobody answered, ...), if any.
+    pub problem: Option<Error>,
+}
+
+/// Checks a job without writing anything: the inputs' schemas, every row
+/// (rejects by reason), the reject ratio, and the KPI views over the data
+/// (including the CSI model against the answers).
+pub async fn validate_job(
+    job: &JobConfig,
+    options: &RunOptions,
+) -> Result<ValidationReport, Error> {
+    let as_of = resolve_as_of(job, options);
+    let (ctx, _) = open_inputs(job).await?;
+    let window = register_input_views(&ctx, job, as_of, None).await?;
+    let inputs = validate::count_rows(&ctx).await?;
+    let batches = ctx
+        .sql(
+            "SELECT input, reason, COUNT(*) AS n FROM rejects GROUP BY input, reason \
+             ORDER BY input, n DESC, reason",
+        )
+        .await?
+        .collect()
+        .await?;
+    let mut reasons = Vec::new();
+    for b in &batches {
+        let input = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)?;
+        let reason = datafusion::arrow::compute::cast(b.column(1), &DataType::Utf8)?;
+        let n = b
+            .column(2)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        for i in 0..b.num_rows() {
+            reasons.push((
+                input.as_string::<i32>().value(i).to_string(),
+                reason.as_string::<i32>().value(i).to_string(),
+                n.value(i),
+            ));
+        }
+    }
+    let problem =
+        match validate::enforce_reject_ratio(&ctx, &inputs, job.run.max_reject_ratio).await {
+            Err(e) => Some(e.into()),
+            Ok(()) => register_kpi_views(&ctx, job, &window, None).await.err(),
+        };
+    Ok(ValidationReport {
+        as_of,
+        inputs,
+        reasons,
+        max_reject_ratio: job.run.max_reject_ratio,
+        problem,
+    })
+}
+
 /// The tables a run publishes, in the order they are written.
 pub fn output_tables() -> Vec<kpi::OutputTable> {
     let mut tables: Vec<kpi::OutputTable> = kpi::FAMILIES
@@ -50,6 +111,7 @@ pub fn output_tables() -> Vec<kpi::OutputTable> {
     tables.push(kpi::OutputTable {
         name: "rejects",
         order_by: "input, key, reason, raw_row",
+        partition_by: None,
     });
     tables
 }
@@ -345,9 +407,7 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
     let mut outputs = Vec::new();
     for table in output_tables() {
         stages.start(&format!("writing {}", table.name));
-        let rows = staging
-            .write_table(&ctx, table.name, table.order_by)
-            .await?;
+        let rows = staging.write_table(&ctx, &table).await?;
         tracing::info!(table = table.name, rows, "written");
         outputs.push((table.name.to_string(), rows));
     }

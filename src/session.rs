@@ -32,13 +32,16 @@ pub enum SessionError {
     Config(#[from] crate::config::ConfigError),
 }
 
+/// The catalog every table and view is registered in.
+pub const CATALOG: &str = "cskpi";
+
 /// Default share of the machine's memory the engine may use before spilling.
 const DEFAULT_MEMORY_LIMIT: usize = 4 << 30;
 
 pub fn session_config() -> SessionConfig {
     let mut config = SessionConfig::new()
         .with_information_schema(true)
-        .with_default_catalog_and_schema("cskpi", "public");
+        .with_default_catalog_and_schema(CATALOG, "public");
     let options = config.options_mut();
     // Partition columns stay inside the files too, for readers without hive support.
     options.execution.keep_partition_by_columns = true;

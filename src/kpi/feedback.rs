@@ -10,10 +10,14 @@ pub const FAMILY: KpiFamily = KpiFamily {
         OutputTable {
             name: "feedback_themes",
             order_by: "month, theme",
+
+            partition_by: None,
         },
         OutputTable {
             name: "feedback_comments",
             order_by: "month, response_id, comment",
+
+            partition_by: Some("month"),
         },
     ],
     // The text analysis runs once; feedback_themes reads its result.

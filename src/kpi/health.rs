@@ -9,6 +9,8 @@ pub const FAMILY: KpiFamily = KpiFamily {
     outputs: &[OutputTable {
         name: "customer_health",
         order_by: "as_of, customer_id",
+
+        partition_by: Some("as_of"),
     }],
     materialize: &[],
     registration: Registration::Script,

@@ -3,6 +3,7 @@
 //! here and its script, nothing else.
 
 pub mod csi;
+pub mod definitions;
 pub mod feedback;
 pub mod health;
 pub mod mrr;
@@ -27,6 +28,8 @@ use crate::sql::{self, Materialize, SqlParams, SqlScript};
 pub struct OutputTable {
     pub name: &'static str,
     pub order_by: &'static str,
+    /// Big tables are hive-partitioned by this column (kept in the files).
+    pub partition_by: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy)]

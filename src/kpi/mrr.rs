@@ -10,10 +10,14 @@ pub const FAMILY: KpiFamily = KpiFamily {
         OutputTable {
             name: "mrr_monthly",
             order_by: "month, segment",
+
+            partition_by: None,
         },
         OutputTable {
             name: "mrr_movements",
             order_by: "month, customer_id",
+
+            partition_by: Some("month"),
         },
     ],
     // customer_mrr_movements feeds both outputs; mrr_monthly is read again

@@ -9,6 +9,8 @@ pub const FAMILY: KpiFamily = KpiFamily {
     outputs: &[OutputTable {
         name: "retention_monthly",
         order_by: "month, segment",
+
+        partition_by: None,
     }],
     // Published and read again by kpi_summary.
     materialize: &["retention_monthly"],

@@ -11,6 +11,8 @@ pub const FAMILY: KpiFamily = KpiFamily {
     outputs: &[OutputTable {
         name: "kpi_summary",
         order_by: "month, segment, kpi",
+
+        partition_by: None,
     }],
     materialize: &[],
     registration: Registration::Script,

@@ -10,14 +10,20 @@ pub const FAMILY: KpiFamily = KpiFamily {
         OutputTable {
             name: "value_monthly",
             order_by: "month, segment",
+
+            partition_by: None,
         },
         OutputTable {
             name: "value_summary",
             order_by: "as_of, segment",
+
+            partition_by: None,
         },
         OutputTable {
             name: "customer_value",
             order_by: "as_of, customer_id",
+
+            partition_by: Some("as_of"),
         },
     ],
     // value_monthly is read again by kpi_summary; customer_value_micros

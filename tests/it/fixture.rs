@@ -231,6 +231,33 @@ impl Fixture {
     }
 }
 
+/// A file of a published table: its path relative to the table and bytes.
+pub type TableFile = (String, Vec<u8>);
+
+/// Every file of a published table (partitioned or not), in path order.
+pub fn table_files(out: &Path, table: &str) -> Vec<TableFile> {
+    fn walk(root: &Path, dir: &Path, files: &mut Vec<TableFile>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, files);
+            } else {
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
+                files.push((relative, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let root = out.join(table);
+    let mut files = Vec::new();
+    walk(&root, &root, &mut files);
+    files.sort();
+    files
+}
+
 pub async fn query_outputs(out: &Path, sql: &str) -> Vec<Vec<String>> {
     let ctx = SessionContext::new();
     for entry in std::fs::read_dir(out).unwrap() {

@@ -410,14 +410,7 @@ async fn backfill_equals_a_run_on_the_data_as_it_was() {
         if table.name == "rejects" {
             continue;
         }
-        let file = |root: &Path| {
-            std::fs::read(
-                root.join("out")
-                    .join(table.name)
-                    .join(cskpi::output::TABLE_FILE),
-            )
-            .unwrap()
-        };
+        let file = |root: &Path| super::fixture::table_files(&root.join("out"), table.name);
         assert!(
             file(full.path()) == file(then.path()),
             "{} differs between the backfill and the run on the data as it was",

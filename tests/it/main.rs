@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per concern.
 
 mod bad_input;
+mod cli;
 mod csi;
 mod csi_reference;
 mod feedback;
@@ -11,5 +12,6 @@ mod mrr;
 mod publish;
 mod retention;
 mod s3;
+mod shell;
 mod support;
 mod value;

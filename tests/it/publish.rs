@@ -7,16 +7,13 @@ use std::time::{Duration, Instant};
 use cskpi::config::JobConfig;
 use cskpi::run::{RunOptions, run_job};
 
-use super::fixture::{generate_dataset, query_outputs};
+use super::fixture::{TableFile, generate_dataset, query_outputs, table_files};
 
-/// Every published table's file, by name.
-fn table_bytes(out: &Path) -> Vec<(&'static str, Vec<u8>)> {
+/// Every published table's files, by table name.
+fn table_bytes(out: &Path) -> Vec<(&'static str, Vec<TableFile>)> {
     cskpi::run::output_tables()
         .iter()
-        .map(|t| {
-            let bytes = std::fs::read(out.join(t.name).join(cskpi::output::TABLE_FILE)).unwrap();
-            (t.name, bytes)
-        })
+        .map(|t| (t.name, table_files(out, t.name)))
         .collect()
 }
 
@@ -79,15 +76,21 @@ async fn a_killed_run_leaves_the_previous_outputs_readable() {
     assert!(run().wait().unwrap().success());
     let full = started.elapsed();
     let good: Vec<Vec<String>> = query_outputs(&out, "SELECT COUNT(*) FROM mrr_movements").await;
+    let good_files = table_bytes(&out);
+    assert!(
+        good_files.iter().any(|(_, files)| files.len() > 1),
+        "some tables are partitioned"
+    );
 
     for fraction in [0.2, 0.5, 0.8, 0.95] {
         let mut child = run();
         std::thread::sleep(full.mul_f64(fraction));
         let _ = child.kill(); // SIGKILL: no cleanup runs
         child.wait().unwrap();
-        for t in cskpi::run::output_tables().iter().map(|t| t.name) {
-            let files: Vec<_> = std::fs::read_dir(out.join(t)).unwrap().collect();
-            assert_eq!(files.len(), 1, "{t} after a kill at {fraction}");
+        // Same inputs: whichever run each table is from, its files are
+        // exactly the complete files of a finished run.
+        for ((table, files), (_, good)) in table_bytes(&out).iter().zip(&good_files) {
+            assert!(files == good, "{table} after a kill at {fraction}");
         }
         // Same inputs, same as_of: whichever run a table is from, it is whole.
         let now = query_outputs(&out, "SELECT COUNT(*) FROM mrr_movements").await;

@@ -28,6 +28,10 @@ impl Drop for Moto {
 }
 
 fn start_moto() -> Moto {
+    start_moto_with(&[])
+}
+
+fn start_moto_with(envs: &[(&str, &str)]) -> Moto {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -35,6 +39,7 @@ fn start_moto() -> Moto {
         .port();
     let child = Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .envs(envs.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -79,10 +84,6 @@ fn s3_store(endpoint: &str, bucket: &str) -> object_store::aws::AmazonS3 {
         .with_secret_access_key("test")
         .build()
         .unwrap()
-}
-
-fn tables_written() -> Vec<&'static str> {
-    cskpi::run::output_tables().iter().map(|t| t.name).collect()
 }
 
 async fn upload_dir(endpoint: &str, bucket: &str, prefix: &str, dir: &Path) {
@@ -187,17 +188,38 @@ async fn s3_inputs_and_outputs_match_a_local_run() {
         .try_collect()
         .await
         .unwrap();
-    let mut expected: Vec<String> = tables_written()
-        .iter()
-        .map(|t| format!("kpis/{t}/part-0.parquet"))
-        .collect();
-    expected.push("kpis/_manifest.json".into());
-    let mut keys = keys;
-    keys.sort();
-    expected.sort();
-    assert_eq!(
-        keys, expected,
-        "one file per table, the manifest, no staging left"
+    // One file per small table, one per partition of a big one, the
+    // manifest, and no staging left.
+    assert!(
+        keys.contains(&"kpis/_manifest.json".to_string()),
+        "{keys:?}"
+    );
+    for table in cskpi::run::output_tables() {
+        let files: Vec<&String> = keys
+            .iter()
+            .filter(|k| k.starts_with(&format!("kpis/{}/", table.name)))
+            .collect();
+        assert!(!files.is_empty(), "{} missing: {keys:?}", table.name);
+        for file in files {
+            let relative = &file[format!("kpis/{}/", table.name).len()..];
+            let ok = match table.partition_by {
+                None => relative == "part-0.parquet",
+                Some(column) => {
+                    relative == "part-0.parquet"
+                        || relative.starts_with(&format!("{column}="))
+                            && relative.ends_with("/part-0.parquet")
+                }
+            };
+            assert!(ok, "unexpected key {file}");
+        }
+    }
+    let tables = cskpi::run::output_tables().len();
+    assert!(
+        keys.iter().all(|k| k == "kpis/_manifest.json"
+            || cskpi::run::output_tables()
+                .iter()
+                .any(|t| k.starts_with(&format!("kpis/{}/", t.name)))),
+        "{keys:?} ({tables} tables)"
     );
     let ctx = datafusion::prelude::SessionContext::new();
     ctx.register_object_store(
@@ -234,5 +256,157 @@ async fn s3_inputs_and_outputs_match_a_local_run() {
     assert!(
         last.starts_with("cskpi: error: input customers"),
         "{stderr}"
+    );
+}
+
+/// With signature checks on (moto checks them once its free actions are
+/// used up), unknown credentials: one clear line, non-zero exit.
+#[tokio::test]
+async fn wrong_credentials_give_one_clear_line() {
+    let moto = start_moto_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "1")]);
+    create_bucket(&moto.endpoint, "locked");
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.toml");
+    let inputs: String = input_names()
+        .take(3)
+        .map(|t| format!("{t} = \"s3://locked/exports/{t}/\"\n"))
+        .collect();
+    std::fs::write(
+        &job,
+        format!(
+            "[input]\n{inputs}[output]\npath = \"{out}\"\n\
+             [s3]\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\nallow_http = true\n",
+            out = dir.path().join("out").display(),
+            endpoint = moto.endpoint
+        ),
+    )
+    .unwrap();
+    let output = run_cli(
+        &job,
+        &[
+            ("AWS_ACCESS_KEY_ID", "nobody"),
+            ("AWS_SECRET_ACCESS_KEY", "wrong"),
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("cskpi: error: input customers"),
+        "{stderr}"
+    );
+    assert!(
+        last.contains("403") || last.contains("InvalidAccessKeyId"),
+        "{last}"
+    );
+    assert!(!dir.path().join("out").exists(), "nothing written");
+}
+
+/// Every key under `prefix` but staging areas, with its bytes.
+async fn published(store: &object_store::aws::AmazonS3, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    let keys: Vec<ObjectPath> = store
+        .list(Some(&ObjectPath::from(prefix)))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+        .unwrap();
+    let mut files = Vec::new();
+    for key in keys {
+        if key.as_ref().contains(".cskpi-staging-") {
+            continue;
+        }
+        let bytes = store.get(&key).await.unwrap().bytes().await.unwrap();
+        files.push((key.to_string(), bytes.to_vec()));
+    }
+    files.sort();
+    files
+}
+
+/// A run killed at any point while writing to S3 leaves every table as a
+/// finished run wrote it (same inputs, so the same bytes), and the next
+/// run cleans up its staging area.
+#[tokio::test]
+async fn a_run_killed_while_writing_to_s3_leaves_whole_tables() {
+    let moto = start_moto();
+    create_bucket(&moto.endpoint, "kill");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate_dataset(&data, 200, 4, "2024-06-01", "2025-05-31");
+    let text = std::fs::read_to_string(data.join("job.toml"))
+        .unwrap()
+        .replace("path = \"out/\"", "path = \"s3://kill/kpis/\"");
+    let job = data.join("s3-job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "{text}\n[s3]\nendpoint = \"{}\"\nregion = \"us-east-1\"\nallow_http = true\n",
+            moto.endpoint
+        ),
+    )
+    .unwrap();
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let started = Instant::now();
+    let first = run_cli(&job, &creds);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let full = started.elapsed();
+    let store = s3_store(&moto.endpoint, "kill");
+    let without_manifest = |files: Vec<(String, Vec<u8>)>| -> Vec<(String, Vec<u8>)> {
+        files
+            .into_iter()
+            .filter(|(k, _)| !k.ends_with("_manifest.json"))
+            .collect()
+    };
+    let good = without_manifest(published(&store, "kpis").await);
+    assert!(
+        good.len() > cskpi::run::output_tables().len(),
+        "partitioned tables have several files"
+    );
+
+    for fraction in [0.3, 0.6, 0.85, 0.97] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cskpi"))
+            .args(["run", "--config"])
+            .arg(&job)
+            .envs(creds)
+            .env_remove("AWS_PROFILE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full.mul_f64(fraction));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let now = published(&store, "kpis").await;
+        let manifest = now
+            .iter()
+            .find(|(k, _)| k.ends_with("_manifest.json"))
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&manifest.1).unwrap();
+        assert!(
+            without_manifest(now) == good,
+            "tables changed by a kill at {fraction}"
+        );
+    }
+    let last = run_cli(&job, &creds);
+    assert!(
+        last.status.success(),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    let keys: Vec<String> = store
+        .list(Some(&ObjectPath::from("kpis")))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        keys.iter().all(|k| !k.contains(".cskpi-staging-")),
+        "{keys:?}"
     );
 }

@@ -1,0 +1,164 @@
+//! `cskpi validate` and `cskpi kpis`, through the binary.
+
+use std::process::{Command, Output};
+
+use super::fixture::{Fixture, Order, generate_dataset, sub};
+
+fn cskpi(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cskpi"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// C1 and C2 with good orders, one order line of an unknown customer and
+/// an add-on without its service period: two rejects of four order lines.
+fn fixture(max_ratio: f64) -> Fixture {
+    let mut f = Fixture::new();
+    f.customers(&[
+        ("C1", "2025-01-01", None, Some("smb")),
+        ("C2", "2025-01-01", None, Some("smb")),
+    ]);
+    f.orders(&[
+        sub("O1", "C1", "2025-01-01", "2025-02-01", 10.0),
+        sub("O2", "C2", "2025-01-01", "2025-02-01", 20.0),
+        sub("O3", "ZZ", "2025-01-01", "2025-02-01", 20.0),
+        Order {
+            id: "O4",
+            customer: "C1",
+            date: "2025-01-05",
+            amount: 5.0,
+            kind: "addon",
+            period: None,
+        },
+    ]);
+    f.no_tickets();
+    f.job_extra = format!("[run]\nmax_reject_ratio = {max_ratio}\nas_of = '2025-01-31'\n");
+    std::fs::write(f.dir.path().join("job.toml"), f.job_text()).unwrap();
+    f
+}
+
+fn validate(f: &Fixture) -> Output {
+    let job = f.dir.path().join("job.toml");
+    cskpi(&["validate", "--config", job.to_str().unwrap()])
+}
+
+#[test]
+fn validate_reports_rows_and_reasons_and_writes_nothing() {
+    let f = fixture(0.6);
+    let o = validate(&f);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains("orders              4 rows,        2 rejected (50.00%, limit 60.00%)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("reject orders     unknown customer_id"),
+        "{text}"
+    );
+    assert!(text.contains("missing service period"), "{text}");
+    assert!(text.contains("ok: a run would go ahead"), "{text}");
+    assert!(!f.out_dir().exists(), "validate writes nothing");
+}
+
+#[test]
+fn validate_fails_like_a_run_would() {
+    let f = fixture(0.25);
+    let o = validate(&f);
+    assert_eq!(
+        o.status.code(),
+        Some(cskpi::error::exit_code::TOO_MANY_REJECTS)
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("2 rejected"), "{text}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.lines().last().unwrap().contains("orders"),
+        "{stderr}"
+    );
+    assert!(!f.out_dir().exists());
+
+    // A schema error: exit 4, like a run.
+    std::fs::write(f.input_dir().join("tickets.parquet"), b"not parquet").unwrap();
+    let o = validate(&f);
+    assert_eq!(o.status.code(), Some(cskpi::error::exit_code::INPUT_SCHEMA));
+}
+
+#[test]
+fn kpis_lists_and_explains_every_kpi() {
+    let o = cskpi(&["kpis"]);
+    assert!(o.status.success());
+    let listing = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        listing.lines().count(),
+        cskpi::kpi::definitions::DEFINITIONS.len()
+    );
+    assert!(
+        listing.contains("retention_monthly.churn_rate"),
+        "{listing}"
+    );
+
+    let o = cskpi(&["kpis", "nps_moe"]);
+    let detail = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        detail.contains("196 * sqrt((p + d - (p - d)^2) / nps_responses)"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("output:  survey_monthly.nps_moe"),
+        "{detail}"
+    );
+    let o = cskpi(&["kpis", "customer_health.band"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("health_band"));
+
+    let o = cskpi(&["kpis", "no_such_kpi"]);
+    assert_eq!(o.status.code(), Some(cskpi::error::exit_code::USAGE));
+}
+
+/// docs/KPIS.md is generated from the definitions (`cskpi kpis --markdown`).
+#[test]
+fn kpi_page_is_generated_from_the_definitions() {
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/KPIS.md")).unwrap();
+    assert!(
+        page == cskpi::kpi::definitions::markdown(),
+        "docs/KPIS.md is stale: run `cargo run -- kpis --markdown > docs/KPIS.md`"
+    );
+}
+
+/// Every definition names a column that a run really writes.
+#[tokio::test]
+async fn every_definition_names_a_published_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = generate_dataset(dir.path(), 60, 9, "2024-01-01", "2025-06-30");
+    cskpi::run::run_job(&job, &Default::default())
+        .await
+        .unwrap();
+    let ctx = datafusion::prelude::SessionContext::new();
+    for table in cskpi::run::output_tables() {
+        ctx.register_parquet(
+            table.name,
+            &format!("{}/", dir.path().join("out").join(table.name).display()),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    for d in cskpi::kpi::definitions::DEFINITIONS {
+        let (table, column) = d.output.split_once('.').unwrap();
+        let frame = ctx
+            .table(table)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", d.name));
+        assert!(
+            frame.schema().has_column_with_unqualified_name(column),
+            "{}: {table} has no column {column}",
+            d.name
+        );
+    }
+}
