@@ -126,11 +126,16 @@ async fn views_last_run_udfs_files_and_stdin() {
         ["mrr", "100.0", "mrr", "100.0", "n", "33.333333333333336"]
     );
 
-    // -f with several statements and a backslash command.
+    // -f with several statements and backslash commands, \i included.
+    let inner = f.dir.path().join("inner.sql");
+    std::fs::write(&inner, "SELECT 2 AS two;\n").unwrap();
     let file = f.dir.path().join("q.sql");
     std::fs::write(
         &file,
-        "\\pset format csv\nSELECT 1 AS one;\nSELECT 'x;y' AS s\n",
+        format!(
+            "\\pset format csv\nSELECT 1 AS one;\n\\i {}\nSELECT 'x;y' AS s\n",
+            inner.display()
+        ),
     )
     .unwrap();
     let out = stdout(&cskpi_sql(&f, &["-f", file.to_str().unwrap()]));
@@ -138,7 +143,13 @@ async fn views_last_run_udfs_files_and_stdin() {
         .lines()
         .filter(|l| !l.starts_with("Output format"))
         .collect();
-    assert_eq!(lines, ["one", "1", "s", "x;y"]);
+    assert_eq!(lines, ["one", "1", "two", "2", "s", "x;y"]);
+    // \d NAME of a last_run table.
+    let described = stdout(&cskpi_sql(
+        &f,
+        &["-c", "\\d last_run.csi_index", "--format", "csv"],
+    ));
+    assert!(described.contains("csi,Float64,YES"), "{described}");
 
     // SQL piped on stdin.
     let mut child = Command::new(env!("CARGO_BIN_EXE_cskpi"))
