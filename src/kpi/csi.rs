@@ -76,7 +76,8 @@ pub async fn register(
     window: &RunWindow,
     params: &SqlParams,
 ) -> Result<(), Error> {
-    let estimates = match job.csi_model()? {
+    let model = job.csi_model()?;
+    let estimates = match &model {
         None => {
             tracing::info!("no [csi] model in the job file: the csi tables are empty");
             Vec::new()
@@ -84,16 +85,15 @@ pub async fn register(
         Some(model) => {
             let params = params
                 .clone()
-                .raw("csi_items", item_list(&model))
+                .raw("csi_items", item_list(model))
                 .integer("csi_item_count", model.items.len() as i64)
-                .raw("csi_item_columns", pivot_columns(&model));
+                .raw("csi_item_columns", pivot_columns(model));
             sql::run_script(ctx, &sql::CSI, &params, None).await?;
-            check_items_answered(ctx, &model, window).await?;
-            let groups = read_groups(ctx, &model).await?;
-            estimate_groups(&model, groups)?
+            check_items_answered(ctx, model, window).await?;
+            let groups = read_groups(ctx, model).await?;
+            estimate_groups(model, groups)?
         }
     };
-    let model = job.csi_model()?;
     let period = calendar::to_date32(window.as_of_month());
     let tables = [
         (

@@ -182,12 +182,7 @@ async fn s3_inputs_and_outputs_match_a_local_run() {
         );
     }
     let store = s3_store(&moto.endpoint, "cs-data");
-    let keys: Vec<String> = store
-        .list(Some(&ObjectPath::from("kpis")))
-        .map_ok(|m| m.location.to_string())
-        .try_collect()
-        .await
-        .unwrap();
+    let keys = keys_under(&store, "kpis").await;
     // One file per small table, one per partition of a big one, the
     // manifest, and no staging left.
     assert!(
@@ -302,21 +297,26 @@ async fn wrong_credentials_give_one_clear_line() {
     assert!(!dir.path().join("out").exists(), "nothing written");
 }
 
-/// Every key under `prefix` but staging areas, with its bytes.
-async fn published(store: &object_store::aws::AmazonS3, prefix: &str) -> Vec<(String, Vec<u8>)> {
-    let keys: Vec<ObjectPath> = store
+/// Every key under `prefix`.
+async fn keys_under(store: &object_store::aws::AmazonS3, prefix: &str) -> Vec<String> {
+    store
         .list(Some(&ObjectPath::from(prefix)))
-        .map_ok(|m| m.location)
+        .map_ok(|m| m.location.to_string())
         .try_collect()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Every key under `prefix` but staging areas, with its bytes.
+async fn published(store: &object_store::aws::AmazonS3, prefix: &str) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
-    for key in keys {
-        if key.as_ref().contains(".cskpi-staging-") {
+    for key in keys_under(store, prefix).await {
+        if key.contains(".cskpi-staging-") {
             continue;
         }
-        let bytes = store.get(&key).await.unwrap().bytes().await.unwrap();
-        files.push((key.to_string(), bytes.to_vec()));
+        let path = ObjectPath::from(key.as_str());
+        let bytes = store.get(&path).await.unwrap().bytes().await.unwrap();
+        files.push((key, bytes.to_vec()));
     }
     files.sort();
     files
@@ -399,12 +399,7 @@ async fn a_run_killed_while_writing_to_s3_leaves_whole_tables() {
         "{}",
         String::from_utf8_lossy(&last.stderr)
     );
-    let keys: Vec<String> = store
-        .list(Some(&ObjectPath::from("kpis")))
-        .map_ok(|m| m.location.to_string())
-        .try_collect()
-        .await
-        .unwrap();
+    let keys = keys_under(&store, "kpis").await;
     assert!(
         keys.iter().all(|k| !k.contains(".cskpi-staging-")),
         "{keys:?}"
