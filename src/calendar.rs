@@ -47,6 +47,16 @@ impl RunWindow {
     pub fn months(&self) -> Vec<NaiveDate> {
         months_between(self.first_month, self.as_of_month())
     }
+
+    /// The first day of the month `n` months before as_of's month.
+    pub fn months_before_as_of(&self, n: i32) -> NaiveDate {
+        from_month_index(month_index(self.as_of) - n)
+    }
+
+    /// W of spec 4.8: the 12 months ending with as_of's month.
+    pub fn trailing_months(&self) -> Vec<NaiveDate> {
+        months_between(self.months_before_as_of(11), self.as_of_month())
+    }
 }
 
 /// First days of the months from `first` to `last`, inclusive.
@@ -92,5 +102,18 @@ mod tests {
             w.months(),
             vec![d(2024, 12, 1), d(2025, 1, 1), d(2025, 2, 1), d(2025, 3, 1)]
         );
+    }
+
+    #[test]
+    fn trailing_months_are_the_twelve_ending_with_as_of_month() {
+        let w = RunWindow {
+            as_of: d(2025, 3, 5),
+            first_month: d(2025, 1, 1),
+        };
+        let trailing = w.trailing_months();
+        assert_eq!(trailing.len(), 12);
+        assert_eq!((trailing[0], trailing[11]), (d(2024, 4, 1), d(2025, 3, 1)));
+        assert_eq!(w.months_before_as_of(3), d(2024, 12, 1));
+        assert_eq!(w.months_before_as_of(-1), d(2025, 4, 1));
     }
 }

@@ -128,7 +128,7 @@ pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
     let as_of = window.as_of;
     let (csi_min, csi_max) = job.csi_scale();
     let health = job.health_weights();
-    let next_month = calendar::from_month_index(calendar::month_index(as_of) + 1);
+    let next_month = window.months_before_as_of(-1);
     SqlParams::default()
         .date("as_of", as_of)
         .date("as_of_month", window.as_of_month())
@@ -144,16 +144,10 @@ pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
         .number("csat_positive_min", job.csat.positive_min)
         .number("csi_scale_min", csi_min)
         .number("csi_scale_max", csi_max)
-        .date(
-            "trailing_first_month",
-            calendar::from_month_index(calendar::month_index(as_of) - 11),
-        )
+        .date("trailing_first_month", window.months_before_as_of(11))
         .number("gross_margin", job.value.gross_margin)
         .number("max_lifetime_months", job.value.max_lifetime_months)
-        .date(
-            "health_mrr_base_month",
-            calendar::from_month_index(calendar::month_index(as_of) - 3),
-        )
+        .date("health_mrr_base_month", window.months_before_as_of(3))
         .number("w_usage", health.usage)
         .number("w_nps", health.nps)
         .number("w_csat", health.csat)
@@ -264,11 +258,9 @@ pub async fn window(
 /// Registers `kpi_months`, one row per reported month, and
 /// `trailing_months`, the 12 months ending with as_of's month.
 pub fn register_months(ctx: &SessionContext, window: &RunWindow) -> Result<(), Error> {
-    let last = calendar::month_index(window.as_of);
-    let trailing: Vec<NaiveDate> = (last - 11..=last).map(calendar::from_month_index).collect();
     for (name, months) in [
         ("kpi_months", window.months()),
-        ("trailing_months", trailing),
+        ("trailing_months", window.trailing_months()),
     ] {
         let schema = Arc::new(Schema::new(vec![Field::new(
             "month",
