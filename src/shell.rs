@@ -163,8 +163,10 @@ impl Printer {
     }
 }
 
+/// The reader of stdout went away (`| head`): not an error for a script.
+/// Writers wrap the io error in their own, so its text is what is left.
 fn is_broken_pipe(e: &Error) -> bool {
-    matches!(e, Error::Io(m) if m.contains("Broken pipe"))
+    e.to_string().contains("Broken pipe")
 }
 
 fn write_batches(

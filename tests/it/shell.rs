@@ -183,6 +183,39 @@ async fn views_last_run_udfs_files_and_stdin() {
     let shown = stdout(&cskpi_sql(&f, &["-c", "SHOW TABLES;", "--format", "csv"]));
     assert!(shown.contains("customer_health"), "{shown}");
 
+    // A reader that stops early (`| head -1`) is not an error.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cskpi"))
+        .args([
+            "sql",
+            "--format",
+            "csv",
+            "-c",
+            "SELECT * FROM range(0, 3000000);",
+            "--config",
+        ])
+        .arg(f.dir.path().join("job.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Read;
+        let mut first = [0u8; 16];
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
+        drop(child.stdout.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A bad statement: non-zero exit, one clear line.
     let o = cskpi_sql(&f, &["-c", "SELEC 1;"]);
     assert!(!o.status.success());
