@@ -67,6 +67,14 @@ pub async fn open_session(
         },
     );
     let (ctx, _) = run::open_views(job, as_of).await?;
+    // The run prefers sort-merge joins (they spill); planned over the views,
+    // they trip a DataFusion 55 sanity check when a query filters a join key
+    // with a constant (WHERE month = DATE '...'). Interactive queries use
+    // hash joins.
+    ctx.sql("SET datafusion.optimizer.prefer_hash_join = true")
+        .await?
+        .collect()
+        .await?;
     register_last_run(&ctx, &job.output.path).await?;
     Ok(ctx)
 }
