@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::fixture::{Fixture, floats, strs, timestamps};
+use super::fixture::{Fixture, close, floats, strs, timestamps};
 
 /// (response_id, customer_id, responded_at, item, score)
 type Answer = (String, &'static str, &'static str, String, f64);
@@ -105,10 +105,6 @@ const CONFIGURED: &str = "[run]\nfrom = '2025-01'\n\
     [csi.weights]\ns1 = 2.0\ns2 = 1.0\nv1 = 1.0\n\
     [csi.factors]\nsatisfaction = ['s1', 's2']\nvalue = ['v1']\n\
     [csi.paths]\nsatisfaction = ['value']\n";
-
-fn close(got: &str, expected: f64) -> bool {
-    (got.parse::<f64>().unwrap() - expected).abs() < 1e-9
-}
 
 #[tokio::test]
 async fn configured_weights_scores_paths_by_hand() {

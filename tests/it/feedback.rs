@@ -16,7 +16,7 @@
 
 use unicode_normalization::UnicodeNormalization;
 
-use super::fixture::{Fixture, floats, strs, timestamps};
+use super::fixture::{Fixture, floats, owned, strs, timestamps};
 
 type SurveyRow<'a> = (
     &'a str,
@@ -119,12 +119,6 @@ fn fixture() -> Fixture {
     f
 }
 
-fn table(rows: &[&[&str]]) -> Vec<Vec<String>> {
-    rows.iter()
-        .map(|r| r.iter().map(|v| v.to_string()).collect())
-        .collect()
-}
-
 #[tokio::test]
 async fn themes_per_month_by_hand() {
     let mut f = fixture();
@@ -155,7 +149,7 @@ async fn themes_per_month_by_hand() {
         &["2025-04-01", "pricing", "1", "0", "0.0", "NULL", "NULL"],
         &["2025-04-01", "support", "1", "0", "0.0", "NULL", "NULL"],
     ];
-    assert_eq!(rows, table(expected));
+    assert_eq!(rows, owned(expected));
     // Every built-in theme has a row in every month.
     let counts = f
         .rows("SELECT month, COUNT(*) FROM feedback_themes GROUP BY month ORDER BY month")
@@ -166,7 +160,7 @@ async fn themes_per_month_by_hand() {
         .to_string();
     assert_eq!(
         counts,
-        table(&[&["2025-03-01", &themes], &["2025-04-01", &themes]])
+        owned(&[&["2025-03-01", &themes], &["2025-04-01", &themes]])
     );
 }
 
@@ -225,7 +219,7 @@ async fn comments_table_lists_each_comment_once() {
         &["R7", "S2", "2025-03-01", "nps", "8.0", "0.0", "", "b"],
         &["R8", "S1", "2025-04-01", "nps", "9.0", "-0.5", "bugs", "a"],
     ];
-    assert_eq!(rows, table(expected));
+    assert_eq!(rows, owned(expected));
 }
 
 #[tokio::test]
@@ -244,5 +238,5 @@ async fn configured_taxonomy_replaces_the_built_in_one() {
         &["2025-04-01", "money", "0"],
         &["2025-04-01", "speed", "0"],
     ];
-    assert_eq!(rows, table(expected));
+    assert_eq!(rows, owned(expected));
 }

@@ -231,6 +231,18 @@ impl Fixture {
     }
 }
 
+/// Expected rows written as string literals, owned as `rows()` returns them.
+pub fn owned<'a, R: AsRef<[&'a str]>>(rows: &[R]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| r.as_ref().iter().map(|v| v.to_string()).collect())
+        .collect()
+}
+
+/// A number printed by a query equals `expected` up to float noise.
+pub fn close(got: &str, expected: f64) -> bool {
+    (got.parse::<f64>().unwrap() - expected).abs() < 1e-9
+}
+
 /// A file of a published table: its path relative to the table and bytes.
 pub type TableFile = (String, Vec<u8>);
 

@@ -22,7 +22,7 @@
 //! - M100: 100 in Sep, 300 in Dec -> min(100, 150) = 100 -> 100.
 //! - GONE churned on Dec 15 and LATE signs up in 2026: no rows.
 
-use super::fixture::{Fixture, TicketRow, dates, floats, ints, strs, sub, timestamps};
+use super::fixture::{Fixture, TicketRow, dates, floats, ints, owned, strs, sub, timestamps};
 
 fn fixture() -> Fixture {
     let mut f = Fixture::new();
@@ -107,7 +107,7 @@ async fn health_scores_components_and_bands_by_hand() {
              FROM customer_health ORDER BY customer_id",
         )
         .await;
-    let expected: Vec<Vec<String>> = [
+    let expected = owned(&[
         [
             "G70", "70.0", "green", "NULL", "NULL", "40.0", "100.0", "NULL",
         ],
@@ -144,10 +144,7 @@ async fn health_scores_components_and_bands_by_hand() {
         [
             "Y40", "40.0", "yellow", "NULL", "NULL", "NULL", "40.0", "NULL",
         ],
-    ]
-    .iter()
-    .map(|r| r.iter().map(|v| v.to_string()).collect())
-    .collect();
+    ]);
     assert_eq!(rows, expected);
 }
 

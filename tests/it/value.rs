@@ -30,11 +30,7 @@
 //! crc 45, arpa 100 -> 0.45. b: 60 * 3 / 4 = 45 / 3 = 15 -> 0.15. all:
 //! 90 / 4 = 22.5, arpa 200 / 2 = 100 -> 0.225.
 
-use super::fixture::{Fixture, Order, TicketRow, dates, floats, strs, sub};
-
-fn close(got: &str, expected: f64) -> bool {
-    (got.parse::<f64>().unwrap() - expected).abs() < 1e-9
-}
+use super::fixture::{Fixture, Order, TicketRow, close, dates, floats, owned, strs, sub};
 
 fn fixture() -> Fixture {
     let mut f = Fixture::new();
@@ -160,15 +156,12 @@ async fn profitability_with_overhead_split_by_tickets_or_equally() {
              FROM customer_value ORDER BY customer_id",
         )
         .await;
-    let expected: Vec<Vec<String>> = [
+    let expected = owned(&[
         ["A", "a", "1150.0", "50.0", "27.833334", "1072.166666", "2"],
         ["B1", "b", "1200.0", "0.0", "77.833333", "1122.166667", "1"],
         ["B2", "b", "0.0", "0.0", "2.833333", "-2.833333", "4"],
         ["B3", "b", "0.0", "0.0", "2.5", "-2.5", "3"],
-    ]
-    .iter()
-    .map(|r| r.iter().map(|v| v.to_string()).collect())
-    .collect();
+    ]);
     assert_eq!(rows, expected);
     // Every month's overhead is allocated exactly.
     let total = f
