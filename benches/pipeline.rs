@@ -18,6 +18,10 @@ fn main() {
         .build()
         .unwrap();
     runtime
-        .block_on(cskpi::bench::run_benchmark(customers, &dir))
+        .block_on(cskpi::bench::run_benchmark(
+            customers,
+            &dir,
+            &cskpi::cli::EngineArgs::default(),
+        ))
         .unwrap();
 }

@@ -1,18 +1,24 @@
-//! `cskpi bench`: generates a synthetic data set (or reuses one) and runs the
-//! whole job on it, reporting wall time, throughput and peak memory. Speed
-//! and memory goals are read from these numbers, never asserted by tests.
+//! `cskpi bench`: generates a synthetic data set (or reuses one), measures
+//! the scan floor (reading every input column once) and times a whole run,
+//! reporting each stage, throughput, peak memory and output sizes. Speed and
+//! memory goals are read from these numbers, never asserted by tests.
+//!
+//! Every measure is printed as `bench <name> <value>` so that
+//! `benches/run.sh` can put it beside the DuckDB peer's numbers.
 
 use std::path::Path;
 use std::time::Instant;
 
 use chrono::NaiveDate;
+use futures::StreamExt;
 
-use crate::config::JobConfig;
+use crate::cli::EngineArgs;
 use crate::datagen::{GenOptions, generate};
 use crate::error::Error;
-use crate::run::{RunOptions, run_job};
+use crate::run::{RunOptions, open_inputs, run_job};
 
-/// Peak resident memory of this process so far (Linux), in MiB.
+/// Peak resident memory of this process (Linux), in MiB: since the start,
+/// or since the last `reset_peak_rss`.
 pub fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -20,9 +26,15 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Starts a new peak-RSS measurement (Linux: writing 5 to clear_refs resets
+/// VmHWM), so the run's peak is not the floor's.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Generates `customers` customers into `dir` unless a job is already there,
-/// then runs it; prints one line per measure.
-pub async fn run_benchmark(customers: u64, dir: &Path) -> Result<(), Error> {
+/// measures the scan floor, then runs the job.
+pub async fn run_benchmark(customers: u64, dir: &Path, engine: &EngineArgs) -> Result<(), Error> {
     let job_path = dir.join("job.toml");
     if !job_path.exists() {
         let started = Instant::now();
@@ -36,27 +48,78 @@ pub async fn run_benchmark(customers: u64, dir: &Path) -> Result<(), Error> {
             },
             dir,
         )?;
-        println!(
-            "gen     {customers} customers in {:.2} s ({summary})",
-            started.elapsed().as_secs_f64()
-        );
+        println!("# generated {customers} customers ({summary})");
+        println!("bench gen_seconds {:.2}", started.elapsed().as_secs_f64());
     } else {
-        println!("gen     reusing {}", job_path.display());
+        println!("# reusing {}", job_path.display());
     }
-    let job = JobConfig::load(&job_path)?;
+    let job = engine.load(&job_path)?;
+    println!("bench customers {customers}");
+    println!("bench input_bytes {}", input_bytes(dir));
+
+    let (rows, seconds) = scan_floor(&job).await?;
+    println!("bench floor_rows {rows}");
+    println!("bench floor_seconds {seconds:.2}");
+
+    reset_peak_rss();
     let started = Instant::now();
     let report = run_job(&job, &RunOptions::default()).await?;
     let seconds = started.elapsed().as_secs_f64();
     let rows_in: u64 = report.inputs.iter().map(|c| c.visible).sum();
-    println!(
-        "run     {rows_in} input rows in {seconds:.2} s ({:.0} rows/s)",
-        rows_in as f64 / seconds
-    );
-    for (table, rows) in &report.outputs {
-        println!("        {table:<18} {rows:>10} rows");
+    for (stage, stage_seconds) in &report.timings {
+        println!("bench stage_seconds.{stage} {stage_seconds:.2}");
     }
+    println!("bench run_seconds {seconds:.2}");
+    println!("bench rows_in {rows_in}");
+    println!("bench rows_per_second {:.0}", rows_in as f64 / seconds);
     if let Some(peak) = peak_rss_mib() {
-        println!("memory  peak RSS {peak:.0} MiB");
+        println!("bench peak_rss_mib {peak:.0}");
+    }
+    let out = Path::new(&report.output_path);
+    for (table, rows) in &report.outputs {
+        println!("bench output_rows.{table} {rows}");
+        println!("bench output_bytes.{table} {}", dir_bytes(&out.join(table)));
     }
     Ok(())
+}
+
+/// The scan floor: the time DataFusion takes to read every column of every
+/// input once (all partitions in parallel, batches decoded and dropped).
+pub async fn scan_floor(job: &crate::config::JobConfig) -> Result<(u64, f64), Error> {
+    let (ctx, registered) = open_inputs(job).await?;
+    let started = Instant::now();
+    let mut rows = 0u64;
+    for input in &registered {
+        let frame = ctx.table(format!("{}_input", input.table)).await?;
+        let mut stream = frame.execute_stream().await?;
+        while let Some(batch) = stream.next().await {
+            rows += batch?.num_rows() as u64;
+        }
+    }
+    Ok((rows, started.elapsed().as_secs_f64()))
+}
+
+fn input_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Bytes of every file under `path` (a table's file or directory).
+fn dir_bytes(path: &Path) -> u64 {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(_) => std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| dir_bytes(&e.path()))
+            .sum(),
+        Err(_) => 0,
+    }
 }

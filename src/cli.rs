@@ -39,6 +39,35 @@ impl Cli {
     }
 }
 
+/// How much of the machine the query engine may use; both win over the job file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EngineArgs {
+    /// Memory the engine may use before spilling to disk, e.g. 2G (job: run.memory_limit; default 4G).
+    #[arg(long)]
+    pub memory_limit: Option<String>,
+    /// Directory for intermediate and spill files (job: run.temp_dir; default the system's).
+    #[arg(long)]
+    pub temp_dir: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    pub fn apply(&self, job: &mut JobConfig) {
+        if let Some(limit) = &self.memory_limit {
+            job.run.memory_limit = Some(limit.clone());
+        }
+        if let Some(dir) = &self.temp_dir {
+            job.run.temp_dir = Some(dir.clone());
+        }
+    }
+
+    /// The job file with these settings applied.
+    pub fn load(&self, path: &std::path::Path) -> Result<JobConfig, Error> {
+        let mut job = JobConfig::load(path)?;
+        self.apply(&mut job);
+        Ok(job)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Compute every KPI of a job and publish the output tables.
@@ -49,6 +78,8 @@ pub enum Command {
         /// Point-in-time date: anything dated later is invisible (default: yesterday, UTC).
         #[arg(long)]
         as_of: Option<NaiveDate>,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Write a deterministic synthetic data set in the input schema, plus a job.toml.
     Gen {
@@ -92,6 +123,8 @@ pub enum Command {
         /// Write results to this file instead of stdout (required for parquet).
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// List every KPI with its formula, unit, inputs and output column.
     Kpis {
@@ -110,6 +143,8 @@ pub enum Command {
         /// Point-in-time date (default: the job's, or yesterday).
         #[arg(long)]
         as_of: Option<NaiveDate>,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Generate a data set (unless DIR already has one) and time a run on it.
     Bench {
@@ -119,14 +154,20 @@ pub enum Command {
         /// Where the data set and outputs go (default: a temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
 }
 
 /// Runs a parsed command; returns what to print on success.
 pub async fn execute(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Run { config, as_of } => {
-            let job = JobConfig::load(&config)?;
+        Command::Run {
+            config,
+            as_of,
+            engine,
+        } => {
+            let job = engine.load(&config)?;
             let options = RunOptions {
                 as_of,
                 progress: std::io::stderr().is_terminal(),
@@ -173,8 +214,9 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             file,
             format,
             output,
+            engine,
         } => {
-            let job = JobConfig::load(&config)?;
+            let job = engine.load(&config)?;
             let options = ShellOptions {
                 as_of,
                 commands,
@@ -200,8 +242,12 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Validate { config, as_of } => {
-            let job = JobConfig::load(&config)?;
+        Command::Validate {
+            config,
+            as_of,
+            engine,
+        } => {
+            let job = engine.load(&config)?;
             let options = RunOptions {
                 as_of,
                 progress: false,
@@ -237,10 +283,14 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
                 }
             }
         }
-        Command::Bench { customers, dir } => {
+        Command::Bench {
+            customers,
+            dir,
+            engine,
+        } => {
             let tmp = tempfile::tempdir().map_err(|e| Error::Io(e.to_string()))?;
             let dir = dir.unwrap_or_else(|| tmp.path().join(format!("gen-{customers}")));
-            crate::bench::run_benchmark(customers, &dir).await
+            crate::bench::run_benchmark(customers, &dir, &engine).await
         }
     }
 }

@@ -78,11 +78,14 @@ pub struct RunConfig {
     /// cskpi extension: a fixed as_of for reproducible sample jobs.
     /// `--as-of` on the command line wins over it.
     pub as_of: Option<NaiveDate>,
-    /// cskpi extension: memory limit of the query engine, e.g. "4G".
+    /// cskpi extension: memory limit of the query engine, e.g. "4G";
+    /// `--memory-limit` wins over it.
     pub memory_limit: Option<String>,
-    /// cskpi extension: local scratch directory for the validated inputs
-    /// (default: the system temporary directory).
-    pub work_dir: Option<PathBuf>,
+    /// cskpi extension: local directory for a run's intermediate files and
+    /// the engine's spill files (default: the system temporary directory);
+    /// `--temp-dir` wins over it. `work_dir` is its older name.
+    #[serde(alias = "work_dir")]
+    pub temp_dir: Option<PathBuf>,
 }
 
 impl Default for RunConfig {
@@ -93,7 +96,7 @@ impl Default for RunConfig {
             max_reject_ratio: default_max_reject_ratio(),
             as_of: None,
             memory_limit: None,
-            work_dir: None,
+            temp_dir: None,
         }
     }
 }
@@ -440,7 +443,7 @@ impl JobConfig {
             resolve(p);
         }
         resolve(&mut self.output.path);
-        if let Some(w) = &mut self.run.work_dir
+        if let Some(w) = &mut self.run.temp_dir
             && w.is_relative()
         {
             *w = base.join(&*w);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::execution::disk_manager::DiskManagerBuilder;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -19,6 +19,8 @@ use crate::config::{JobConfig, S3Config};
 pub enum SessionError {
     #[error("invalid memory limit {0:?}: expected a size such as 512M or 4G")]
     MemoryLimit(String),
+    #[error("cannot use temporary directory {dir}: {message}")]
+    TempDir { dir: String, message: String },
     #[error("invalid location {location:?}: {message}")]
     Location { location: String, message: String },
     #[error("cannot configure S3 for {url}: {source}")]
@@ -38,7 +40,7 @@ pub const CATALOG: &str = "cskpi";
 /// Default share of the machine's memory the engine may use before spilling.
 const DEFAULT_MEMORY_LIMIT: usize = 4 << 30;
 
-pub fn session_config() -> SessionConfig {
+pub fn session_config() -> Result<SessionConfig, SessionError> {
     let mut config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema(CATALOG, "public");
@@ -51,10 +53,33 @@ pub fn session_config() -> SessionConfig {
     // big one; sort-merge joins sort (and spill) instead, so memory stays
     // within the pool whatever the input size.
     options.optimizer.prefer_hash_join = false;
-    config
+    apply_env_overrides(options)?;
+    Ok(config)
 }
 
-pub fn runtime(memory_limit: Option<&str>) -> Result<Arc<RuntimeEnv>, SessionError> {
+/// Any DataFusion option can be tuned from the environment, as
+/// `datafusion.optimizer.prefer_hash_join` by
+/// `DATAFUSION_OPTIMIZER_PREFER_HASH_JOIN=true`; these win over cskpi's
+/// defaults above.
+fn apply_env_overrides(
+    options: &mut datafusion::config::ConfigOptions,
+) -> Result<(), SessionError> {
+    let keys: Vec<String> = options.entries().into_iter().map(|e| e.key).collect();
+    for key in keys {
+        let variable = key.to_uppercase().replace('.', "_");
+        if let Some(value) = std::env::var_os(&variable) {
+            options.set(&key, &value.to_string_lossy())?;
+        }
+    }
+    Ok(())
+}
+
+/// The engine's memory pool (spilling operators share it fairly) and spill
+/// directory.
+pub fn runtime(
+    memory_limit: Option<&str>,
+    temp_dir: Option<&std::path::Path>,
+) -> Result<Arc<RuntimeEnv>, SessionError> {
     let limit = match memory_limit {
         Some(text) => parse_size(text).ok_or_else(|| SessionError::MemoryLimit(text.into()))?,
         None => DEFAULT_MEMORY_LIMIT,
@@ -63,9 +88,19 @@ pub fn runtime(memory_limit: Option<&str>) -> Result<Arc<RuntimeEnv>, SessionErr
         FairSpillPool::new(limit),
         std::num::NonZeroUsize::new(5).expect("non-zero"),
     );
+    let spill_to = match temp_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| SessionError::TempDir {
+                dir: dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+            DiskManagerMode::Directories(vec![dir.to_path_buf()])
+        }
+        None => DiskManagerMode::OsTmpDirectory,
+    };
     Ok(RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(pool))
-        .with_disk_manager_builder(DiskManagerBuilder::default())
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(spill_to))
         .build_arc()?)
 }
 
@@ -73,8 +108,8 @@ pub fn runtime(memory_limit: Option<&str>) -> Result<Arc<RuntimeEnv>, SessionErr
 /// the job names, and every cskpi UDF.
 pub fn build(job: &JobConfig) -> Result<SessionContext, SessionError> {
     let ctx = SessionContext::new_with_config_rt(
-        session_config(),
-        runtime(job.run.memory_limit.as_deref())?,
+        session_config()?,
+        runtime(job.run.memory_limit.as_deref(), job.run.temp_dir.as_deref())?,
     );
     let input = &job.input;
     let locations = [

@@ -188,9 +188,13 @@ pub async fn materialize_view(
     name: &str,
     dir: &Path,
 ) -> Result<(), DataFusionError> {
+    let started = std::time::Instant::now();
     let target = dir.join(name);
     std::fs::create_dir_all(&target)?;
     let target = format!("{}/", target.display());
+    if let Some(dir) = std::env::var_os("CSKPI_EXPLAIN_DIR") {
+        explain_analyze(ctx, name, Path::new(&dir)).await?;
+    }
     let view = ctx.table(name).await?;
     // An empty view writes no file: the schema is given, not inferred.
     let schema = view.schema().as_arrow().clone();
@@ -198,7 +202,34 @@ pub async fn materialize_view(
         .await?;
     ctx.deregister_table(name)?;
     ctx.register_parquet(name, &target, ParquetReadOptions::default().schema(&schema))
-        .await
+        .await?;
+    tracing::info!(
+        view = name,
+        seconds = started.elapsed().as_secs_f64(),
+        "materialized"
+    );
+    Ok(())
+}
+
+/// Profiling aid (CSKPI_EXPLAIN_DIR): runs the view once more under
+/// EXPLAIN ANALYZE and keeps the plan with its metrics in `dir/name.txt`.
+pub async fn explain_analyze(
+    ctx: &SessionContext,
+    name: &str,
+    dir: &Path,
+) -> Result<(), DataFusionError> {
+    std::fs::create_dir_all(dir)?;
+    let batches = ctx
+        .sql(&format!(
+            "EXPLAIN ANALYZE SELECT * FROM {}",
+            quote_ident(name)
+        ))
+        .await?
+        .collect()
+        .await?;
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)?.to_string();
+    std::fs::write(dir.join(format!("{name}.txt")), text)?;
+    Ok(())
 }
 
 /// A double-quoted SQL identifier.

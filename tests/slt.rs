@@ -24,8 +24,8 @@ struct DbError(String);
 impl CskpiDb {
     fn new() -> Self {
         let ctx = SessionContext::new_with_config_rt(
-            cskpi::session::session_config(),
-            cskpi::session::runtime(None).unwrap(),
+            cskpi::session::session_config().expect("session config"),
+            cskpi::session::runtime(None, None).unwrap(),
         );
         cskpi::udf::register_all(
             &ctx,

@@ -74,19 +74,38 @@ pub async fn register_views(
     params: &SqlParams,
     scratch: Option<&Path>,
 ) -> Result<(), Error> {
-    sql::run_script(ctx, &sql::DIMENSIONS, params, None).await?;
+    register_dimensions(ctx, params).await?;
     for family in FAMILIES {
-        match family.registration {
-            Registration::Script => {
-                let materialize = scratch.map(|dir| Materialize {
-                    views: family.materialize,
-                    dir,
-                });
-                sql::run_script(ctx, &family.script, params, materialize).await?;
-            }
-            Registration::CsiEstimation => {
-                csi::register(ctx, job, window, params).await?;
-            }
+        register_family(ctx, family, job, window, params, scratch).await?;
+    }
+    Ok(())
+}
+
+/// The reporting dimensions every family joins (sql/dimensions.sql).
+pub async fn register_dimensions(ctx: &SessionContext, params: &SqlParams) -> Result<(), Error> {
+    sql::run_script(ctx, &sql::DIMENSIONS, params, None).await?;
+    Ok(())
+}
+
+/// One family's views, over the dimensions and the families before it.
+pub async fn register_family(
+    ctx: &SessionContext,
+    family: &KpiFamily,
+    job: &JobConfig,
+    window: &RunWindow,
+    params: &SqlParams,
+    scratch: Option<&Path>,
+) -> Result<(), Error> {
+    match family.registration {
+        Registration::Script => {
+            let materialize = scratch.map(|dir| Materialize {
+                views: family.materialize,
+                dir,
+            });
+            sql::run_script(ctx, &family.script, params, materialize).await?;
+        }
+        Registration::CsiEstimation => {
+            csi::register(ctx, job, window, params).await?;
         }
     }
     Ok(())
