@@ -9,6 +9,7 @@ pub mod bench;
 pub mod calendar;
 pub mod catalog;
 pub mod cli;
+pub mod compact;
 pub mod config;
 pub mod csi;
 pub mod datagen;

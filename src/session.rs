@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
@@ -104,10 +105,31 @@ pub fn runtime(
         .build_arc()?)
 }
 
+/// A context with DataFusion's defaults plus cskpi's physical optimizer
+/// rule (`compact`: sorts see batches of their own size).
+pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(crate::compact::CompactBeforeSort))
+        .build();
+    SessionContext::new_with_state(state)
+}
+
+/// Sets whether the planner prefers hash joins (see `session_config`) for
+/// the queries planned from now on; returns the previous setting.
+pub fn set_prefer_hash_join(ctx: &SessionContext, prefer: bool) -> bool {
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let optimizer = &mut state.config_mut().options_mut().optimizer;
+    std::mem::replace(&mut optimizer.prefer_hash_join, prefer)
+}
+
 /// Builds the session for a job: runtime, S3 stores for every s3:// location
 /// the job names, and every cskpi UDF.
 pub fn build(job: &JobConfig) -> Result<SessionContext, SessionError> {
-    let ctx = SessionContext::new_with_config_rt(
+    let ctx = context(
         session_config()?,
         runtime(job.run.memory_limit.as_deref(), job.run.temp_dir.as_deref())?,
     );

@@ -23,7 +23,7 @@ struct DbError(String);
 
 impl CskpiDb {
     fn new() -> Self {
-        let ctx = SessionContext::new_with_config_rt(
+        let ctx = cskpi::session::context(
             cskpi::session::session_config().expect("session config"),
             cskpi::session::runtime(None, None).unwrap(),
         );
