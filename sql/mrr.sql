@@ -38,35 +38,47 @@ GROUP BY customer_id, month;
 -- Every customer-month where mrr or the previous month's mrr may be non-zero,
 -- with its movement. Values closer than 0.005 (5000 micro-units) are equal;
 -- first match wins.
+--
+-- One ordered pass over each customer's months (a sort and a streaming
+-- window, no self-join): the previous row is the previous month when it is
+-- adjacent; a month without an adjacent next month (before as_of's) is
+-- followed by a month at 0, the second element of its unnested pair. The
+-- first paid month is the paid month where the running count of paid
+-- months reaches 1.
 CREATE OR REPLACE VIEW customer_mrr_movements AS
-WITH keys AS (
-    SELECT customer_id, month FROM customer_mrr
-    UNION
-    SELECT customer_id, CAST(month + INTERVAL '1 month' AS DATE) AS month
+WITH ordered AS (
+    SELECT customer_id, month, mrr_micros,
+           LAG(month) OVER (PARTITION BY customer_id ORDER BY month) AS prev_month,
+           LAG(mrr_micros) OVER (PARTITION BY customer_id ORDER BY month) AS prev_month_micros,
+           LEAD(month) OVER (PARTITION BY customer_id ORDER BY month) AS next_month,
+           SUM(CASE WHEN mrr_micros >= 5000 THEN 1 ELSE 0 END)
+               OVER (PARTITION BY customer_id ORDER BY month
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS paid_months_so_far
     FROM customer_mrr
-    WHERE month < ${as_of_month}
+), expanded AS (
+    SELECT customer_id, month, mrr_micros, prev_month, prev_month_micros, paid_months_so_far,
+           unnest(CASE WHEN month < ${as_of_month}
+                            AND (next_month IS NULL
+                                 OR next_month <> CAST(month + INTERVAL '1 month' AS DATE))
+                       THEN make_array(0, 1) ELSE make_array(0) END) AS following
+    FROM ordered
 ), pairs AS (
-    SELECT k.customer_id, k.month,
-           COALESCE(cur.mrr_micros, 0) AS mrr_micros,
-           COALESCE(prev.mrr_micros, 0) AS prev_micros
-    FROM keys k
-    LEFT JOIN customer_mrr cur
-           ON cur.customer_id = k.customer_id AND cur.month = k.month
-    LEFT JOIN customer_mrr prev
-           ON prev.customer_id = k.customer_id
-          AND prev.month = CAST(k.month - INTERVAL '1 month' AS DATE)
-), first_paid AS (
-    SELECT customer_id, MIN(month) AS first_paid_month
-    FROM customer_mrr
-    WHERE mrr_micros >= 5000
-    GROUP BY customer_id
+    SELECT customer_id,
+           CASE WHEN following = 0 THEN month
+                ELSE CAST(month + INTERVAL '1 month' AS DATE) END AS month,
+           CASE WHEN following = 0 THEN mrr_micros ELSE 0 END AS mrr_micros,
+           CASE WHEN following = 1 THEN mrr_micros
+                WHEN prev_month = CAST(month - INTERVAL '1 month' AS DATE)
+                    THEN prev_month_micros
+                ELSE 0 END AS prev_micros,
+           following = 0 AND mrr_micros >= 5000 AND paid_months_so_far = 1 AS first_paid
+    FROM expanded
 )
 SELECT p.month, p.customer_id,
        COALESCE(cs.segment, 'unknown') AS segment,
        p.mrr_micros, p.prev_micros,
        CASE
-           WHEN abs(p.prev_micros) < 5000 AND p.mrr_micros >= 5000
-                AND p.month = f.first_paid_month THEN 'new'
+           WHEN abs(p.prev_micros) < 5000 AND p.mrr_micros >= 5000 AND p.first_paid THEN 'new'
            WHEN p.prev_micros >= 5000 AND abs(p.mrr_micros) < 5000 THEN 'churn'
            WHEN abs(p.prev_micros) < 5000 AND p.mrr_micros >= 5000 THEN 'reactivation'
            WHEN p.mrr_micros - p.prev_micros >= 5000 THEN 'expansion'
@@ -74,7 +86,6 @@ SELECT p.month, p.customer_id,
            ELSE 'flat'
        END AS movement
 FROM pairs p
-LEFT JOIN first_paid f ON f.customer_id = p.customer_id
 LEFT JOIN customer_segments cs ON cs.customer_id = p.customer_id;
 
 -- Output: reported months only, customer-months with mrr or prev_mrr > 0.
@@ -89,12 +100,7 @@ WHERE month >= ${first_month}
   AND (mrr_micros >= 5000 OR prev_micros >= 5000);
 
 CREATE OR REPLACE VIEW mrr_segment_totals AS
-WITH with_all AS (
-    SELECT month, segment, mrr_micros, prev_micros, movement FROM customer_mrr_movements
-    UNION ALL
-    SELECT month, 'all', mrr_micros, prev_micros, movement FROM customer_mrr_movements
-)
-SELECT month, segment,
+SELECT month, CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
        SUM(mrr_micros) AS mrr,
        SUM(prev_micros) AS prev_mrr,
        SUM(CASE WHEN mrr_micros >= 5000 THEN 1 ELSE 0 END) AS paying_customers,
@@ -103,9 +109,9 @@ SELECT month, segment,
        SUM(CASE WHEN movement = 'reactivation' THEN mrr_micros ELSE 0 END) AS reactivation_mrr,
        SUM(CASE WHEN movement = 'contraction' THEN mrr_micros - prev_micros ELSE 0 END) AS contraction_mrr,
        SUM(CASE WHEN movement = 'churn' THEN -prev_micros ELSE 0 END) AS churned_mrr
-FROM with_all
+FROM customer_mrr_movements
 WHERE month >= ${first_month}
-GROUP BY month, segment;
+GROUP BY GROUPING SETS ((month, segment), (month));
 
 -- Sums in micro-units, exact; converted to currency units once, here.
 CREATE OR REPLACE VIEW mrr_monthly AS

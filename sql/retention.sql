@@ -2,7 +2,8 @@
 
 -- Customers per segment by signup month and churn month: all the month
 -- counts of 4.1 are conditions on these two months, so the monthly grid
--- joins this small table instead of every customer.
+-- joins this small table instead of every customer. The 'all' rows come
+-- from the same pass (GROUPING SETS), not from reading customers twice.
 CREATE OR REPLACE VIEW customer_cohorts AS
 WITH per_customer AS (
     SELECT cs.segment,
@@ -10,14 +11,11 @@ WITH per_customer AS (
            CAST(date_trunc('month', c.churn_date) AS DATE) AS churn_month
     FROM customers c
     JOIN customer_segments cs ON cs.customer_id = c.customer_id
-), with_all AS (
-    SELECT segment, signup_month, churn_month FROM per_customer
-    UNION ALL
-    SELECT 'all', signup_month, churn_month FROM per_customer
 )
-SELECT segment, signup_month, churn_month, COUNT(*) AS customers
-FROM with_all
-GROUP BY segment, signup_month, churn_month;
+SELECT CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
+       signup_month, churn_month, COUNT(*) AS customers
+FROM per_customer
+GROUP BY GROUPING SETS ((segment, signup_month, churn_month), (signup_month, churn_month));
 
 -- With M = [s, e]: signup_date < s <=> signup_month < M; churn_date >= s
 -- <=> churn_month >= M; churn_date <= e <=> churn_month <= M. Computed for
@@ -43,57 +41,51 @@ SELECT order_id, customer_id, period_start, period_end
 FROM orders
 WHERE kind = 'subscription';
 
--- Due lines that were renewed: another subscription line of the customer
--- starting after this one's start, within [period_end - 7 days,
--- period_end + grace]. Both sides are put in fixed bins of the window's
--- length, so a line's window touches at most two bins and the self-join is
--- an equi-join on (customer, bin) rather than every line of a customer
--- against every other.
-CREATE OR REPLACE VIEW renewed_lines AS
-WITH due AS (
-    SELECT order_id, customer_id, period_start,
-           period_end - INTERVAL '7 days' AS window_from,
-           period_end + INTERVAL '${grace_days} days' AS window_to
+-- Every subscription line and whether it was renewed: another subscription
+-- line of the customer starting after this one's start, within
+-- [period_end - 7 days, period_end + grace]. With dates, that is the
+-- customer's earliest start on or after
+--   probe = max(period_end - 7 days, period_start + 1 day)
+-- being at most period_end + grace. One pass finds it for every line: the
+-- starts and the probes of a customer, in descending date order (a start
+-- before a probe of the same day), with a running MIN of the starts seen so
+-- far, which at a probe is the earliest start on or after it. A sort and a
+-- streaming window: no self-join of the lines.
+CREATE OR REPLACE VIEW renewal_lines AS
+WITH events AS (
+    SELECT customer_id, period_start AS at, 0 AS is_probe, period_start AS start_at,
+           CAST(NULL AS VARCHAR) AS order_id, CAST(NULL AS DATE) AS period_end
     FROM subscription_lines
-), due_bins AS (
-    SELECT order_id, customer_id, period_start, window_from, window_to,
-           date_bin(INTERVAL '${renewal_bin_days} days', CAST(window_from AS TIMESTAMP),
-                    TIMESTAMP '1970-01-01') AS bin
-    FROM due
-    UNION
-    SELECT order_id, customer_id, period_start, window_from, window_to,
-           date_bin(INTERVAL '${renewal_bin_days} days', CAST(window_to AS TIMESTAMP),
-                    TIMESTAMP '1970-01-01') AS bin
-    FROM due
-), starts AS (
-    SELECT customer_id, period_start,
-           date_bin(INTERVAL '${renewal_bin_days} days', CAST(period_start AS TIMESTAMP),
-                    TIMESTAMP '1970-01-01') AS bin
+    UNION ALL
+    SELECT customer_id,
+           GREATEST(period_end - INTERVAL '7 days', period_start + INTERVAL '1 day') AS at,
+           1 AS is_probe, CAST(NULL AS DATE) AS start_at, order_id, period_end
     FROM subscription_lines
+), scanned AS (
+    SELECT order_id, customer_id, period_end, is_probe,
+           MIN(start_at) OVER (PARTITION BY customer_id ORDER BY at DESC, is_probe
+                               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS next_start
+    FROM events
 )
-SELECT DISTINCT d.order_id
-FROM due_bins d
-JOIN starts s ON s.customer_id = d.customer_id AND s.bin = d.bin
-WHERE s.period_start > d.period_start
-  AND s.period_start >= d.window_from
-  AND s.period_start <= d.window_to;
+SELECT order_id, customer_id, period_end,
+       COALESCE(next_start <= period_end + INTERVAL '${grace_days} days', false) AS renewed
+FROM scanned
+WHERE is_probe = 1;
+
+-- The renewed lines themselves, for an analyst.
+CREATE OR REPLACE VIEW renewed_lines AS
+SELECT order_id FROM renewal_lines WHERE renewed;
 
 -- One row per customer and due month (the month containing period_end).
 CREATE OR REPLACE VIEW renewal_customers AS
-WITH lines AS (
-    SELECT l.customer_id,
-           CAST(date_trunc('month', l.period_end) AS DATE) AS due_month,
-           l.period_end,
-           r.order_id IS NOT NULL AS renewed
-    FROM subscription_lines l
-    LEFT JOIN renewed_lines r ON r.order_id = l.order_id
-    WHERE l.period_end < ${as_of_next_month}
-), per_customer AS (
-    SELECT customer_id, due_month,
+WITH per_customer AS (
+    SELECT customer_id,
+           CAST(date_trunc('month', period_end) AS DATE) AS due_month,
            bool_or(renewed) AS won,
            MAX(period_end) AS latest_due_end
-    FROM lines
-    GROUP BY customer_id, due_month
+    FROM renewal_lines
+    WHERE period_end < ${as_of_next_month}
+    GROUP BY customer_id, CAST(date_trunc('month', period_end) AS DATE)
 )
 SELECT p.customer_id, p.due_month, p.won,
        NOT p.won AND p.latest_due_end + INTERVAL '${grace_days} days' > ${as_of} AS pending,
@@ -102,17 +94,14 @@ FROM per_customer p
 LEFT JOIN customer_segments cs ON cs.customer_id = p.customer_id;
 
 CREATE OR REPLACE VIEW renewals_monthly AS
-WITH with_all AS (
-    SELECT due_month, segment, won, pending FROM renewal_customers
-    UNION ALL
-    SELECT due_month, 'all', won, pending FROM renewal_customers
-), counted AS (
-    SELECT due_month, segment,
+WITH counted AS (
+    SELECT due_month,
+           CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
            COUNT(*) AS renewals_due,
            SUM(CASE WHEN won THEN 1 ELSE 0 END) AS renewals_won,
            SUM(CASE WHEN pending THEN 1 ELSE 0 END) AS renewals_pending
-    FROM with_all
-    GROUP BY due_month, segment
+    FROM renewal_customers
+    GROUP BY GROUPING SETS ((due_month, segment), (due_month))
 )
 SELECT g.month, g.segment,
        COALESCE(c.renewals_due, 0) AS renewals_due,

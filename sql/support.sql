@@ -8,26 +8,23 @@ SELECT t.ticket_id, t.customer_id,
        COALESCE(cs.segment, 'unknown') AS segment,
        t.resolved_at IS NOT NULL AS resolved,
        t.resolved_at IS NOT NULL AND t.contacts = 1 AND NOT t.reopened AS first_contact_resolved,
+       -- from the nanosecond timestamps, so fractions of a second count
        CASE WHEN t.resolved_at IS NOT NULL
-            THEN (to_unixtime(t.resolved_at) - to_unixtime(t.opened_at)) / 3600.0
+            THEN (CAST(t.resolved_at AS BIGINT) - CAST(t.opened_at AS BIGINT)) / 3600e9
        END AS resolution_hours
 FROM tickets t
 LEFT JOIN customer_segments cs ON cs.customer_id = t.customer_id;
 
 CREATE OR REPLACE VIEW support_monthly AS
-WITH with_all AS (
-    SELECT month, segment, resolved, first_contact_resolved, resolution_hours FROM support_tickets
-    UNION ALL
-    SELECT month, 'all', resolved, first_contact_resolved, resolution_hours FROM support_tickets
-), counted AS (
-    SELECT month, segment,
+WITH counted AS (
+    SELECT month, CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
            COUNT(*) AS tickets,
            SUM(CASE WHEN resolved THEN 1 ELSE 0 END) AS resolved,
            SUM(CASE WHEN first_contact_resolved THEN 1 ELSE 0 END) AS first_contact_resolved,
            -- median of an even count is the mean of the two middle values
            median(resolution_hours) AS median_resolution_hours
-    FROM with_all
-    GROUP BY month, segment
+    FROM support_tickets
+    GROUP BY GROUPING SETS ((month, segment), (month))
 )
 SELECT g.month, g.segment,
        COALESCE(c.tickets, 0) AS tickets,

@@ -30,26 +30,18 @@ WHERE s.survey = 'csat';
 
 CREATE OR REPLACE VIEW survey_monthly AS
 WITH nps AS (
-    SELECT month, segment,
+    SELECT month, CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
            SUM(CASE WHEN score >= 9 THEN 1 ELSE 0 END) AS promoters,
            SUM(CASE WHEN score >= 7 AND score < 9 THEN 1 ELSE 0 END) AS passives,
            SUM(CASE WHEN score < 7 THEN 1 ELSE 0 END) AS detractors
-    FROM (
-        SELECT month, segment, score FROM nps_responses
-        UNION ALL
-        SELECT month, 'all', score FROM nps_responses
-    )
-    GROUP BY month, segment
+    FROM nps_responses
+    GROUP BY GROUPING SETS ((month, segment), (month))
 ), csat AS (
-    SELECT month, segment,
+    SELECT month, CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
            COUNT(*) AS csat_responses,
            SUM(CASE WHEN positive THEN 1 ELSE 0 END) AS csat_positive
-    FROM (
-        SELECT month, segment, positive FROM csat_responses
-        UNION ALL
-        SELECT month, 'all', positive FROM csat_responses
-    )
-    GROUP BY month, segment
+    FROM csat_responses
+    GROUP BY GROUPING SETS ((month, segment), (month))
 ), counts AS (
     SELECT g.month, g.segment,
            COALESCE(n.promoters + n.passives + n.detractors, 0) AS nps_responses,

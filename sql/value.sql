@@ -16,15 +16,11 @@ LEFT JOIN customer_segments cs ON cs.customer_id = c.customer_id;
 -- per customer at the month's end.
 CREATE OR REPLACE VIEW value_monthly AS
 WITH direct AS (
-    SELECT month, segment, SUM(amount_micros) AS micros
-    FROM (
-        SELECT month, segment, amount_micros FROM cost_lines
-        WHERE category = 'retention' AND customer_id IS NOT NULL
-        UNION ALL
-        SELECT month, 'all', amount_micros FROM cost_lines
-        WHERE category = 'retention' AND customer_id IS NOT NULL
-    )
-    GROUP BY month, segment
+    SELECT month, CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
+           SUM(amount_micros) AS micros
+    FROM cost_lines
+    WHERE category = 'retention' AND customer_id IS NOT NULL
+    GROUP BY GROUPING SETS ((month, segment), (month))
 ), overhead AS (
     SELECT month, SUM(amount_micros) AS micros
     FROM cost_lines
@@ -145,23 +141,25 @@ FROM report_segments s
 LEFT JOIN mean m ON m.segment = s.segment;
 
 -- Per customer with revenue, direct cost or allocated cost in W, in
--- micro-units; customer_value and value_summary present it.
+-- micro-units; customer_value and value_summary present it. The three
+-- sources are stacked and summed in one grouping, each read once.
 CREATE OR REPLACE VIEW customer_value_micros AS
-WITH revenue AS (
-    SELECT customer_id, SUM(amount_micros) AS micros
-    FROM trailing_orders GROUP BY customer_id
-), direct AS (
-    SELECT customer_id, SUM(amount_micros) AS micros
+WITH amounts AS (
+    SELECT customer_id, amount_micros AS revenue, CAST(0 AS BIGINT) AS direct,
+           CAST(0 AS BIGINT) AS allocated
+    FROM trailing_orders
+    UNION ALL
+    SELECT customer_id, 0, amount_micros, 0
     FROM cost_lines
     WHERE customer_id IS NOT NULL AND month >= ${trailing_first_month}
+    UNION ALL
+    SELECT customer_id, 0, 0, allocated_micros
+    FROM overhead_allocation
+), per_customer AS (
+    SELECT customer_id, SUM(revenue) AS revenue_micros, SUM(direct) AS direct_micros,
+           SUM(allocated) AS allocated_micros
+    FROM amounts
     GROUP BY customer_id
-), allocated AS (
-    SELECT customer_id, SUM(allocated_micros) AS micros
-    FROM overhead_allocation GROUP BY customer_id
-), ids AS (
-    SELECT customer_id FROM revenue
-    UNION SELECT customer_id FROM direct
-    UNION SELECT customer_id FROM allocated
 ), paying AS (
     -- MRR over W's months with MRR > 0: its sum and the number of months
     SELECT m.customer_id, SUM(m.mrr_micros) AS mrr_micros, COUNT(*) AS months
@@ -171,17 +169,12 @@ WITH revenue AS (
     GROUP BY m.customer_id
 )
 SELECT i.customer_id, COALESCE(cs.segment, 'unknown') AS segment,
-       COALESCE(r.micros, 0) AS revenue_micros,
-       COALESCE(d.micros, 0) AS direct_micros,
-       COALESCE(a.micros, 0) AS allocated_micros,
-       COALESCE(r.micros, 0) - COALESCE(d.micros, 0) - COALESCE(a.micros, 0) AS cps_micros,
+       i.revenue_micros, i.direct_micros, i.allocated_micros,
+       i.revenue_micros - i.direct_micros - i.allocated_micros AS cps_micros,
        CASE WHEN p.months > 0 THEN CAST(p.mrr_micros AS DOUBLE) / p.months / 1000000.0
             ELSE 0.0 END AS mean_mrr
-FROM ids i
+FROM per_customer i
 LEFT JOIN customer_segments cs ON cs.customer_id = i.customer_id
-LEFT JOIN revenue r ON r.customer_id = i.customer_id
-LEFT JOIN direct d ON d.customer_id = i.customer_id
-LEFT JOIN allocated a ON a.customer_id = i.customer_id
 LEFT JOIN paying p ON p.customer_id = i.customer_id;
 
 CREATE OR REPLACE VIEW customer_value AS
@@ -199,27 +192,26 @@ LEFT JOIN segment_lifetimes l ON l.segment = v.segment;
 -- CLV per segment: avg_order_value x purchase_frequency x lifetime x margin.
 CREATE OR REPLACE VIEW value_summary AS
 WITH purchases AS (
-    SELECT segment,
-           SUM(amount_micros) / 1000000.0 / COUNT(*) AS avg_order_value,
-           CAST(COUNT(*) AS DOUBLE) / COUNT(DISTINCT customer_id) / 12.0 AS purchase_frequency
+    -- per customer first (a customer has one segment, so the customers of
+    -- 'all' are the sum of the segments'): a spillable grouping instead of
+    -- COUNT(DISTINCT), whose one set per group cannot spill
+    SELECT CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
+           SUM(micros) / 1000000.0 / SUM(orders) AS avg_order_value,
+           CAST(SUM(orders) AS DOUBLE) / COUNT(*) / 12.0 AS purchase_frequency
     FROM (
-        SELECT segment, customer_id, amount_micros FROM trailing_orders
+        SELECT segment, customer_id, COUNT(*) AS orders, SUM(amount_micros) AS micros
+        FROM trailing_orders
         WHERE kind IN ('subscription', 'addon', 'one_time') AND amount_micros > 0
-        UNION ALL
-        SELECT 'all', customer_id, amount_micros FROM trailing_orders
-        WHERE kind IN ('subscription', 'addon', 'one_time') AND amount_micros > 0
+        GROUP BY segment, customer_id
     )
-    GROUP BY segment
+    GROUP BY GROUPING SETS ((segment), ())
 ), customers AS (
-    SELECT segment, COUNT(*) AS customers,
+    SELECT CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
+           COUNT(*) AS customers,
            SUM(revenue_micros) / 1000000.0 AS revenue,
            SUM(cps_micros) / 1000000.0 AS cps_total
-    FROM (
-        SELECT segment, revenue_micros, cps_micros FROM customer_value_micros
-        UNION ALL
-        SELECT 'all', revenue_micros, cps_micros FROM customer_value_micros
-    )
-    GROUP BY segment
+    FROM customer_value_micros
+    GROUP BY GROUPING SETS ((segment), ())
 )
 SELECT ${as_of} AS as_of, s.segment,
        p.avg_order_value, p.purchase_frequency, l.lifetime_months,

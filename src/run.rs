@@ -211,10 +211,7 @@ pub async fn register_input_views(
         as_of,
         first_month: calendar::month_start(as_of),
     };
-    validate::register_checked_views(ctx, &sql_params(job, &provisional)).await?;
-    if let Some(dir) = materialize_in {
-        validate::materialize_checked(ctx, dir).await?;
-    }
+    validate::register_checked_views(ctx, &sql_params(job, &provisional), materialize_in).await?;
     validate::register_clean_views(ctx).await?;
     let window = window(ctx, job, as_of).await?;
     register_months(ctx, &window)?;
@@ -402,7 +399,7 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
     // Each family's stage covers its views and writing its tables, so the
     // timings say what every family costs.
     let params = sql_params(job, &window);
-    kpi::register_dimensions(&ctx, &params).await?;
+    kpi::register_dimensions(&ctx, &params, Some(scratch.path())).await?;
     let mut staging = Staging::begin(&ctx, &job.output.path, &run_id).await?;
     let mut outputs = Vec::new();
     for family in kpi::FAMILIES {

@@ -48,18 +48,48 @@ pub struct InputCounts {
     pub clean: u64,
 }
 
-/// Registers the `<t>_checked` views of sql/validate.sql.
+/// Registers the `<t>_checked` views of sql/validate.sql. With `scratch` (a
+/// run), the customer directory and each input's duplicated keys are
+/// stored there as soon as they are defined, then every checked view, so
+/// the checks run once however many KPI views read the inputs.
+///
+/// The checks join each input with the customer directory (one row per
+/// customer) and with its duplicated keys (a handful): small build sides,
+/// so they are planned as hash joins, which stream the input once, rather
+/// than the sort-merge joins of the KPI views (which sort whole inputs).
 pub async fn register_checked_views(
     ctx: &SessionContext,
     params: &SqlParams,
+    scratch: Option<&Path>,
 ) -> Result<(), ValidationError> {
-    sql::run_script(ctx, &sql::VALIDATE, params, None).await?;
-    Ok(())
+    let Some(dir) = scratch else {
+        sql::run_script(ctx, &sql::VALIDATE, params, None).await?;
+        return Ok(());
+    };
+    let joins_before = crate::session::set_prefer_hash_join(ctx, true);
+    let result = store_checks(ctx, params, dir).await;
+    crate::session::set_prefer_hash_join(ctx, joins_before);
+    result
 }
 
-/// Writes every `<t>_checked` view to Parquet under `dir` and re-registers it
-/// as a table over those files.
-pub async fn materialize_checked(ctx: &SessionContext, dir: &Path) -> Result<(), ValidationError> {
+async fn store_checks(
+    ctx: &SessionContext,
+    params: &SqlParams,
+    dir: &Path,
+) -> Result<(), ValidationError> {
+    let mut stored = vec!["customer_directory".to_string()];
+    stored.extend(
+        inputs::ALL
+            .iter()
+            .filter(|spec| !spec.key.is_empty())
+            .map(|spec| format!("{}_duplicates", spec.name)),
+    );
+    let stored: Vec<&str> = stored.iter().map(String::as_str).collect();
+    let materialize = sql::Materialize {
+        views: &stored,
+        dir,
+    };
+    sql::run_script(ctx, &sql::VALIDATE, params, Some(materialize)).await?;
     for spec in inputs::ALL {
         sql::materialize_view(ctx, &format!("{}_checked", spec.name), dir)
             .await
@@ -81,7 +111,7 @@ pub async fn register_clean_views(ctx: &SessionContext) -> Result<(), Validation
         };
         let checked = format!("{}_checked", spec.name);
         ctx.sql(&format!(
-            "CREATE OR REPLACE VIEW {} AS SELECT * EXCLUDE (reject_key, reject_reason) \
+            "CREATE OR REPLACE VIEW {} AS SELECT * EXCLUDE (reject_reason) \
              FROM {checked} WHERE reject_reason IS NULL",
             spec.name
         ))
@@ -114,15 +144,35 @@ pub async fn register_clean_views(ctx: &SessionContext) -> Result<(), Validation
 fn rejects_select(spec: &TableSpec, checked: &str, columns: Vec<String>) -> String {
     let fields: Vec<String> = columns
         .iter()
-        .filter(|c| *c != "reject_key" && *c != "reject_reason")
+        .filter(|c| *c != "reject_reason")
         .map(|c| format!("{}, {}", quote_literal(c), quote_ident(c)))
         .collect();
     format!(
-        "SELECT {} AS input, reject_key AS key, reject_reason AS reason, \
+        "SELECT {} AS input, {} AS key, reject_reason AS reason, \
          to_json(named_struct({})) AS raw_row FROM {checked} WHERE reject_reason IS NOT NULL",
         quote_literal(spec.name),
+        reject_key(spec),
         fields.join(", ")
     )
+}
+
+/// `rejects.key`: the key columns joined with '|' (a missing second part is
+/// empty); null for an input without a key (costs). Built only for the
+/// rejected rows, not stored with every checked row.
+fn reject_key(spec: &TableSpec) -> String {
+    let parts: Vec<String> = spec
+        .key
+        .iter()
+        .enumerate()
+        .map(|(i, column)| match i {
+            0 => format!("CAST({} AS VARCHAR)", quote_ident(column)),
+            _ => format!("COALESCE(CAST({} AS VARCHAR), '')", quote_ident(column)),
+        })
+        .collect();
+    match parts.is_empty() {
+        true => "CAST(NULL AS VARCHAR)".into(),
+        false => parts.join(" || '|' || "),
+    }
 }
 
 /// Visible and rejected rows per input.

@@ -74,16 +74,25 @@ pub async fn register_views(
     params: &SqlParams,
     scratch: Option<&Path>,
 ) -> Result<(), Error> {
-    register_dimensions(ctx, params).await?;
+    register_dimensions(ctx, params, scratch).await?;
     for family in FAMILIES {
         register_family(ctx, family, job, window, params, scratch).await?;
     }
     Ok(())
 }
 
-/// The reporting dimensions every family joins (sql/dimensions.sql).
-pub async fn register_dimensions(ctx: &SessionContext, params: &SqlParams) -> Result<(), Error> {
-    sql::run_script(ctx, &sql::DIMENSIONS, params, None).await?;
+/// The reporting dimensions every family joins (sql/dimensions.sql); with
+/// `scratch`, the segments are computed once and stored there.
+pub async fn register_dimensions(
+    ctx: &SessionContext,
+    params: &SqlParams,
+    scratch: Option<&Path>,
+) -> Result<(), Error> {
+    let materialize = scratch.map(|dir| Materialize {
+        views: &["report_segments"],
+        dir,
+    });
+    sql::run_script(ctx, &sql::DIMENSIONS, params, materialize).await?;
     Ok(())
 }
 

@@ -13,6 +13,6 @@ pub const FAMILY: KpiFamily = KpiFamily {
         partition_by: None,
     }],
     // Published and read again by kpi_summary.
-    materialize: &["retention_monthly"],
+    materialize: &["customer_counts_monthly", "retention_monthly"],
     registration: Registration::Script,
 };

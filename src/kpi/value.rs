@@ -28,6 +28,10 @@ pub const FAMILY: KpiFamily = KpiFamily {
     ],
     // value_monthly is read again by kpi_summary; customer_value_micros
     // feeds both customer_value and value_summary.
-    materialize: &["value_monthly", "customer_value_micros"],
+    materialize: &[
+        "value_monthly",
+        "segment_lifetimes",
+        "customer_value_micros",
+    ],
     registration: Registration::Script,
 };

@@ -2,6 +2,7 @@
 //! run, the SQL shell and a distributed engine see the same functions.
 
 mod feedback;
+mod key_hash;
 mod mrr_snapshot_months;
 mod survey_scores;
 mod to_json;
@@ -14,6 +15,7 @@ use datafusion::prelude::SessionContext;
 use crate::feedback::Taxonomy;
 
 pub use feedback::{CommentSentiment, CommentThemes};
+pub use key_hash::KeyHash;
 pub use mrr_snapshot_months::MrrSnapshotMonths;
 pub use survey_scores::{DEFAULT_CSAT_POSITIVE_MIN, ScoreAggregate, ScoreKpi};
 pub use to_json::ToJson;
@@ -26,6 +28,7 @@ pub fn scalar_udfs(taxonomy: Arc<Taxonomy>) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(ToJson::new()),
         ScalarUDF::new_from_impl(CommentThemes::new(taxonomy)),
         ScalarUDF::new_from_impl(CommentSentiment::new()),
+        ScalarUDF::new_from_impl(KeyHash::new()),
     ]
 }
 
