@@ -4,9 +4,11 @@
 -- Duplicate keys are found by a grouped count joined back (spillable, and
 -- the join's build side holds only the duplicated keys), not by a window
 -- count, which would buffer whole inputs in memory. The count groups the
--- keys' 64-bit hash (`key_hash`: eight bytes a row, the engine's fastest
--- grouping); the repeated hashes, a handful, are then checked on the key
--- columns themselves, so a hash collision cannot reject a row. A run stores each
+-- keys' 64-bit hash (`<table>_key_hashes`, `key_hash`: eight bytes a row,
+-- the engine's fastest grouping); the repeated hashes, a handful, are then
+-- checked on the key columns themselves, so a hash collision cannot reject
+-- a row. A run finds `<table>_repeated_hashes` by sorting the hashes
+-- instead (src/repeated_hashes.rs), when the memory pool can hold them. A run stores each
 -- `<table>_duplicates` view (a handful of keys) before the checks read it,
 -- so the planner knows it is the small side of the join.
 --
@@ -27,19 +29,19 @@ WHERE customer_id IS NOT NULL
 GROUP BY customer_id;
 
 CREATE OR REPLACE VIEW customers_visible AS
-SELECT * EXCLUDE (churn_date),
-       -- a churn after as_of has not happened yet
-       CASE WHEN churn_date <= ${as_of} THEN churn_date END AS churn_date
+SELECT *
 FROM customers_typed
 WHERE signup_date IS NULL OR signup_date <= ${as_of};
 
+CREATE OR REPLACE VIEW customers_key_hashes AS
+SELECT key_hash(customer_id) AS h FROM customers_visible;
+
+CREATE OR REPLACE VIEW customers_repeated_hashes AS
+SELECT h FROM customers_key_hashes GROUP BY h HAVING COUNT(*) > 1;
+
 CREATE OR REPLACE VIEW customers_duplicates AS
-WITH repeated AS (
-    SELECT key_hash(customer_id) AS h FROM customers_visible
-    GROUP BY key_hash(customer_id) HAVING COUNT(*) > 1
-)
 SELECT v.customer_id
-FROM repeated r
+FROM customers_repeated_hashes r
 JOIN customers_visible v ON key_hash(v.customer_id) = r.h
 GROUP BY v.customer_id HAVING COUNT(*) > 1;
 
@@ -65,13 +67,15 @@ LEFT JOIN customer_directory d ON o.customer_id = d.customer_id
 WHERE (o.order_date IS NULL OR o.order_date <= ${as_of})
   AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of});
 
+CREATE OR REPLACE VIEW orders_key_hashes AS
+SELECT key_hash(order_id) AS h FROM orders_visible;
+
+CREATE OR REPLACE VIEW orders_repeated_hashes AS
+SELECT h FROM orders_key_hashes GROUP BY h HAVING COUNT(*) > 1;
+
 CREATE OR REPLACE VIEW orders_duplicates AS
-WITH repeated AS (
-    SELECT key_hash(order_id) AS h FROM orders_visible
-    GROUP BY key_hash(order_id) HAVING COUNT(*) > 1
-)
 SELECT v.order_id
-FROM repeated r
+FROM orders_repeated_hashes r
 JOIN orders_visible v ON key_hash(v.order_id) = r.h
 GROUP BY v.order_id HAVING COUNT(*) > 1;
 
@@ -99,23 +103,21 @@ SELECT * EXCLUDE (duplicate_key, customer_known),
 FROM counted;
 
 CREATE OR REPLACE VIEW tickets_visible AS
-SELECT t.* EXCLUDE (resolved_at, reopened),
-       -- a resolution after the as_of day has not happened yet
-       CASE WHEN t.resolved_at < ${as_of_end} THEN t.resolved_at END AS resolved_at,
-       COALESCE(t.reopened, false) AS reopened,
-       d.customer_id IS NOT NULL AS customer_known
+SELECT t.*, d.customer_id IS NOT NULL AS customer_known
 FROM tickets_typed t
 LEFT JOIN customer_directory d ON t.customer_id = d.customer_id
 WHERE (t.opened_at IS NULL OR t.opened_at < ${as_of_end})
   AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of});
 
+CREATE OR REPLACE VIEW tickets_key_hashes AS
+SELECT key_hash(ticket_id) AS h FROM tickets_visible;
+
+CREATE OR REPLACE VIEW tickets_repeated_hashes AS
+SELECT h FROM tickets_key_hashes GROUP BY h HAVING COUNT(*) > 1;
+
 CREATE OR REPLACE VIEW tickets_duplicates AS
-WITH repeated AS (
-    SELECT key_hash(ticket_id) AS h FROM tickets_visible
-    GROUP BY key_hash(ticket_id) HAVING COUNT(*) > 1
-)
 SELECT v.ticket_id
-FROM repeated r
+FROM tickets_repeated_hashes r
 JOIN tickets_visible v ON key_hash(v.ticket_id) = r.h
 GROUP BY v.ticket_id HAVING COUNT(*) > 1;
 
@@ -145,13 +147,15 @@ LEFT JOIN customer_directory d ON s.customer_id = d.customer_id
 WHERE (s.responded_at IS NULL OR s.responded_at < ${as_of_end})
   AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of});
 
+CREATE OR REPLACE VIEW surveys_key_hashes AS
+SELECT key_hash(response_id, COALESCE(item, '')) AS h FROM surveys_visible;
+
+CREATE OR REPLACE VIEW surveys_repeated_hashes AS
+SELECT h FROM surveys_key_hashes GROUP BY h HAVING COUNT(*) > 1;
+
 CREATE OR REPLACE VIEW surveys_duplicates AS
-WITH repeated AS (
-    SELECT key_hash(response_id, COALESCE(item, '')) AS h FROM surveys_visible
-    GROUP BY key_hash(response_id, COALESCE(item, '')) HAVING COUNT(*) > 1
-)
 SELECT v.response_id, COALESCE(v.item, '') AS item_key
-FROM repeated r
+FROM surveys_repeated_hashes r
 JOIN surveys_visible v ON key_hash(v.response_id, COALESCE(v.item, '')) = r.h
 GROUP BY v.response_id, COALESCE(v.item, '') HAVING COUNT(*) > 1;
 
@@ -187,13 +191,15 @@ LEFT JOIN customer_directory d ON u.customer_id = d.customer_id
 WHERE (u.day IS NULL OR u.day <= ${as_of})
   AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of});
 
+CREATE OR REPLACE VIEW usage_key_hashes AS
+SELECT key_hash(customer_id, day) AS h FROM usage_visible;
+
+CREATE OR REPLACE VIEW usage_repeated_hashes AS
+SELECT h FROM usage_key_hashes GROUP BY h HAVING COUNT(*) > 1;
+
 CREATE OR REPLACE VIEW usage_duplicates AS
-WITH repeated AS (
-    SELECT key_hash(customer_id, day) AS h FROM usage_visible
-    GROUP BY key_hash(customer_id, day) HAVING COUNT(*) > 1
-)
 SELECT v.customer_id, v.day
-FROM repeated r
+FROM usage_repeated_hashes r
 JOIN usage_visible v ON key_hash(v.customer_id, v.day) = r.h
 GROUP BY v.customer_id, v.day HAVING COUNT(*) > 1;
 
@@ -217,10 +223,7 @@ FROM counted;
 
 CREATE OR REPLACE VIEW costs_checked AS
 WITH visible AS (
-    SELECT c.* EXCLUDE (month),
-           -- costs belong to a month: kept as its first day
-           CAST(date_trunc('month', c.month) AS DATE) AS month,
-           c.customer_id IS NULL OR d.customer_id IS NOT NULL AS customer_known
+    SELECT c.*, c.customer_id IS NULL OR d.customer_id IS NOT NULL AS customer_known
     FROM costs_typed c
     LEFT JOIN customer_directory d ON c.customer_id = d.customer_id
     WHERE (c.month IS NULL OR c.month < ${as_of_next_month})
@@ -235,3 +238,37 @@ SELECT * EXCLUDE (customer_known),
            WHEN NOT customer_known THEN 'unknown customer_id'
        END AS reject_reason
 FROM visible;
+
+-- The clean rows every KPI reads (a run defines these over the stored
+-- checked rows). The checked rows keep the input's values, so `rejects`
+-- shows each raw row; what as_of means for dates after it is applied here:
+-- a churn after as_of has not happened yet, a resolution after the as_of
+-- day neither, and costs belong to a month (kept as its first day). None
+-- of the reject reasons depends on these.
+CREATE OR REPLACE VIEW customers AS
+SELECT * EXCLUDE (churn_date, reject_reason),
+       CASE WHEN churn_date <= ${as_of} THEN churn_date END AS churn_date
+FROM customers_checked
+WHERE reject_reason IS NULL;
+
+CREATE OR REPLACE VIEW orders AS
+SELECT * EXCLUDE (reject_reason) FROM orders_checked WHERE reject_reason IS NULL;
+
+CREATE OR REPLACE VIEW tickets AS
+SELECT * EXCLUDE (resolved_at, reopened, reject_reason),
+       CASE WHEN resolved_at < ${as_of_end} THEN resolved_at END AS resolved_at,
+       COALESCE(reopened, false) AS reopened
+FROM tickets_checked
+WHERE reject_reason IS NULL;
+
+CREATE OR REPLACE VIEW surveys AS
+SELECT * EXCLUDE (reject_reason) FROM surveys_checked WHERE reject_reason IS NULL;
+
+CREATE OR REPLACE VIEW usage AS
+SELECT * EXCLUDE (reject_reason) FROM usage_checked WHERE reject_reason IS NULL;
+
+CREATE OR REPLACE VIEW costs AS
+SELECT * EXCLUDE (month, reject_reason),
+       CAST(date_trunc('month', month) AS DATE) AS month
+FROM costs_checked
+WHERE reject_reason IS NULL;

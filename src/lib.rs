@@ -18,6 +18,7 @@ pub mod feedback;
 pub mod inputs;
 pub mod kpi;
 pub mod output;
+pub mod repeated_hashes;
 pub mod run;
 pub mod session;
 pub mod shell;

@@ -14,6 +14,7 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion::sql::parser::DFParser;
+use futures::future::BoxFuture;
 
 /// A bundled SQL file: its name (as in `sql/<name>.sql`) and text.
 #[derive(Debug, Clone, Copy)]
@@ -137,10 +138,27 @@ impl SqlParams {
 
 /// Views a run computes once and reads back from Parquet, because several
 /// later views (or output tables) read them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Materialize<'a> {
     pub views: &'a [&'a str],
     pub dir: &'a Path,
+    /// How each of them is stored; `store_parquet` unless the caller knows
+    /// a better way for some.
+    pub store: Store,
+}
+
+/// Stores view `name` (computed once) and registers a table of that name in
+/// its place; `dir` is the run's scratch directory.
+pub type Store =
+    for<'c> fn(&'c SessionContext, &'c str, &'c Path) -> BoxFuture<'c, Result<(), DataFusionError>>;
+
+/// The usual [`Store`]: `materialize_view`.
+pub fn store_parquet<'c>(
+    ctx: &'c SessionContext,
+    name: &'c str,
+    dir: &'c Path,
+) -> BoxFuture<'c, Result<(), DataFusionError>> {
+    Box::pin(materialize_view(ctx, name, dir))
 }
 
 /// Renders a script and runs each of its statements in order. A view named
@@ -175,7 +193,7 @@ pub async fn run_script(
         if let (Some(m), Some(name)) = (materialize, created)
             && m.views.contains(&name.as_str())
         {
-            materialize_view(ctx, &name, m.dir).await.map_err(engine)?;
+            (m.store)(ctx, &name, m.dir).await.map_err(engine)?;
         }
     }
     Ok(())

@@ -1,11 +1,12 @@
 //! Turns the typed inputs into clean views plus rejects (spec section 3).
 //!
-//! `sql/validate.sql` defines `<t>_checked` (visible rows with a reject
-//! reason). A run materialises those once into a local scratch directory, so
-//! the checks (window counts, customer look-ups) run once however many KPI
-//! views read the inputs. On top of them, for every input `<t>`:
-//! - `<t>`: the clean rows, what every KPI reads;
-//! - `rejects`: every rejected row of every input, with its raw row as JSON.
+//! `sql/validate.sql` defines, for every input `<t>`, `<t>_checked` (the
+//! visible rows as they are in the input, with a reject reason) and `<t>`
+//! (the clean rows, with as_of applied to later dates: what every KPI
+//! reads). A run stores the checked rows once in a local scratch directory,
+//! so the checks (duplicate keys, customer look-ups) run once however many
+//! KPI views read the inputs. `rejects` (built here, over every input's
+//! columns) holds every rejected row with its raw row as JSON.
 
 use std::path::Path;
 
@@ -13,6 +14,7 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
+use futures::future::BoxFuture;
 
 use crate::inputs::{self, TableSpec};
 use crate::sql::{self, SqlError, SqlParams, quote_ident, quote_literal};
@@ -48,10 +50,10 @@ pub struct InputCounts {
     pub clean: u64,
 }
 
-/// Registers the `<t>_checked` views of sql/validate.sql. With `scratch` (a
-/// run), the customer directory and each input's duplicated keys are
-/// stored there as soon as they are defined, then every checked view, so
-/// the checks run once however many KPI views read the inputs.
+/// Registers the views of sql/validate.sql. With `scratch` (a run), the
+/// customer directory, each input's duplicated keys and its checked rows are
+/// stored there as soon as they are defined, so the clean views read the
+/// stored rows.
 ///
 /// The checks join each input with the customer directory (one row per
 /// customer) and with its duplicated keys (a handful): small build sides,
@@ -78,31 +80,52 @@ async fn store_checks(
     dir: &Path,
 ) -> Result<(), ValidationError> {
     let mut stored = vec!["customer_directory".to_string()];
-    stored.extend(
-        inputs::ALL
-            .iter()
-            .filter(|spec| !spec.key.is_empty())
-            .map(|spec| format!("{}_duplicates", spec.name)),
-    );
+    for spec in inputs::ALL {
+        if !spec.key.is_empty() {
+            stored.push(format!("{}_repeated_hashes", spec.name));
+            stored.push(format!("{}_duplicates", spec.name));
+        }
+        stored.push(format!("{}_checked", spec.name));
+    }
     let stored: Vec<&str> = stored.iter().map(String::as_str).collect();
     let materialize = sql::Materialize {
         views: &stored,
         dir,
+        store: store_check,
     };
     sql::run_script(ctx, &sql::VALIDATE, params, Some(materialize)).await?;
-    for spec in inputs::ALL {
-        sql::materialize_view(ctx, &format!("{}_checked", spec.name), dir)
-            .await
-            .map_err(|source| ValidationError::Engine {
-                table: spec.name.into(),
-                source,
-            })?;
-    }
     Ok(())
 }
 
-/// Registers the clean view of every input and the `rejects` view.
-pub async fn register_clean_views(ctx: &SessionContext) -> Result<(), ValidationError> {
+/// Stores a view of sql/validate.sql: `<t>_repeated_hashes` by sorting the
+/// hashes of `<t>_key_hashes` when the memory pool holds them, everything
+/// else (and that, otherwise) as Parquet.
+fn store_check<'c>(
+    ctx: &'c SessionContext,
+    name: &'c str,
+    dir: &'c Path,
+) -> BoxFuture<'c, Result<(), DataFusionError>> {
+    Box::pin(async move {
+        if let Some(table) = name.strip_suffix("_repeated_hashes") {
+            let query = format!(
+                "SELECT h FROM {}",
+                quote_ident(&format!("{table}_key_hashes"))
+            );
+            if crate::repeated_hashes::register(ctx, name, &query).await? {
+                return Ok(());
+            }
+            tracing::info!(
+                view = name,
+                "key hashes exceed the memory pool: grouping them"
+            );
+        }
+        sql::materialize_view(ctx, name, dir).await
+    })
+}
+
+/// Registers the `rejects` view: every rejected row of every input, its
+/// key, reason and raw row.
+pub async fn register_rejects_view(ctx: &SessionContext) -> Result<(), ValidationError> {
     let mut reject_selects = Vec::new();
     for spec in inputs::ALL {
         let engine = |source| ValidationError::Engine {
@@ -110,13 +133,6 @@ pub async fn register_clean_views(ctx: &SessionContext) -> Result<(), Validation
             source,
         };
         let checked = format!("{}_checked", spec.name);
-        ctx.sql(&format!(
-            "CREATE OR REPLACE VIEW {} AS SELECT * EXCLUDE (reject_reason) \
-             FROM {checked} WHERE reject_reason IS NULL",
-            spec.name
-        ))
-        .await
-        .map_err(engine)?;
         let schema = ctx
             .table(checked.as_str())
             .await
