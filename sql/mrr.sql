@@ -22,70 +22,64 @@ SELECT order_id, customer_id, kind, period_start, period_end, amount, months,
        round(amount * 1000000.0 / months) / 1000000.0 AS monthly_amount
 FROM lines;
 
+-- Every customer-month where mrr or the previous month's mrr may be
+-- non-zero: the months with lines and the month after each (before
+-- as_of's), with mrr(c, M) and mrr(c, M - 1). One grouping makes both: a
+-- line's month M adds its amount to (c, M) as mrr and to (c, M + 1) as the
+-- previous month's mrr. No self-join and no window over customer-months.
+CREATE OR REPLACE VIEW customer_mrr_pairs AS
+WITH line_months AS (
+    SELECT customer_id,
+           unnest(mrr_snapshot_months(period_start, period_end, ${as_of})) AS line_month,
+           monthly_micros
+    FROM mrr_lines
+), shifted AS (
+    SELECT customer_id, line_month, monthly_micros,
+           unnest(CASE WHEN line_month < ${as_of_month} THEN make_array(0, 1)
+                       ELSE make_array(0) END) AS following
+    FROM line_months
+)
+SELECT customer_id,
+       CASE WHEN following = 0 THEN line_month
+            ELSE CAST(line_month + INTERVAL '1 month' AS DATE) END AS month,
+       SUM(CASE WHEN following = 0 THEN monthly_micros ELSE 0 END) AS mrr_micros,
+       SUM(CASE WHEN following = 1 THEN monthly_micros ELSE 0 END) AS prev_micros,
+       bool_or(following = 0) AS has_lines
+FROM shifted
+GROUP BY customer_id,
+         CASE WHEN following = 0 THEN line_month
+              ELSE CAST(line_month + INTERVAL '1 month' AS DATE) END;
+
 -- mrr(c, M) for every customer-month with a line covering M's snapshot day
 -- (the month's last day, or as_of in as_of's month), history included.
 CREATE OR REPLACE VIEW customer_mrr AS
-WITH line_months AS (
-    SELECT customer_id,
-           unnest(mrr_snapshot_months(period_start, period_end, ${as_of})) AS month,
-           monthly_micros
-    FROM mrr_lines
-)
-SELECT customer_id, month, SUM(monthly_micros) AS mrr_micros
-FROM line_months
-GROUP BY customer_id, month;
+SELECT customer_id, month, mrr_micros
+FROM customer_mrr_pairs
+WHERE has_lines;
 
--- Every customer-month where mrr or the previous month's mrr may be non-zero,
--- with its movement. Values closer than 0.005 (5000 micro-units) are equal;
--- first match wins.
---
--- One ordered pass over each customer's months (a sort and a streaming
--- window, no self-join): the previous row is the previous month when it is
--- adjacent; a month without an adjacent next month (before as_of's) is
--- followed by a month at 0, the second element of its unnested pair. The
--- first paid month is the paid month where the running count of paid
--- months reaches 1.
+-- Each customer-month's movement. Values closer than 0.005 (5000
+-- micro-units) are equal; first match wins.
 CREATE OR REPLACE VIEW customer_mrr_movements AS
-WITH ordered AS (
-    SELECT customer_id, month, mrr_micros,
-           LAG(month) OVER (PARTITION BY customer_id ORDER BY month) AS prev_month,
-           LAG(mrr_micros) OVER (PARTITION BY customer_id ORDER BY month) AS prev_month_micros,
-           LEAD(month) OVER (PARTITION BY customer_id ORDER BY month) AS next_month,
-           SUM(CASE WHEN mrr_micros >= 5000 THEN 1 ELSE 0 END)
-               OVER (PARTITION BY customer_id ORDER BY month
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS paid_months_so_far
-    FROM customer_mrr
-), expanded AS (
-    SELECT customer_id, month, mrr_micros, prev_month, prev_month_micros, paid_months_so_far,
-           unnest(CASE WHEN month < ${as_of_month}
-                            AND (next_month IS NULL
-                                 OR next_month <> CAST(month + INTERVAL '1 month' AS DATE))
-                       THEN make_array(0, 1) ELSE make_array(0) END) AS following
-    FROM ordered
-), pairs AS (
-    SELECT customer_id,
-           CASE WHEN following = 0 THEN month
-                ELSE CAST(month + INTERVAL '1 month' AS DATE) END AS month,
-           CASE WHEN following = 0 THEN mrr_micros ELSE 0 END AS mrr_micros,
-           CASE WHEN following = 1 THEN mrr_micros
-                WHEN prev_month = CAST(month - INTERVAL '1 month' AS DATE)
-                    THEN prev_month_micros
-                ELSE 0 END AS prev_micros,
-           following = 0 AND mrr_micros >= 5000 AND paid_months_so_far = 1 AS first_paid
-    FROM expanded
+WITH first_paid AS (
+    SELECT customer_id, MIN(month) AS first_paid_month
+    FROM customer_mrr_pairs
+    WHERE mrr_micros >= 5000
+    GROUP BY customer_id
 )
 SELECT p.month, p.customer_id,
        COALESCE(cs.segment, 'unknown') AS segment,
        p.mrr_micros, p.prev_micros,
        CASE
-           WHEN abs(p.prev_micros) < 5000 AND p.mrr_micros >= 5000 AND p.first_paid THEN 'new'
+           WHEN abs(p.prev_micros) < 5000 AND p.mrr_micros >= 5000
+                AND p.month = f.first_paid_month THEN 'new'
            WHEN p.prev_micros >= 5000 AND abs(p.mrr_micros) < 5000 THEN 'churn'
            WHEN abs(p.prev_micros) < 5000 AND p.mrr_micros >= 5000 THEN 'reactivation'
            WHEN p.mrr_micros - p.prev_micros >= 5000 THEN 'expansion'
            WHEN p.prev_micros - p.mrr_micros >= 5000 THEN 'contraction'
            ELSE 'flat'
        END AS movement
-FROM pairs p
+FROM customer_mrr_pairs p
+LEFT JOIN first_paid f ON f.customer_id = p.customer_id
 LEFT JOIN customer_segments cs ON cs.customer_id = p.customer_id;
 
 -- Output: reported months only, customer-months with mrr or prev_mrr > 0.
