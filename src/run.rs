@@ -212,7 +212,7 @@ pub async fn register_input_views(
         first_month: calendar::month_start(as_of),
     };
     validate::register_checked_views(ctx, &sql_params(job, &provisional), materialize_in).await?;
-    validate::register_clean_views(ctx).await?;
+    validate::register_rejects_view(ctx).await?;
     let window = window(ctx, job, as_of).await?;
     register_months(ctx, &window)?;
     register_taxonomy(ctx, &job.feedback_taxonomy()?)?;
@@ -412,7 +412,11 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
         }
     }
     stages.start("rejects");
-    let rows = staging.write_table(&ctx, &REJECTS).await?;
+    // A handful of rows out of the stored checked inputs: decode only those.
+    let pushdown_before = session::set_parquet_pushdown(&ctx, true);
+    let written = staging.write_table(&ctx, &REJECTS).await;
+    session::set_parquet_pushdown(&ctx, pushdown_before);
+    let rows = written?;
     outputs.push((REJECTS.name.to_string(), rows));
 
     let output_location = staging.location().to_string();
