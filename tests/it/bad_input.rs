@@ -320,7 +320,7 @@ async fn every_reject_reason() {
         vec![
             (
                 "month",
-                dates([Some("2025-01-01"), Some("2025-01-01"), Some("2025-01-01")].into_iter()),
+                dates([Some("2025-01-01"), Some("2025-01-01"), Some("2025-01-15")].into_iter()),
             ),
             (
                 "category",
@@ -376,6 +376,17 @@ async fn every_reject_reason() {
     assert!(raw[0][0].contains(r#""kind":"gift""#), "{}", raw[0][0]);
     assert!(
         raw[0][0].contains(r#""period_start":null"#),
+        "{}",
+        raw[0][0]
+    );
+
+    // ... as it is in the input: the clean costs keep a month as its first
+    // day, the raw row keeps the day the input had.
+    let raw = f
+        .rows("SELECT raw_row FROM rejects WHERE input = 'costs' AND reason LIKE 'null%'")
+        .await;
+    assert!(
+        raw[0][0].contains(r#""month":"2025-01-15""#),
         "{}",
         raw[0][0]
     );

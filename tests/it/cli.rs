@@ -1,4 +1,5 @@
-//! `cskpi validate` and `cskpi kpis`, through the binary.
+//! `cskpi validate`, `cskpi kpis` and the engine options of `cskpi run`,
+//! through the binary.
 
 use std::process::{Command, Output};
 
@@ -64,6 +65,37 @@ fn validate_reports_rows_and_reasons_and_writes_nothing() {
     assert!(text.contains("missing service period"), "{text}");
     assert!(text.contains("ok: a run would go ahead"), "{text}");
     assert!(!f.out_dir().exists(), "validate writes nothing");
+}
+
+#[test]
+fn run_takes_a_memory_limit_and_a_temp_dir_and_leaves_it_empty() {
+    let f = fixture(0.6);
+    let job = f.dir.path().join("job.toml");
+    let temp = f.dir.path().join("scratch");
+    let o = cskpi(&[
+        "run",
+        "--config",
+        job.to_str().unwrap(),
+        "--memory-limit",
+        "256M",
+        "--temp-dir",
+        temp.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(f.out_dir().join("_manifest.json").exists());
+    // The run kept its intermediate files there and removed them.
+    assert_eq!(std::fs::read_dir(&temp).unwrap().count(), 0);
+
+    let o = cskpi(&[
+        "run",
+        "--config",
+        job.to_str().unwrap(),
+        "--memory-limit",
+        "lots",
+    ]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("invalid memory limit \"lots\""), "{stderr}");
 }
 
 #[test]

@@ -52,7 +52,8 @@ fn d32(s: &str) -> i32 {
 }
 
 fn ts(s: &str) -> i64 {
-    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M"))
         .unwrap()
         .and_utc()
         .timestamp_micros()

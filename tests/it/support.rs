@@ -200,3 +200,28 @@ async fn all_detractors_month_by_hand() {
         expected.map(|r| r.map(String::from).to_vec()).to_vec()
     );
 }
+
+#[tokio::test]
+async fn resolution_hours_keep_fractions_of_a_second() {
+    // Opened 10:00:00.250, resolved 10:30:00.750: 1800.5 s = 0.50013888... h.
+    let f = Fixture::new();
+    f.customers(&[("S1", "2025-01-01", None, Some("a"))]);
+    f.orders(&[]);
+    f.tickets(&[(
+        "T1",
+        "S1",
+        "2025-03-01 10:00:00.250",
+        Some("2025-03-01 10:30:00.750"),
+        1,
+        None,
+    )]);
+    f.run("2025-03-31").await.unwrap();
+    let hours = f
+        .rows(
+            "SELECT median_resolution_hours FROM support_monthly \
+             WHERE segment = 'all' AND month = DATE '2025-03-01'",
+        )
+        .await;
+    let hours: f64 = hours[0][0].parse().unwrap();
+    assert!((hours - 1800.5 / 3600.0).abs() < 1e-12, "{hours}");
+}
