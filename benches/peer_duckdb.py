@@ -1,0 +1,624 @@
+#!/usr/bin/env python3
+"""The benchmark peer: cskpi's KPIs computed by DuckDB.
+
+    python3 benches/peer_duckdb.py --job DIR/job.toml --out OUTDIR [--threads 2] [--memory-limit 2GB]
+
+The yardstick cskpi's speed is compared against, so it does the same work as
+`cskpi run` and is written the way an analytics engineer would write a DuckDB
+job: one connection, set-based SQL (benches/peer_duckdb.sql), window
+functions, GROUPING SETS, ASOF/UNPIVOT/PIVOT where they fit, and Python only
+for orchestration and the PLS estimation of the CSI weights (numpy, on the
+pivoted respondent matrix, a few tens of thousands of rows).
+
+Work done, as in ../shared/kpi-spec.md: the inputs read from Parquet and cast
+to the contract's types, validation at as_of (visibility, the reject rules in
+the spec's order, duplicate keys with every copy rejected, unknown customers,
+value rules, max_reject_ratio), every output table of spec section 5 written
+as zstd Parquet under OUTDIR/<table>/ (the big ones hive-partitioned like
+cskpi's: mrr_movements and feedback_comments by month, customer_value and
+customer_health by as_of).
+
+Where the spec leaves a choice open the peer makes cskpi's (README "What the
+spec leaves open"), so the two can be compared number for number. The one
+deliberate approximation is comment tokenisation (see the feedback step in
+the SQL file): cskpi segments words by Unicode UAX #29 in Rust; this splits
+with regular expressions.
+
+Prints one `peer <step> <seconds>` line per step on stdout, then
+`peer total <seconds>`. Needs the `duckdb` and `numpy` Python packages.
+"""
+
+import argparse
+import contextlib
+import datetime as dt
+import math
+import re
+import shutil
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SQL_FILE = HERE / "peer_duckdb.sql"
+FEEDBACK_SRC = HERE.parent / "src" / "feedback"
+
+STEPS = ["validate", "retention", "mrr", "support", "surveys", "feedback",
+         "csi", "value", "health", "summary", "write"]
+
+# The input contract (spec section 1): column, logical type, required.
+# Types are the SQL types every accepted Parquet type is cast to.
+INPUTS = {
+    "customers": dict(optional=False, key=["customer_id"], columns=[
+        ("customer_id", "VARCHAR", True), ("signup_date", "DATE", True),
+        ("churn_date", "DATE", False), ("segment", "VARCHAR", False)]),
+    "orders": dict(optional=False, key=["order_id"], columns=[
+        ("order_id", "VARCHAR", True), ("customer_id", "VARCHAR", True),
+        ("order_date", "DATE", True), ("amount", "DOUBLE", True),
+        ("kind", "VARCHAR", True), ("period_start", "DATE", False),
+        ("period_end", "DATE", False)]),
+    "tickets": dict(optional=False, key=["ticket_id"], columns=[
+        ("ticket_id", "VARCHAR", True), ("customer_id", "VARCHAR", True),
+        ("opened_at", "TIMESTAMP", True), ("resolved_at", "TIMESTAMP", False),
+        ("contacts", "BIGINT", True), ("reopened", "BOOLEAN", False)]),
+    "surveys": dict(optional=True, key=["response_id", "item"], columns=[
+        ("response_id", "VARCHAR", True), ("customer_id", "VARCHAR", True),
+        ("responded_at", "TIMESTAMP", True), ("survey", "VARCHAR", True),
+        ("item", "VARCHAR", False), ("score", "DOUBLE", True),
+        ("comment", "VARCHAR", False)]),
+    "usage": dict(optional=True, key=["customer_id", "day"], columns=[
+        ("customer_id", "VARCHAR", True), ("day", "DATE", True),
+        ("active_users", "BIGINT", True), ("events", "BIGINT", True)]),
+    "costs": dict(optional=True, key=[], columns=[
+        ("month", "DATE", True), ("category", "VARCHAR", True),
+        ("customer_id", "VARCHAR", False), ("amount", "DOUBLE", True)]),
+}
+
+# Output tables: (name, sort order, hive partition column), as cskpi writes them.
+OUTPUTS = [
+    ("retention_monthly", "month, segment", None),
+    ("mrr_monthly", "month, segment", None),
+    ("mrr_movements", "month, customer_id", "month"),
+    ("support_monthly", "month, segment", None),
+    ("survey_monthly", "month, segment", None),
+    ("feedback_themes", "month, theme", None),
+    ("feedback_comments", "month, response_id, comment", "month"),
+    ("csi_factors", "period, segment, factor", None),
+    ("csi_paths", "period, segment, from_factor, to_factor", None),
+    ("csi_index", "period, segment", None),
+    ("value_monthly", "month, segment", None),
+    ("value_summary", "as_of, segment", None),
+    ("customer_value", "as_of, customer_id", "as_of"),
+    ("customer_health", "as_of, customer_id", "as_of"),
+    ("kpi_summary", "month, segment, kpi", None),
+    ("rejects", "input, key, reason, raw_row", None),
+]
+
+HEALTH_DEFAULTS = {"usage": 0.30, "nps": 0.20, "csat": 0.15, "support": 0.15, "mrr_trend": 0.20}
+
+
+class JobError(Exception):
+    """A run that must stop, with the exit code cskpi would use."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def ident(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value):
+    """A SQL literal for a job-file value."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) + "::DOUBLE"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, list):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def add_months(month, n):
+    index = month.year * 12 + month.month - 1 + n
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def parse_month(text):
+    text = text.strip()
+    try:
+        return dt.date.fromisoformat(text + "-01")
+    except ValueError:
+        return dt.date.fromisoformat(text).replace(day=1)
+
+
+# ---------------------------------------------------------------- job file
+
+def load_job(path):
+    with open(path, "rb") as f:
+        job = tomllib.load(f)
+    base = Path(path).resolve().parent
+    run = job.get("run", {})
+    as_of = run.get("as_of")
+    if isinstance(as_of, str):
+        as_of = dt.date.fromisoformat(as_of)
+    if as_of is None:
+        as_of = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+    inputs = {}
+    for name, location in job["input"].items():
+        if "://" in location:
+            raise JobError(4, f"input {name}: the peer reads local files only, not {location}")
+        p = Path(location)
+        inputs[name] = p if p.is_absolute() else base / p
+    health = job.get("health", {})
+    return dict(
+        inputs=inputs,
+        as_of=as_of,
+        from_month=parse_month(run["from"]) if "from" in run else None,
+        segment_by=run.get("segment_by", "segment"),
+        max_reject_ratio=float(run.get("max_reject_ratio", 0.05)),
+        grace_days=int(job.get("renewal", {}).get("grace_days", 30)),
+        positive_min=float(job.get("csat", {}).get("positive_min", 4)),
+        gross_margin=float(job.get("value", {}).get("gross_margin", 1.0)),
+        max_lifetime_months=float(job.get("value", {}).get("max_lifetime_months", 120)),
+        # [health.weights] changes only the components it names
+        health_weights={**HEALTH_DEFAULTS, **{k: float(v) for k, v in health.get("weights", {}).items()}},
+        green_min=float(health.get("green_min", 70)),
+        yellow_min=float(health.get("yellow_min", 40)),
+        csi=csi_model(job["csi"]) if "csi" in job else None,
+        themes=job.get("feedback", {}).get("themes"),
+    )
+
+
+def csi_model(csi):
+    """The [csi] model as cskpi orders it: factors by name, items grouped by
+    factor in that order, paths (driver, driven) sorted."""
+    factors = sorted(csi.get("factors", {}))
+    items, blocks = [], []
+    for factor in factors:
+        blocks.append(list(range(len(items), len(items) + len(csi["factors"][factor]))))
+        items.extend(csi["factors"][factor])
+    paths = sorted({(factors.index(driver), factors.index(driven))
+                    for driven, drivers in csi.get("paths", {}).items() for driver in drivers})
+    weights = csi.get("weights", "pls")
+    scale = csi.get("scale", [1, 10])
+    return dict(
+        factors=factors, items=items, blocks=blocks, paths=paths,
+        index_factor=factors.index(csi.get("index_factor", "satisfaction")),
+        fixed_weights=None if weights == "pls" else [float(weights[i]) for i in items],
+        scale=(float(scale[0]), float(scale[1])),
+        min_respondents=int(csi.get("min_respondents", 30)),
+        scheme=csi.get("scheme", "path"),
+        scaled=bool(csi.get("scaled", False)),
+        tolerance=float(csi.get("tolerance", 1e-6)),
+        max_iterations=int(csi.get("max_iterations", 100)),
+    )
+
+
+# ------------------------------------------------------ word lists (4.6)
+
+def rust_block(text, name):
+    """The body of `const NAME: ... = &[ ... ];` in a Rust source."""
+    m = re.search(r"const " + name + r"\b[^=]*=\s*&\[(.*?)\n\];", text, re.S)
+    if not m:
+        raise JobError(1, f"cannot find {name} in src/feedback")
+    return m.group(1)
+
+
+def feedback_phrases(themes_config):
+    """(kind, theme, valence, phrase) rows: the theme keywords (the job's
+    [feedback.themes] or cskpi's built-in taxonomy), the sentiment lexicon and
+    the negators, read from cskpi's own sources so both use the same lists."""
+    themes_rs = (FEEDBACK_SRC / "themes.rs").read_text()
+    sentiment_rs = (FEEDBACK_SRC / "sentiment.rs").read_text()
+    rows = []
+    if themes_config:
+        taxonomy = themes_config
+    else:
+        body = rust_block(themes_rs, "BUILT_IN")
+        taxonomy = {theme: re.findall(r'"([^"]*)"', keywords)
+                    for theme, keywords in re.findall(r'\(\s*"([^"]+)",\s*&\[(.*?)\],?\s*\)', body, re.S)}
+    for theme, keywords in taxonomy.items():
+        rows += [("theme", theme, None, k) for k in keywords]
+    lexicon = re.findall(r'\("([^"]+)",\s*(-?[0-9.]+)\)', rust_block(sentiment_rs, "LEXICON"))
+    rows += [("term", None, float(v), t) for t, v in lexicon]
+    negators = re.findall(r'"([^"]+)"', rust_block(sentiment_rs, "NEGATORS"))
+    rows += [("negator", None, None, n) for n in negators]
+    factor = float(re.search(r"NEGATION_FACTOR: f64 = (-?[0-9.]+);", sentiment_rs).group(1))
+    reach = int(re.search(r"NEGATION_REACH: usize = ([0-9]+);", sentiment_rs).group(1))
+    if len(taxonomy) < 1 or len(lexicon) < 50 or len(negators) < 10:
+        raise JobError(1, "src/feedback word lists not found (format changed?)")
+    return rows, factor, reach
+
+
+# ---------------------------------------------------------------- PLS (4.7)
+
+class PlsError(Exception):
+    pass
+
+
+def _outer_scores(x, w, pop):
+    """plspm's outer estimate: standardise(X W) * sqrt((n-1)/n)."""
+    y = x @ w
+    return (y - y.mean(axis=0)) / y.std(axis=0, ddof=1) * pop
+
+
+def _normalize(x, w, pop):
+    """Divides each LV's weights by the population deviation of its score."""
+    sd = (x @ w).std(axis=0, ddof=1) * pop
+    if np.any(~(sd > 0)):
+        raise PlsError("a latent variable has no variance")
+    return w / sd
+
+
+def _regress(y, target, predictors):
+    """Least squares without intercept of column `target` on `predictors`."""
+    beta, *_ = np.linalg.lstsq(y[:, predictors], y[:, target], rcond=None)
+    return beta
+
+
+def pls_estimate(data, blocks, paths, scheme="path", scaled=False, tol=1e-6, max_iter=100,
+                 fixed_weights=None):
+    """PLS path modelling, Lohmöller's algorithm as R's plspm and cskpi's
+    src/csi/pls.rs run it: mode A for every block, the given inner scheme,
+    centred (optionally scaled) indicators, stop when the sum of squared
+    changes of the absolute outer weights is below `tol`. With
+    `fixed_weights`, only the inner model for those weights."""
+    n, p = data.shape
+    lvs = len(blocks)
+    if n < 3:
+        raise PlsError(f"needs at least 3 respondents, got {n}")
+    pop = math.sqrt((n - 1) / n)
+    x = data - data.mean(axis=0)
+    if scaled and fixed_weights is None:   # configured weights apply to raw answers
+        x = x / (x.std(axis=0, ddof=1) * pop)
+    preds = [sorted(f for f, t in paths if t == k) for k in range(lvs)]
+    follows = [sorted(t for f, t in paths if f == k) for k in range(lvs)]
+    adjacent = np.zeros((lvs, lvs), dtype=bool)
+    for f, t in paths:
+        adjacent[f, t] = adjacent[t, f] = True
+    mask = np.zeros((p, lvs))
+    for j, block in enumerate(blocks):
+        mask[block, j] = 1.0
+
+    if fixed_weights is not None:
+        w = _normalize(x, mask * np.asarray(fixed_weights)[:, None], pop)
+        iterations = 1
+    else:
+        w = _normalize(x, mask.copy(), pop)
+        previous = (w * mask).sum(axis=1)
+        iterations = 0
+        while True:
+            iterations += 1
+            y = _outer_scores(x, w, pop)
+            e = np.zeros((lvs, lvs))
+            if scheme == "path":
+                for k in range(lvs):
+                    if preds[k]:
+                        e[preds[k], k] = _regress(y, k, preds[k])
+                    for f in follows[k]:
+                        e[f, k] = np.corrcoef(y[:, k], y[:, f])[0, 1]
+            else:
+                r = np.corrcoef(y, rowvar=False)
+                e = np.where(adjacent, np.sign(r) if scheme == "centroid" else r, 0.0)
+            z = y @ e
+            # mode A: covariances of each block's indicators with its inner estimate
+            w = (x.T @ z / n) * mask
+            current = w.sum(axis=1)
+            change = float(np.sum((np.abs(previous) - np.abs(current)) ** 2))
+            if change < tol:
+                break
+            if iterations >= max_iter:
+                raise PlsError(f"did not converge in {iterations} iterations")
+            previous = current
+        w = _normalize(x, w, pop)
+
+    scores = x @ w
+    weights = (w * mask).sum(axis=1)
+    loadings = np.zeros(p)
+    for j, block in enumerate(blocks):
+        for c in block:
+            loadings[c] = np.corrcoef(x[:, c], scores[:, j])[0, 1]
+    coefficients, r_squared = {}, [None] * lvs
+    for k in range(lvs):
+        if not preds[k]:
+            continue
+        beta = _regress(scores, k, preds[k])
+        fitted = scores[:, preds[k]] @ beta
+        actual = scores[:, k]
+        r_squared[k] = 1.0 - np.sum((actual - fitted) ** 2) / np.sum((actual - actual.mean()) ** 2)
+        coefficients.update({(f, k): b for f, b in zip(preds[k], beta)})
+    if fixed_weights is not None:
+        weights = np.asarray(fixed_weights, dtype=float)   # reported as configured
+    return dict(weights=weights, loadings=loadings, r_squared=r_squared, iterations=iterations,
+                paths=[(f, t, float(coefficients[(f, t)])) for f, t in paths])
+
+
+def factor_scores(model, data, fit):
+    """Spec 4.7: (sum w_i mean_i / sum w_i - min) / (max - min) * 100 over a
+    factor's items, means of the raw answers (weights estimated on scaled
+    items turned back into weights of raw answers first)."""
+    lo, hi = model["scale"]
+    means = data.mean(axis=0)
+    w = fit["weights"].copy()
+    if model["scaled"] and model["fixed_weights"] is None:
+        w = w / data.std(axis=0, ddof=0)
+    scores = []
+    for block in model["blocks"]:
+        total = w[block].sum()
+        scores.append(None if total == 0 else
+                      float((np.dot(w[block], means[block]) / total - lo) / (hi - lo) * 100))
+    return scores
+
+
+def run_csi(con, model, period):
+    """Pivots the csi answers to one row per respondent, estimates `all` and
+    every segment with enough complete respondents, and registers
+    csi_factors, csi_paths and csi_index (empty without a [csi] model)."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE csi_factors (period DATE, segment VARCHAR, factor VARCHAR,
+            respondents BIGINT, score DOUBLE, item_weights STRUCT(item VARCHAR, weight DOUBLE)[],
+            item_loadings STRUCT(item VARCHAR, loading DOUBLE)[], r_squared DOUBLE);
+        CREATE OR REPLACE TEMP TABLE csi_paths (period DATE, segment VARCHAR, from_factor VARCHAR,
+            to_factor VARCHAR, path_coefficient DOUBLE);
+        CREATE OR REPLACE TEMP TABLE csi_index (period DATE, segment VARCHAR, respondents BIGINT,
+            csi DOUBLE, incomplete_respondents BIGINT, weights VARCHAR, iterations BIGINT);
+    """)
+    if model is None:
+        return
+    factors, items = model["factors"], model["items"]
+    # A configured item nobody answered is most likely a typo in the job file.
+    seen = {r[0] for r in con.execute(
+        "SELECT DISTINCT item FROM surveys WHERE survey = 'csi' "
+        "AND responded_at >= CAST(getvariable('first_month') AS TIMESTAMP)").fetchall()}
+    missing = [i for i in items if i not in seen]
+    if seen and missing:
+        raise JobError(3, f"csi: configured item(s) {', '.join(missing)} never answered")
+
+    columns = ", ".join(ident(i) for i in items)
+    pivoted = con.execute(f"""
+        SELECT segment, {columns}
+        FROM (PIVOT csi_answers ON item IN ({", ".join(literal(i) for i in items)})
+              USING first(score) GROUP BY response_id, customer_id, segment)
+        ORDER BY response_id, customer_id
+    """).fetchnumpy()
+    segments = np.asarray(pivoted["segment"], dtype=object)
+    matrix = np.column_stack([np.ma.filled(np.ma.asarray(pivoted[i], dtype=float), np.nan)
+                              for i in items]) if len(segments) else np.empty((0, len(items)))
+    complete = ~np.isnan(matrix).any(axis=1)
+
+    method = "configured" if model["fixed_weights"] is not None else "pls"
+    factor_rows, path_rows, index_rows = [], [], []
+    for segment in sorted({"all", *segments.tolist()}) if len(segments) else []:
+        in_group = np.ones(len(segments), bool) if segment == "all" else segments == segment
+        data = matrix[in_group & complete]
+        incomplete = int((in_group & ~complete).sum())
+        if len(data) < model["min_respondents"]:
+            continue
+        try:
+            fit = pls_estimate(data, model["blocks"], model["paths"], model["scheme"], model["scaled"],
+                               model["tolerance"], model["max_iterations"], model["fixed_weights"])
+        except PlsError as e:
+            raise JobError(1, f"csi: segment {segment!r} ({len(data)} respondents): {e}")
+        scores = factor_scores(model, data, fit)
+        for j, factor in enumerate(factors):
+            block = model["blocks"][j]
+            factor_rows.append((period, segment, factor, len(data), scores[j],
+                                [{"item": items[c], "weight": float(fit["weights"][c])} for c in block],
+                                [{"item": items[c], "loading": float(fit["loadings"][c])} for c in block],
+                                None if fit["r_squared"][j] is None else float(fit["r_squared"][j])))
+        path_rows += [(period, segment, factors[f], factors[t], c) for f, t, c in fit["paths"]]
+        index_rows.append((period, segment, len(data), scores[model["index_factor"]], incomplete,
+                           method, fit["iterations"]))
+    for table, rows in [("csi_factors", factor_rows), ("csi_paths", path_rows), ("csi_index", index_rows)]:
+        if rows:
+            con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+
+
+# ------------------------------------------------------------------- driver
+
+def sql_sections():
+    """The SQL file's `-- @step NAME` sections."""
+    sections, name = {}, None
+    for line in SQL_FILE.read_text().splitlines(keepends=True):
+        m = re.match(r"-- @step (\w+)", line)
+        if m:
+            name = m.group(1)
+            sections[name] = ""
+        elif name:
+            sections[name] += line
+    return sections
+
+
+def input_relation(location):
+    """read_parquet over a file or a directory (every *.parquet below it,
+    hive key=value/ folders allowed)."""
+    if location.is_dir():
+        pattern = str(location / "**" / "*.parquet")
+        return f"read_parquet({literal(pattern)}, hive_partitioning = true, union_by_name = true)"
+    if not location.exists():
+        raise JobError(4, f"input: cannot open {location}: no such file or directory")
+    return f"read_parquet({literal(str(location))})"
+
+
+def register_inputs(con, job):
+    """`<t>_typed` per input: each contract column cast to its logical type
+    (timestamps to UTC wall-clock TIMESTAMP, integer ids to text, decimals to
+    DOUBLE), missing nullable columns as NULL, extra columns kept. An absent
+    optional input is an empty table. Returns each input's column list."""
+    columns_of = {}
+    for name, spec in INPUTS.items():
+        location = job["inputs"].get(name)
+        if location is None:
+            if not spec["optional"]:
+                raise JobError(3, f"job file: input {name} is required")
+            cols = ", ".join(f"CAST(NULL AS {t}) AS {ident(c)}" for c, t, _ in spec["columns"])
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_typed AS SELECT {cols} LIMIT 0")
+            columns_of[name] = [c for c, _, _ in spec["columns"]]
+            continue
+        relation = input_relation(location)
+        present = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+        required = [c for c, _, req in spec["columns"] if req]
+        if name == "customers":
+            required.append(job["segment_by"])
+        for c in required:
+            if c not in present:
+                raise JobError(4, f"input {name}: file {location} has no column {c}")
+        select = [f"CAST({ident(c)} AS {t}) AS {ident(c)}" if c in present
+                  else f"CAST(NULL AS {t}) AS {ident(c)}" for c, t, _ in spec["columns"]]
+        contract = {c for c, _, _ in spec["columns"]}
+        select += [ident(c) for c in present if c not in contract]
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name}_typed AS SELECT {', '.join(select)} FROM {relation}")
+        columns_of[name] = [c for c, _, _ in spec["columns"]] + [c for c in present if c not in contract]
+    return columns_of
+
+
+def set_variables(con, values):
+    for name, value in values.items():
+        con.execute(f"SET VARIABLE {name} = {literal(value)}")
+
+
+def validate(con, job, sections, columns_of):
+    as_of = job["as_of"]
+    as_of_month = as_of.replace(day=1)
+    set_variables(con, dict(
+        as_of=as_of,
+        as_of_end=dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()),
+        as_of_month=as_of_month,
+        as_of_next_month=add_months(as_of_month, 1),
+        trailing_first_month=add_months(as_of_month, -11),
+        health_mrr_base_month=add_months(as_of_month, -3),
+        grace_days=job["grace_days"],
+        csat_positive_min=job["positive_min"],
+        csi_scale_min=job["csi"]["scale"][0] if job["csi"] else 1.0,
+        csi_scale_max=job["csi"]["scale"][1] if job["csi"] else 10.0,
+        gross_margin=job["gross_margin"],
+        max_lifetime_months=job["max_lifetime_months"],
+        green_min=job["green_min"],
+        yellow_min=job["yellow_min"],
+        **{f"w_{k}": v for k, v in job["health_weights"].items()},
+    ))
+    con.execute(sections["validate"])
+
+    rejects = []
+    for name, columns in columns_of.items():
+        raw = ", ".join(f"{ident(c)} := {ident(c)}" for c in columns)
+        rejects.append(f"SELECT '{name}' AS input, reject_key AS key, reject_reason AS reason, "
+                       f"CAST(to_json(struct_pack({raw})) AS VARCHAR) AS raw_row "
+                       f"FROM {name}_checked WHERE reject_reason IS NOT NULL")
+    con.execute("CREATE OR REPLACE TEMP TABLE rejects AS " + " UNION ALL ".join(rejects))
+
+    # The reject ratio is over visible rows; over the limit the run fails.
+    counts = con.execute(" UNION ALL ".join(
+        f"SELECT '{name}', count(*), count(reject_reason) FROM {name}_checked" for name in INPUTS)).fetchall()
+    for name, visible, rejected in counts:
+        if visible and rejected / visible > job["max_reject_ratio"]:
+            raise JobError(5, f"input {name}: {rejected} of {visible} visible rows rejected, "
+                              f"over run.max_reject_ratio {job['max_reject_ratio']}")
+
+    # The reported months: run.from (or the earliest visible signup's month) .. as_of's month.
+    earliest = con.execute("SELECT min(signup_date) FROM customers").fetchone()[0]
+    first_month = job["from_month"] or (earliest or as_of).replace(day=1)
+    first_month = min(first_month, as_of_month)
+    set_variables(con, dict(first_month=first_month))
+    for table, start in [("kpi_months", first_month), ("trailing_months", add_months(as_of_month, -11))]:
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE {table} AS
+            SELECT CAST(unnest(generate_series({literal(start)}, {literal(as_of_month)}, INTERVAL 1 MONTH))
+                        AS DATE) AS month""")
+    con.execute(sections["dimensions"].replace("${segment_by}", ident(job["segment_by"])))
+    return first_month
+
+
+def write_outputs(con, out):
+    for table, order_by, partition in OUTPUTS:
+        target = out / table
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        query = f"SELECT * FROM {table} ORDER BY {order_by}"
+        # An empty partitioned table gets one empty file, so it can still be read.
+        if partition and con.execute(f"SELECT count(*) FROM (FROM {table} LIMIT 1)").fetchone()[0]:
+            con.execute(f"COPY ({query}) TO {literal(str(target))} (FORMAT parquet, COMPRESSION zstd, "
+                        f"PARTITION_BY ({partition}), WRITE_PARTITION_COLUMNS true, OVERWRITE)")
+        else:
+            con.execute(f"COPY ({query}) TO {literal(str(target / 'part-0.parquet'))} "
+                        f"(FORMAT parquet, COMPRESSION zstd)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--job", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--memory-limit", default="2GB")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    timings = {}
+
+    @contextlib.contextmanager
+    def step(name):
+        t0 = time.perf_counter()
+        yield
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+        print(f"peer {name} {timings[name]:.3f}", flush=True)
+
+    try:
+        job = load_job(args.job)
+        sections = sql_sections()
+        spill = Path(tempfile.mkdtemp(prefix="peer-duckdb-"))
+        con = duckdb.connect()
+        con.execute(f"SET threads = {args.threads}")
+        con.execute(f"SET memory_limit = {literal(args.memory_limit)}")
+        con.execute(f"SET temp_directory = {literal(str(spill))}")
+        # Timestamps are read as UTC wall-clock time, as the spec says.
+        con.execute("SET TimeZone = 'UTC'")
+        try:
+            with step("validate"):
+                columns_of = register_inputs(con, job)
+                validate(con, job, sections, columns_of)
+            for name in ["retention", "mrr", "support", "surveys"]:
+                with step(name):
+                    con.execute(sections[name])
+            with step("feedback"):
+                rows, factor, reach = feedback_phrases(job["themes"])
+                values = ", ".join(f"({literal(k)}, {literal(t)}::VARCHAR, {literal(v)}::DOUBLE, {literal(p)})"
+                                   for k, t, v, p in rows)
+                con.execute("CREATE OR REPLACE TEMP TABLE feedback_phrases AS "
+                            f"FROM (VALUES {values}) AS t(kind, theme, valence, phrase)")
+                set_variables(con, dict(negation_factor=factor, negation_reach=reach))
+                con.execute(sections["feedback"])
+            with step("csi"):
+                if job["csi"]:
+                    set_variables(con, dict(csi_items=job["csi"]["items"]))
+                    con.execute(sections["csi"])
+                run_csi(con, job["csi"], job["as_of"].replace(day=1))
+            for name in ["value", "health", "summary"]:
+                with step(name):
+                    con.execute(sections[name])
+            with step("write"):
+                write_outputs(con, args.out)
+        finally:
+            shutil.rmtree(spill, ignore_errors=True)
+    except JobError as e:
+        print(f"peer: error: {e}", file=sys.stderr)
+        sys.exit(e.code)
+    print(f"peer total {time.perf_counter() - started:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
