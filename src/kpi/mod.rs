@@ -91,6 +91,7 @@ pub async fn register_dimensions(
     let materialize = scratch.map(|dir| Materialize {
         views: &["report_segments"],
         dir,
+        store: sql::store_parquet,
     });
     sql::run_script(ctx, &sql::DIMENSIONS, params, materialize).await?;
     Ok(())
@@ -110,6 +111,7 @@ pub async fn register_family(
             let materialize = scratch.map(|dir| Materialize {
                 views: family.materialize,
                 dir,
+                store: sql::store_parquet,
             });
             sql::run_script(ctx, &family.script, params, materialize).await?;
         }
