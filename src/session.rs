@@ -129,8 +129,9 @@ pub fn set_prefer_hash_join(ctx: &SessionContext, prefer: bool) -> bool {
 /// Sets whether Parquet scans apply filters while decoding (decode the
 /// filter's columns, then only the matching rows of the others) for the
 /// queries planned from now on; returns the previous setting. It pays off
-/// for a filter that keeps few rows; for one that keeps nearly all (the
-/// clean views) it costs about a third more.
+/// for a filter that keeps few rows; turned on for every scan (the clean
+/// views keep nearly all rows) it made a 1M-customer run slower, 194 s
+/// against 135 s.
 pub fn set_parquet_pushdown(ctx: &SessionContext, pushdown: bool) -> bool {
     let state = ctx.state_ref();
     let mut state = state.write();
