@@ -94,7 +94,7 @@ pub async fn validate_job(
     let problem =
         match validate::enforce_reject_ratio(&ctx, &inputs, job.run.max_reject_ratio).await {
             Err(e) => Some(e.into()),
-            Ok(()) => register_kpi_views(&ctx, job, &window, None).await.err(),
+            Ok(()) => register_kpi_views(&ctx, job, &window).await.err(),
         };
     Ok(ValidationReport {
         as_of,
@@ -178,23 +178,21 @@ pub async fn open_views(
     as_of: NaiveDate,
 ) -> Result<(SessionContext, RunWindow), Error> {
     let (ctx, _) = open_inputs(job).await?;
-    let window = register_views(&ctx, job, as_of, None).await?;
+    let window = register_views(&ctx, job, as_of).await?;
     Ok((ctx, window))
 }
 
 /// Registers everything between the typed inputs and the KPI views: the
 /// checked views, their clean views and `rejects`, `kpi_months` and every
-/// KPI family's views. With `materialize_in`, the checked rows and the
-/// views families name are written there once and read back (a run);
-/// without, everything stays a view (an interactive session or a SQL test).
+/// KPI family's views, all of them views (an interactive session or a SQL
+/// test; a run stores some of them as it goes, see `run_job`).
 pub async fn register_views(
     ctx: &SessionContext,
     job: &JobConfig,
     as_of: NaiveDate,
-    materialize_in: Option<&std::path::Path>,
 ) -> Result<RunWindow, Error> {
-    let window = register_input_views(ctx, job, as_of, materialize_in).await?;
-    register_kpi_views(ctx, job, &window, materialize_in).await?;
+    let window = register_input_views(ctx, job, as_of, None).await?;
+    register_kpi_views(ctx, job, &window).await?;
     Ok(window)
 }
 
@@ -224,9 +222,8 @@ pub async fn register_kpi_views(
     ctx: &SessionContext,
     job: &JobConfig,
     window: &RunWindow,
-    materialize_in: Option<&std::path::Path>,
 ) -> Result<(), Error> {
-    kpi::register_views(ctx, job, window, &sql_params(job, window), materialize_in).await?;
+    kpi::register_views(ctx, job, window, &sql_params(job, window)).await?;
     Ok(())
 }
 

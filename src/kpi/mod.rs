@@ -65,18 +65,17 @@ pub const FAMILIES: &[KpiFamily] = &[
     summary::FAMILY,
 ];
 
-/// The dimension views and every family's views; with `scratch`, each
-/// family's `materialize` views are computed once and stored there.
+/// The dimension views and every family's views, as views (a run registers
+/// them family by family, storing some; see `register_family`).
 pub async fn register_views(
     ctx: &SessionContext,
     job: &JobConfig,
     window: &RunWindow,
     params: &SqlParams,
-    scratch: Option<&Path>,
 ) -> Result<(), Error> {
-    register_dimensions(ctx, params, scratch).await?;
+    register_dimensions(ctx, params, None).await?;
     for family in FAMILIES {
-        register_family(ctx, family, job, window, params, scratch).await?;
+        register_family(ctx, family, job, window, params, None).await?;
     }
     Ok(())
 }
