@@ -9,15 +9,16 @@
 
 use std::sync::Arc;
 
-use chrono::NaiveDate;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Date32Builder, ListBuilder};
+use datafusion::arrow::array::builder::NullBufferBuilder;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Date32Array, ListArray};
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field};
-use datafusion::common::{Result, exec_err};
+use datafusion::common::{DataFusionError, Result, exec_err};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::calendar::{from_date32, from_month_index, month_end, month_index, to_date32};
+use crate::calendar::{first_day32_of_month_index, month_index_of_day32};
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct MrrSnapshotMonths {
@@ -41,21 +42,25 @@ impl Default for MrrSnapshotMonths {
     }
 }
 
-/// The months (first days) of `[start, end)` whose snapshot day is covered,
-/// never later than as_of's month.
-pub fn snapshot_months(start: NaiveDate, end: NaiveDate, as_of: NaiveDate) -> Vec<NaiveDate> {
-    let last = month_index(end).min(month_index(as_of));
-    (month_index(start)..=last)
-        .map(from_month_index)
-        .filter(|&m| {
-            let snapshot = if month_index(m) == month_index(as_of) {
-                as_of
-            } else {
-                month_end(m)
-            };
-            start <= snapshot && snapshot < end
-        })
-        .collect()
+/// Appends the months (first days, as Date32) of `[start, end)` whose
+/// snapshot day is covered, never later than as_of's month. Integer
+/// arithmetic on Date32 days: this runs for every order line.
+fn push_snapshot_months(start: i32, end: i32, as_of: i32, months: &mut Vec<i32>) {
+    let as_of_month = month_index_of_day32(as_of);
+    let last = month_index_of_day32(end).min(as_of_month);
+    let mut first_day = first_day32_of_month_index(month_index_of_day32(start));
+    for month in month_index_of_day32(start)..=last {
+        let next_first_day = first_day32_of_month_index(month + 1);
+        let snapshot = if month == as_of_month {
+            as_of
+        } else {
+            next_first_day - 1
+        };
+        if start <= snapshot && snapshot < end {
+            months.push(first_day);
+        }
+        first_day = next_first_day;
+    }
 }
 
 impl ScalarUDFImpl for MrrSnapshotMonths {
@@ -84,28 +89,49 @@ impl ScalarUDFImpl for MrrSnapshotMonths {
             end.as_primitive::<Date32Type>(),
             as_of.as_primitive::<Date32Type>(),
         );
-        let mut out = ListBuilder::new(Date32Builder::new());
+        let mut months = Vec::with_capacity(start.len() * 2);
+        let mut offsets = Vec::with_capacity(start.len() + 1);
+        let mut valid = NullBufferBuilder::new(start.len());
+        offsets.push(0);
         for i in 0..start.len() {
             if start.is_null(i) || end.is_null(i) || as_of.is_null(i) {
-                out.append_null();
-                continue;
+                valid.append_null();
+            } else {
+                push_snapshot_months(start.value(i), end.value(i), as_of.value(i), &mut months);
+                valid.append_non_null();
             }
-            for m in snapshot_months(
-                from_date32(start.value(i)),
-                from_date32(end.value(i)),
-                from_date32(as_of.value(i)),
-            ) {
-                out.values().append_value(to_date32(m));
-            }
-            out.append(true);
+            offsets.push(i32::try_from(months.len()).map_err(|_| {
+                DataFusionError::Execution(
+                    "mrr_snapshot_months: too many months in one batch".into(),
+                )
+            })?);
         }
-        Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+        let list = ListArray::try_new(
+            Arc::new(Field::new_list_field(DataType::Date32, true)),
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(Date32Array::from(months)),
+            valid.finish(),
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(list) as ArrayRef))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::{from_date32, to_date32};
+    use chrono::NaiveDate;
+
+    fn snapshot_months(start: NaiveDate, end: NaiveDate, as_of: NaiveDate) -> Vec<NaiveDate> {
+        let mut months = Vec::new();
+        push_snapshot_months(
+            to_date32(start),
+            to_date32(end),
+            to_date32(as_of),
+            &mut months,
+        );
+        months.into_iter().map(from_date32).collect()
+    }
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
