@@ -27,28 +27,31 @@ FROM lines;
 -- as_of's), with mrr(c, M) and mrr(c, M - 1). One grouping makes both: a
 -- line's month M adds its amount to (c, M) as mrr and to (c, M + 1) as the
 -- previous month's mrr. No self-join and no window over customer-months.
+-- The two contributions are a UNION ALL: unnesting a two-element array per
+-- line month and grouping on a CASE took four times as long (100k
+-- customers, in memory: 2.1 s against 0.5 s).
 CREATE OR REPLACE VIEW customer_mrr_pairs AS
 WITH line_months AS (
     SELECT customer_id,
-           unnest(mrr_snapshot_months(period_start, period_end, ${as_of})) AS line_month,
+           unnest(mrr_snapshot_months(period_start, period_end, ${as_of})) AS month,
            monthly_micros
     FROM mrr_lines
-), shifted AS (
-    SELECT customer_id, line_month, monthly_micros,
-           unnest(CASE WHEN line_month < ${as_of_month} THEN make_array(0, 1)
-                       ELSE make_array(0) END) AS following
+), contributions AS (
+    SELECT customer_id, month, monthly_micros AS line_micros,
+           CAST(0 AS BIGINT) AS following_micros, TRUE AS is_line_month
     FROM line_months
+    UNION ALL
+    SELECT customer_id, CAST(month + INTERVAL '1 month' AS DATE), CAST(0 AS BIGINT),
+           monthly_micros, FALSE
+    FROM line_months
+    WHERE month < ${as_of_month}
 )
-SELECT customer_id,
-       CASE WHEN following = 0 THEN line_month
-            ELSE CAST(line_month + INTERVAL '1 month' AS DATE) END AS month,
-       SUM(CASE WHEN following = 0 THEN monthly_micros ELSE 0 END) AS mrr_micros,
-       SUM(CASE WHEN following = 1 THEN monthly_micros ELSE 0 END) AS prev_micros,
-       bool_or(following = 0) AS has_lines
-FROM shifted
-GROUP BY customer_id,
-         CASE WHEN following = 0 THEN line_month
-              ELSE CAST(line_month + INTERVAL '1 month' AS DATE) END;
+SELECT customer_id, month,
+       SUM(line_micros) AS mrr_micros,
+       SUM(following_micros) AS prev_micros,
+       bool_or(is_line_month) AS has_lines
+FROM contributions
+GROUP BY customer_id, month;
 
 -- mrr(c, M) for every customer-month with a line covering M's snapshot day
 -- (the month's last day, or as_of in as_of's month), history included.
