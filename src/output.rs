@@ -18,19 +18,29 @@
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::compute::partition;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::datatypes::UInt64Type;
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::catalog::streaming::StreamingTable;
 use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
 use datafusion::error::DataFusionError;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::kpi::OutputTable;
+use crate::sql;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -160,21 +170,19 @@ impl Staging {
             table: name.into(),
             source,
         };
-        let frame = ctx
-            .sql(&format!("SELECT * FROM {name} ORDER BY {}", table.order_by))
-            .await
-            .map_err(write)?;
+        let query = format!("SELECT * FROM {name} ORDER BY {}", table.order_by);
+        if let Some(dir) = sql::explain_dir() {
+            sql::explain_analyze(ctx, &query, &dir, &format!("output-{name}"))
+                .await
+                .map_err(write)?;
+        }
+        let frame = ctx.sql(&query).await.map_err(write)?;
         let dir = self.staged_dir(name)?;
         let rows = match table.partition_by {
             Some(column) => {
-                let options = DataFrameWriteOptions::new().with_partition_by(vec![column.into()]);
-                let rows = row_count(
-                    &frame
-                        .clone()
-                        .write_parquet(&dir, options, None)
-                        .await
-                        .map_err(write)?,
-                );
+                let rows = write_partitioned(ctx, frame.clone(), &dir, column)
+                    .await
+                    .map_err(write)?;
                 if rows == 0 {
                     self.write_single(frame, &dir).await.map_err(write)?;
                 }
@@ -314,6 +322,108 @@ impl Staging {
         }
         self.published = true;
         Ok(())
+    }
+}
+
+/// Writes `frame`, whose rows come sorted by `column` (the table's order
+/// starts with it), as one file per value, `<dir><column>=<value>/part-0.parquet`,
+/// the column kept in the files. Returns the rows written.
+///
+/// DataFusion's own partitioned write formats every row's value as a
+/// string to route it (a date through strftime) and feeds each file small
+/// pieces. Sorted rows come a value at a time, so each run of a value is
+/// handed as it comes to an ordinary single-file write of its own (which
+/// encodes columns in parallel); a value's file is finished while the next
+/// value's rows arrive.
+async fn write_partitioned(
+    ctx: &SessionContext,
+    frame: DataFrame,
+    dir: &str,
+    column: &str,
+) -> Result<u64, DataFusionError> {
+    let mut batches = frame.execute_stream().await?;
+    let schema = batches.schema();
+    let index = schema.index_of(column)?;
+    let mut open: Option<(String, mpsc::Sender<RecordBatch>)> = None;
+    let mut files = JoinSet::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut rows = 0u64;
+    'batches: while let Some(batch) = batches.try_next().await? {
+        let values = batch.column(index);
+        for run in partition(std::slice::from_ref(values))?.ranges() {
+            let value = array_value_to_string(values, run.start)?;
+            if open.as_ref().is_none_or(|(current, _)| *current != value) {
+                // The previous value's rows are all sent: let its file finish.
+                drop(open.take());
+                if !seen.insert(value.clone()) {
+                    return Err(DataFusionError::Internal(format!(
+                        "rows to partition by {column} are not sorted by it ({column}={value} seen twice)"
+                    )));
+                }
+                let (sender, receiver) = mpsc::channel(4);
+                let rows_of_value = ChannelPartition {
+                    schema: Arc::clone(&schema),
+                    receiver: Mutex::new(Some(receiver)),
+                };
+                let table = StreamingTable::try_new(
+                    Arc::clone(&schema),
+                    vec![Arc::new(rows_of_value) as Arc<dyn PartitionStream>],
+                )?;
+                let file = ctx.read_table(Arc::new(table))?;
+                let path = format!("{dir}{column}={value}/{TABLE_FILE}");
+                files.spawn(async move {
+                    file.write_parquet(
+                        &path,
+                        DataFrameWriteOptions::new().with_single_file_output(true),
+                        None,
+                    )
+                    .await
+                    .map(|_| ())
+                });
+                open = Some((value, sender));
+            }
+            if let Some((_, sender)) = &open
+                && sender
+                    .send(batch.slice(run.start, run.len()))
+                    .await
+                    .is_err()
+            {
+                // The file's write failed; its error is reported below.
+                break 'batches;
+            }
+            rows += run.len() as u64;
+        }
+    }
+    drop(open);
+    while let Some(written) = files.join_next().await {
+        written.map_err(|e| DataFusionError::External(Box::new(e)))??;
+    }
+    Ok(rows)
+}
+
+/// The rows of one partition value, as a stream DataFusion can read once.
+#[derive(Debug)]
+struct ChannelPartition {
+    schema: SchemaRef,
+    receiver: Mutex<Option<mpsc::Receiver<RecordBatch>>>,
+}
+
+impl PartitionStream for ChannelPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let receiver = self.receiver.lock().map(|mut r| r.take()).ok().flatten();
+        let batches = futures::stream::unfold(receiver, |receiver| async move {
+            let mut receiver = receiver?;
+            let batch = receiver.recv().await?;
+            Some((Ok(batch), Some(receiver)))
+        });
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            batches,
+        ))
     }
 }
 

@@ -72,6 +72,13 @@ pub const SUMMARY: SqlScript = SqlScript {
 pub enum SqlError {
     #[error("sql/{script}.sql: unknown placeholder ${{{name}}}")]
     UnknownPlaceholder { script: String, name: String },
+    #[error(
+        "{path}: {source} (CSKPI_SQL_DIR names a folder of KPI SQL to use instead of the bundled copy)"
+    )]
+    Override {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("sql/{script}.sql: {source}")]
     Engine {
         script: String,
@@ -108,9 +115,9 @@ impl SqlParams {
     }
 
     pub fn render(&self, script: &SqlScript) -> Result<String, SqlError> {
-        let text = script.text;
+        let text = script_text(script)?;
         let mut out = String::with_capacity(text.len());
-        let mut rest = text;
+        let mut rest: &str = &text;
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
@@ -134,6 +141,27 @@ impl SqlParams {
         out.push_str(rest);
         Ok(out)
     }
+}
+
+/// The script's text: the bundled copy, or `$CSKPI_SQL_DIR/<name>.sql` when
+/// that variable is set, so that SQL can be tried and timed without
+/// recompiling (a developer's aid; a run logs that it is in effect).
+fn script_text(script: &SqlScript) -> Result<std::borrow::Cow<'static, str>, SqlError> {
+    let Some(dir) = std::env::var_os("CSKPI_SQL_DIR") else {
+        return Ok(script.text.into());
+    };
+    let path = Path::new(&dir).join(format!("{}.sql", script.name));
+    tracing::warn!(
+        "using {} instead of the bundled sql/{}.sql",
+        path.display(),
+        script.name
+    );
+    std::fs::read_to_string(&path)
+        .map(Into::into)
+        .map_err(|source| SqlError::Override {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// Views a run computes once and reads back from Parquet, because several
@@ -210,8 +238,9 @@ pub async fn materialize_view(
     let target = dir.join(name);
     std::fs::create_dir_all(&target)?;
     let target = format!("{}/", target.display());
-    if let Some(dir) = std::env::var_os("CSKPI_EXPLAIN_DIR") {
-        explain_analyze(ctx, name, Path::new(&dir)).await?;
+    if let Some(dir) = explain_dir() {
+        let query = format!("SELECT * FROM {}", quote_ident(name));
+        explain_analyze(ctx, &query, &dir, name).await?;
     }
     let view = ctx.table(name).await?;
     // An empty view writes no file: the schema is given, not inferred.
@@ -229,24 +258,27 @@ pub async fn materialize_view(
     Ok(())
 }
 
-/// Profiling aid (CSKPI_EXPLAIN_DIR): runs the view once more under
-/// EXPLAIN ANALYZE and keeps the plan with its metrics in `dir/name.txt`.
+/// Profiling aid: the folder named by CSKPI_EXPLAIN_DIR, if set.
+pub fn explain_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("CSKPI_EXPLAIN_DIR").map(Into::into)
+}
+
+/// Profiling aid (CSKPI_EXPLAIN_DIR): runs `query` once more under EXPLAIN
+/// ANALYZE and keeps the plan with its metrics in `dir/<file>.txt`.
 pub async fn explain_analyze(
     ctx: &SessionContext,
-    name: &str,
+    query: &str,
     dir: &Path,
+    file: &str,
 ) -> Result<(), DataFusionError> {
     std::fs::create_dir_all(dir)?;
     let batches = ctx
-        .sql(&format!(
-            "EXPLAIN ANALYZE SELECT * FROM {}",
-            quote_ident(name)
-        ))
+        .sql(&format!("EXPLAIN ANALYZE {query}"))
         .await?
         .collect()
         .await?;
     let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)?.to_string();
-    std::fs::write(dir.join(format!("{name}.txt")), text)?;
+    std::fs::write(dir.join(format!("{file}.txt")), text)?;
     Ok(())
 }
 

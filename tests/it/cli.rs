@@ -194,3 +194,46 @@ async fn every_definition_names_a_published_column() {
         );
     }
 }
+
+#[test]
+fn sql_dir_replaces_the_bundled_sql() {
+    let f = fixture(0.6);
+    let job = f.dir.path().join("job.toml");
+    let sql = f.dir.path().join("sql");
+    std::fs::create_dir(&sql).unwrap();
+    let validate_with_sql_dir = || {
+        Command::new(env!("CARGO_BIN_EXE_cskpi"))
+            .args(["validate", "--config", job.to_str().unwrap()])
+            .env("CSKPI_SQL_DIR", &sql)
+            .output()
+            .unwrap()
+    };
+
+    // An empty folder: the first script the command needs is named.
+    let o = validate_with_sql_dir();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let expected = sql.join("validate.sql").display().to_string();
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    // A copy of the bundled scripts with one reason reworded: the run uses it.
+    let bundled = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+    for entry in std::fs::read_dir(bundled).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replace("'unknown customer_id'", "'customer not on file'");
+        std::fs::write(sql.join(path.file_name().unwrap()), text).unwrap();
+    }
+    let o = validate_with_sql_dir();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains("reject orders     customer not on file"),
+        "{text}"
+    );
+    assert!(!text.contains("unknown customer_id"), "{text}");
+}

@@ -5,7 +5,10 @@ use std::path::Path;
 use cskpi::config::JobConfig;
 use cskpi::run::{RunOptions, run_job};
 
-use super::fixture::{generate_dataset, input_names, query_outputs};
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::fixture::{generate_dataset, input_names, query_outputs, table_files};
 
 fn dataset(dir: &Path, customers: u64, seed: u64) -> JobConfig {
     generate_dataset(dir, customers, seed, "2024-01-01", "2025-06-30")
@@ -85,6 +88,40 @@ async fn mrr_bridge_holds_per_segment_and_month() {
             "reactivation"
         ]
     );
+
+    // mrr_movements has one file per month, holding that month's rows
+    // ordered by customer_id (the table's order is month, customer_id).
+    let files = table_files(&out, "mrr_movements");
+    let months = query_outputs(&out, "SELECT COUNT(DISTINCT month) FROM mrr_movements").await;
+    assert_eq!(files.len().to_string(), months[0][0], "{files:?}");
+    for (relative, _) in &files {
+        let month = relative
+            .strip_prefix("month=")
+            .and_then(|r| r.strip_suffix("/part-0.parquet"))
+            .unwrap_or_else(|| panic!("unexpected file {relative}"));
+        let file = std::fs::File::open(out.join("mrr_movements").join(relative)).unwrap();
+        let mut previous = String::new();
+        for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let batch = batch.unwrap();
+            let (months, customers) = (
+                batch.column_by_name("month").unwrap(),
+                batch.column_by_name("customer_id").unwrap(),
+            );
+            for row in 0..batch.num_rows() {
+                assert_eq!(array_value_to_string(months, row).unwrap(), month);
+                let customer = array_value_to_string(customers, row).unwrap();
+                assert!(
+                    previous <= customer,
+                    "{relative}: {customer} after {previous}"
+                );
+                previous = customer;
+            }
+        }
+    }
 
     // Deliberately broken rows end up in rejects, under the ratio limit.
     let rejects = query_outputs(&out, "SELECT COUNT(*) FROM rejects").await;
