@@ -184,11 +184,11 @@ impl Staging {
                     .await
                     .map_err(write)?;
                 if rows == 0 {
-                    self.write_single(frame, &dir).await.map_err(write)?;
+                    write_single(frame, &dir).await.map_err(write)?;
                 }
                 rows
             }
-            None => row_count(&self.write_single(frame, &dir).await.map_err(write)?),
+            None => row_count(&write_single(frame, &dir).await.map_err(write)?),
         };
         let files = self.name_staged_files(name).await?;
         self.tables.push(StagedTable {
@@ -196,20 +196,6 @@ impl Staging {
             files,
         });
         Ok(rows)
-    }
-
-    async fn write_single(
-        &self,
-        frame: DataFrame,
-        dir: &str,
-    ) -> Result<Vec<RecordBatch>, DataFusionError> {
-        frame
-            .write_parquet(
-                &format!("{dir}{TABLE_FILE}"),
-                DataFrameWriteOptions::new().with_single_file_output(true),
-                None,
-            )
-            .await
     }
 
     /// Gives the staged files of a table their published names: the files
@@ -370,16 +356,8 @@ async fn write_partitioned(
                     vec![Arc::new(rows_of_value) as Arc<dyn PartitionStream>],
                 )?;
                 let file = ctx.read_table(Arc::new(table))?;
-                let path = format!("{dir}{column}={value}/{TABLE_FILE}");
-                files.spawn(async move {
-                    file.write_parquet(
-                        &path,
-                        DataFrameWriteOptions::new().with_single_file_output(true),
-                        None,
-                    )
-                    .await
-                    .map(|_| ())
-                });
+                let value_dir = format!("{dir}{column}={value}/");
+                files.spawn(async move { write_single(file, &value_dir).await.map(|_| ()) });
                 open = Some((value, sender));
             }
             if let Some((_, sender)) = &open
@@ -399,6 +377,17 @@ async fn write_partitioned(
         written.map_err(|e| DataFusionError::External(Box::new(e)))??;
     }
     Ok(rows)
+}
+
+/// Writes `frame` as the one file `<dir>part-0.parquet`.
+async fn write_single(frame: DataFrame, dir: &str) -> Result<Vec<RecordBatch>, DataFusionError> {
+    frame
+        .write_parquet(
+            &format!("{dir}{TABLE_FILE}"),
+            DataFrameWriteOptions::new().with_single_file_output(true),
+            None,
+        )
+        .await
 }
 
 /// The rows of one partition value, as a stream DataFusion can read once.
