@@ -41,34 +41,42 @@ SELECT order_id, customer_id, period_start, period_end
 FROM orders
 WHERE kind = 'subscription';
 
--- Every subscription line and whether it was renewed: another subscription
+-- The window in which a line's renewal must start: another subscription
 -- line of the customer starting after this one's start, within
--- [period_end - 7 days, period_end + grace]. With dates, that is the
--- customer's earliest start on or after
---   probe = max(period_end - 7 days, period_start + 1 day)
--- being at most period_end + grace. One pass finds it for every line: the
--- starts and the probes of a customer, in descending date order (a start
--- before a probe of the same day), with a running MIN of the starts seen so
--- far, which at a probe is the earliest start on or after it. A sort and a
--- streaming window: no self-join of the lines.
+-- [period_end - 7 days, period_end + grace], is, with dates, a start in
+-- [max(period_end - 7 days, period_start + 1 day), period_end + grace].
+CREATE OR REPLACE VIEW renewal_windows AS
+SELECT order_id, customer_id, period_start, period_end,
+       CAST(GREATEST(period_end - INTERVAL '7 days', period_start + INTERVAL '1 day') AS DATE)
+           AS window_start,
+       CAST(period_end + INTERVAL '${grace_days} days' AS DATE) AS window_end
+FROM subscription_lines;
+
+-- For an analyst: every line and whether it was renewed, i.e. whether the
+-- customer's earliest start on or after window_start is at most
+-- window_end. The starts and the window starts of a customer in
+-- descending date order (a start before a window start of the same day),
+-- with a running MIN of the starts seen so far, which at a window start is
+-- the earliest start on or after it. The run does not use this view:
+-- renewal_customers answers per customer and due month in one grouping,
+-- and a test checks that the two agree.
 CREATE OR REPLACE VIEW renewal_lines AS
 WITH events AS (
     SELECT customer_id, period_start AS at, 0 AS is_probe, period_start AS start_at,
-           CAST(NULL AS VARCHAR) AS order_id, CAST(NULL AS DATE) AS period_end
+           CAST(NULL AS VARCHAR) AS order_id, CAST(NULL AS DATE) AS period_end,
+           CAST(NULL AS DATE) AS window_end
     FROM subscription_lines
     UNION ALL
-    SELECT customer_id,
-           GREATEST(period_end - INTERVAL '7 days', period_start + INTERVAL '1 day') AS at,
-           1 AS is_probe, CAST(NULL AS DATE) AS start_at, order_id, period_end
-    FROM subscription_lines
+    SELECT customer_id, window_start AS at, 1 AS is_probe, CAST(NULL AS DATE) AS start_at,
+           order_id, period_end, window_end
+    FROM renewal_windows
 ), scanned AS (
-    SELECT order_id, customer_id, period_end, is_probe,
+    SELECT order_id, customer_id, period_end, window_end, is_probe,
            MIN(start_at) OVER (PARTITION BY customer_id ORDER BY at DESC, is_probe
                                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS next_start
     FROM events
 )
-SELECT order_id, customer_id, period_end,
-       COALESCE(next_start <= period_end + INTERVAL '${grace_days} days', false) AS renewed
+SELECT order_id, customer_id, period_end, COALESCE(next_start <= window_end, false) AS renewed
 FROM scanned
 WHERE is_probe = 1;
 
@@ -77,21 +85,33 @@ CREATE OR REPLACE VIEW renewed_lines AS
 SELECT order_id FROM renewal_lines WHERE renewed;
 
 -- One row per customer and due month (the month containing period_end).
+-- renewal_due_months (a Rust aggregate, src/udf/renewal_due_months.rs)
+-- takes a customer's lines and windows and answers every line by binary
+-- search over the customer's sorted starts: one grouping of the lines by
+-- customer instead of sorting lines and windows together and running a
+-- window over each customer (3x the time at 1M customers).
 CREATE OR REPLACE VIEW renewal_customers AS
-WITH per_customer AS (
+WITH by_customer AS (
     SELECT customer_id,
-           CAST(date_trunc('month', period_end) AS DATE) AS due_month,
-           bool_or(renewed) AS won,
-           MAX(period_end) AS latest_due_end
-    FROM renewal_lines
-    WHERE period_end < ${as_of_next_month}
-    GROUP BY customer_id, CAST(date_trunc('month', period_end) AS DATE)
+           renewal_due_months(period_start, window_start, window_end, period_end) AS due_months
+    FROM renewal_windows
+    GROUP BY customer_id
+), with_segment AS (
+    SELECT b.customer_id, COALESCE(cs.segment, 'unknown') AS customer_segment, b.due_months
+    FROM by_customer b
+    LEFT JOIN customer_segments cs ON cs.customer_id = b.customer_id
+), due AS (
+    SELECT customer_id, customer_segment AS segment, unnest(due_months) AS due
+    FROM with_segment
 )
-SELECT p.customer_id, p.due_month, p.won,
-       NOT p.won AND p.latest_due_end + INTERVAL '${grace_days} days' > ${as_of} AS pending,
-       COALESCE(cs.segment, 'unknown') AS segment
-FROM per_customer p
-LEFT JOIN customer_segments cs ON cs.customer_id = p.customer_id;
+SELECT customer_id,
+       due['due_month'] AS due_month,
+       due['won'] AS won,
+       NOT due['won'] AND due['latest_due_end'] + INTERVAL '${grace_days} days' > ${as_of}
+           AS pending,
+       segment
+FROM due
+WHERE due['due_month'] < ${as_of_next_month};
 
 CREATE OR REPLACE VIEW renewals_monthly AS
 WITH counted AS (

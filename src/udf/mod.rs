@@ -4,6 +4,7 @@
 mod feedback;
 mod key_hash;
 mod mrr_snapshot_months;
+mod renewal_due_months;
 mod survey_scores;
 mod to_json;
 
@@ -17,6 +18,7 @@ use crate::feedback::Taxonomy;
 pub use feedback::{CommentSentiment, CommentThemes};
 pub use key_hash::KeyHash;
 pub use mrr_snapshot_months::MrrSnapshotMonths;
+pub use renewal_due_months::RenewalDueMonths;
 pub use survey_scores::{DEFAULT_CSAT_POSITIVE_MIN, ScoreAggregate, ScoreKpi};
 pub use to_json::ToJson;
 
@@ -32,11 +34,12 @@ pub fn scalar_udfs(taxonomy: Arc<Taxonomy>) -> Vec<ScalarUDF> {
     ]
 }
 
-/// The aggregate UDFs: `nps`, `nps_moe` and `csat`.
+/// The aggregate UDFs: `nps`, `nps_moe`, `csat` and `renewal_due_months`.
 pub fn aggregate_udfs() -> Vec<AggregateUDF> {
     [ScoreKpi::Nps, ScoreKpi::NpsMoe, ScoreKpi::Csat]
         .into_iter()
         .map(|kpi| AggregateUDF::new_from_impl(ScoreAggregate::new(kpi)))
+        .chain([AggregateUDF::new_from_impl(RenewalDueMonths::new())])
         .collect()
 }
 

@@ -214,6 +214,45 @@ async fn survey_udafs_agree_with_survey_monthly() {
     assert!(compared > 100, "only {compared} values compared");
 }
 
+/// The run's renewals per customer and due month (renewal_customers, by the
+/// `renewal_due_months` aggregate) are the per-line renewals of
+/// renewal_lines (a window over starts and window starts) grouped by
+/// customer and month, on a generated data set with won, lost and pending
+/// months.
+#[tokio::test]
+async fn renewal_customers_agree_with_renewal_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dataset(dir.path(), 300, 5);
+    let as_of = super::fixture::date("2025-06-30");
+    let (ctx, _) = cskpi::run::open_views(&job, as_of).await.unwrap();
+    let sql = "
+        WITH by_lines AS (
+            SELECT customer_id, CAST(date_trunc('month', period_end) AS DATE) AS due_month,
+                   bool_or(renewed) AS won
+            FROM renewal_lines
+            WHERE period_end < DATE '2025-07-01'
+            GROUP BY 1, 2
+        )
+        SELECT COALESCE(l.customer_id, c.customer_id), COALESCE(l.due_month, c.due_month),
+               l.won, c.won, c.pending
+        FROM by_lines l
+        FULL JOIN renewal_customers c
+          ON c.customer_id = l.customer_id AND c.due_month = l.due_month
+        ORDER BY 1, 2";
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let rows = super::fixture::batches_to_rows(&batches);
+    let count = |column: usize, value: &str| rows.iter().filter(|r| r[column] == value).count();
+    for r in &rows {
+        assert_eq!(
+            r[2], r[3],
+            "renewal_lines and renewal_customers differ: {r:?}"
+        );
+    }
+    assert!(count(3, "true") > 100, "won: {}", count(3, "true"));
+    assert!(count(3, "false") > 10, "not won: {}", count(3, "false"));
+    assert!(count(4, "true") > 0, "no pending month");
+}
+
 /// kpi_summary is every numeric column of the monthly tables, value for
 /// value, worked out here from the tables' own schemas. A column name in
 /// two tables (arpa: mrr_monthly and value_monthly, the same number) is
