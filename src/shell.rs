@@ -306,7 +306,7 @@ SQL statements end with ';'. Backslash commands:
 Ctrl-C cancels the running query (or clears the line being typed).
 UDFs: nps(score), nps_moe(score), csat(score[, positive_min]),
 comment_themes(text), comment_sentiment(text), mrr_snapshot_months(...),
-renewal_due_months(...), to_json(...).
+renewal_due_months(...), customer_mrr_months(...), to_json(...).
 `cskpi kpis` lists every KPI with its formula.";
 
 /// The shell's state: the session and where results go.

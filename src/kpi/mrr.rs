@@ -22,10 +22,6 @@ pub const FAMILY: KpiFamily = KpiFamily {
     ],
     // customer_mrr_movements feeds both outputs; mrr_monthly is read again
     // by kpi_summary.
-    materialize: &[
-        "customer_mrr_pairs",
-        "customer_mrr_movements",
-        "mrr_monthly",
-    ],
+    materialize: &["customer_mrr_movements", "mrr_monthly"],
     registration: Registration::Script,
 };

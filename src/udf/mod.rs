@@ -1,7 +1,9 @@
 //! Every Rust UDF and UDAF of cskpi, registered in one place so that the
 //! run, the SQL shell and a distributed engine see the same functions.
 
+mod customer_mrr_months;
 mod feedback;
+mod grouped_rows;
 mod key_hash;
 mod mrr_snapshot_months;
 mod renewal_due_months;
@@ -15,6 +17,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::feedback::Taxonomy;
 
+pub use customer_mrr_months::CustomerMrrMonths;
 pub use feedback::{CommentSentiment, CommentThemes};
 pub use key_hash::KeyHash;
 pub use mrr_snapshot_months::MrrSnapshotMonths;
@@ -34,12 +37,16 @@ pub fn scalar_udfs(taxonomy: Arc<Taxonomy>) -> Vec<ScalarUDF> {
     ]
 }
 
-/// The aggregate UDFs: `nps`, `nps_moe`, `csat` and `renewal_due_months`.
+/// The aggregate UDFs: `nps`, `nps_moe`, `csat`, `renewal_due_months` and
+/// `customer_mrr_months`.
 pub fn aggregate_udfs() -> Vec<AggregateUDF> {
     [ScoreKpi::Nps, ScoreKpi::NpsMoe, ScoreKpi::Csat]
         .into_iter()
         .map(|kpi| AggregateUDF::new_from_impl(ScoreAggregate::new(kpi)))
-        .chain([AggregateUDF::new_from_impl(RenewalDueMonths::new())])
+        .chain([
+            AggregateUDF::new_from_impl(RenewalDueMonths::new()),
+            AggregateUDF::new_from_impl(CustomerMrrMonths::new()),
+        ])
         .collect()
 }
 

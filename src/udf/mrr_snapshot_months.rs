@@ -45,7 +45,7 @@ impl Default for MrrSnapshotMonths {
 /// Appends the months (first days, as Date32) of `[start, end)` whose
 /// snapshot day is covered, never later than as_of's month. Integer
 /// arithmetic on Date32 days: this runs for every order line.
-fn push_snapshot_months(start: i32, end: i32, as_of: i32, months: &mut Vec<i32>) {
+pub(super) fn push_snapshot_months(start: i32, end: i32, as_of: i32, months: &mut Vec<i32>) {
     let as_of_month = month_index_of_day32(as_of);
     let last = month_index_of_day32(end).min(as_of_month);
     let mut first_day = first_day32_of_month_index(month_index_of_day32(start));

@@ -27,6 +27,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
+use super::grouped_rows::{Emitted, GroupedRows, list_array, list_type};
 use crate::calendar::{first_day32_of_month_index, month_index_of_day32};
 
 /// One subscription line, in Date32 days.
@@ -73,12 +74,8 @@ fn due_month_fields() -> Fields {
     ])
 }
 
-fn list_item(data_type: DataType) -> FieldRef {
-    Arc::new(Field::new_list_field(data_type, true))
-}
-
 fn result_type() -> DataType {
-    DataType::List(list_item(DataType::Struct(due_month_fields())))
+    list_type(DataType::Struct(due_month_fields()))
 }
 
 impl AggregateUDFImpl for RenewalDueMonths {
@@ -104,7 +101,7 @@ impl AggregateUDFImpl for RenewalDueMonths {
             .map(|name| {
                 Arc::new(Field::new(
                     format_state_name(args.name, name),
-                    DataType::List(list_item(DataType::Date32)),
+                    list_type(DataType::Date32),
                     false,
                 ))
             })
@@ -177,17 +174,12 @@ fn lines_of_state(states: &[ArrayRef]) -> Result<Vec<Vec<Line>>> {
         .collect())
 }
 
-/// Four list columns holding each group's lines (`groups` sorted by group).
-fn state_lists(groups: usize, lines: &[(usize, Line)]) -> Vec<ArrayRef> {
-    let offsets = group_offsets(groups, lines);
+/// Four list columns holding each group's lines.
+fn state_lists(lines: &Emitted<Line>) -> Vec<ArrayRef> {
     let column = |day: fn(&Line) -> i32| -> ArrayRef {
-        let days = Date32Array::from_iter_values(lines.iter().map(|(_, line)| day(line)));
-        Arc::new(ListArray::new(
-            list_item(DataType::Date32),
-            offsets.clone(),
-            Arc::new(days),
-            None,
-        ))
+        lines.lists(Arc::new(Date32Array::from_iter_values(
+            lines.rows.iter().map(|(_, line)| day(line)),
+        )))
     };
     vec![
         column(|l| l.start),
@@ -195,15 +187,6 @@ fn state_lists(groups: usize, lines: &[(usize, Line)]) -> Vec<ArrayRef> {
         column(|l| l.window_end),
         column(|l| l.end),
     ]
-}
-
-/// List offsets of `groups` groups over lines sorted by group.
-fn group_offsets(groups: usize, lines: &[(usize, Line)]) -> OffsetBuffer<i32> {
-    let mut lengths = vec![0usize; groups];
-    for (group, _) in lines {
-        lengths[*group] += 1;
-    }
-    OffsetBuffer::from_lengths(lengths)
 }
 
 /// Appends one group's due months to `out`, in month order: (first day,
@@ -229,17 +212,14 @@ fn due_months(lines: &mut [Line], out: &mut Vec<(i32, bool, i32)>) {
     }
 }
 
-/// The result lists of `groups` groups over lines sorted by group.
-fn result_lists(groups: usize, lines: &mut [(usize, Line)]) -> ArrayRef {
+/// The result list of each group.
+fn result_lists(lines: &Emitted<Line>) -> ArrayRef {
     let mut months = Vec::new();
-    let mut lengths = Vec::with_capacity(groups);
+    let mut lengths = Vec::with_capacity(lines.groups);
     let mut group_lines = Vec::new();
-    let mut rest = &lines[..];
-    for group in 0..groups {
-        let in_group = rest.partition_point(|(g, _)| *g == group);
+    for group in lines.per_group() {
         group_lines.clear();
-        group_lines.extend(rest[..in_group].iter().map(|(_, line)| *line));
-        rest = &rest[in_group..];
+        group_lines.extend(group.iter().map(|(_, line)| *line));
         let before = months.len();
         due_months(&mut group_lines, &mut months);
         lengths.push(months.len() - before);
@@ -261,43 +241,13 @@ fn result_lists(groups: usize, lines: &mut [(usize, Line)]) -> ArrayRef {
         ],
         None,
     );
-    Arc::new(ListArray::new(
-        list_item(DataType::Struct(due_month_fields())),
-        OffsetBuffer::from_lengths(lengths),
-        Arc::new(entries),
-        None,
-    ))
+    list_array(OffsetBuffer::from_lengths(lengths), Arc::new(entries))
 }
 
-/// Lines of every group, with their group index: one vector for all groups
-/// (no allocation per customer), sorted by group when emitted.
+/// The lines of every group.
 #[derive(Debug, Default)]
 struct RenewalGroupsAccumulator {
-    lines: Vec<(usize, Line)>,
-    groups: usize,
-}
-
-impl RenewalGroupsAccumulator {
-    /// Takes the lines of the groups `emit_to` emits, sorted by group, and
-    /// renumbers the groups that stay.
-    fn take(&mut self, emit_to: EmitTo) -> (usize, Vec<(usize, Line)>) {
-        let emitted = match emit_to {
-            EmitTo::All => self.groups,
-            EmitTo::First(n) => n.min(self.groups),
-        };
-        let mut taken = std::mem::take(&mut self.lines);
-        if emitted < self.groups {
-            let kept;
-            (taken, kept) = taken.into_iter().partition(|(group, _)| *group < emitted);
-            self.lines = kept
-                .into_iter()
-                .map(|(group, line)| (group - emitted, line))
-                .collect();
-        }
-        self.groups -= emitted;
-        taken.sort_unstable_by_key(|(group, _)| *group);
-        (emitted, taken)
-    }
+    lines: GroupedRows<Line>,
 }
 
 impl GroupsAccumulator for RenewalGroupsAccumulator {
@@ -308,20 +258,19 @@ impl GroupsAccumulator for RenewalGroupsAccumulator {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.groups = self.groups.max(total_num_groups);
-        self.lines
-            .extend(lines_of(values, opt_filter)?.map(|(row, line)| (group_indices[row], line)));
+        self.lines.set_groups(total_num_groups);
+        for (row, line) in lines_of(values, opt_filter)? {
+            self.lines.push(group_indices[row], line);
+        }
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let (groups, mut lines) = self.take(emit_to);
-        Ok(result_lists(groups, &mut lines))
+        Ok(result_lists(&self.lines.take(emit_to)))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let (groups, lines) = self.take(emit_to);
-        Ok(state_lists(groups, &lines))
+        Ok(state_lists(&self.lines.take(emit_to)))
     }
 
     fn merge_batch(
@@ -330,11 +279,11 @@ impl GroupsAccumulator for RenewalGroupsAccumulator {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        self.groups = self.groups.max(total_num_groups);
+        self.lines.set_groups(total_num_groups);
         for (row, lines) in lines_of_state(values)?.into_iter().enumerate() {
-            let group = group_indices[row];
-            self.lines
-                .extend(lines.into_iter().map(|line| (group, line)));
+            for line in lines {
+                self.lines.push(group_indices[row], line);
+            }
         }
         Ok(())
     }
@@ -344,13 +293,15 @@ impl GroupsAccumulator for RenewalGroupsAccumulator {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let rows = values.first().map_or(0, |v| v.len());
-        let lines: Vec<(usize, Line)> = lines_of(values, opt_filter)?.collect();
-        Ok(state_lists(rows, &lines))
+        let lines = Emitted {
+            groups: values.first().map_or(0, |v| v.len()),
+            rows: lines_of(values, opt_filter)?.collect(),
+        };
+        Ok(state_lists(&lines))
     }
 
     fn size(&self) -> usize {
-        self.lines.capacity() * std::mem::size_of::<(usize, Line)>()
+        self.lines.size()
     }
 }
 
@@ -358,6 +309,15 @@ impl GroupsAccumulator for RenewalGroupsAccumulator {
 #[derive(Debug, Default)]
 struct RenewalAccumulator {
     lines: Vec<Line>,
+}
+
+impl RenewalAccumulator {
+    fn as_one_group(&self) -> Emitted<Line> {
+        Emitted {
+            groups: 1,
+            rows: self.lines.iter().map(|line| (0, *line)).collect(),
+        }
+    }
 }
 
 impl Accumulator for RenewalAccumulator {
@@ -368,8 +328,7 @@ impl Accumulator for RenewalAccumulator {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let mut lines: Vec<(usize, Line)> = self.lines.iter().map(|l| (0, *l)).collect();
-        let list = result_lists(1, &mut lines);
+        let list = result_lists(&self.as_one_group());
         Ok(ScalarValue::List(Arc::new(list.as_list::<i32>().clone())))
     }
 
@@ -378,8 +337,7 @@ impl Accumulator for RenewalAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let lines: Vec<(usize, Line)> = self.lines.iter().map(|l| (0, *l)).collect();
-        state_lists(1, &lines)
+        state_lists(&self.as_one_group())
             .iter()
             .map(|list| ScalarValue::try_from_array(list, 0))
             .collect()
@@ -465,18 +423,21 @@ mod tests {
         ];
         // Z's only month is X's last: each group has its own entry.
         let z = [line("2025-06-01", "2025-06-20", 30)];
-        // Lines of both customers interleaved, out of date order.
-        let mut lines: Vec<(usize, Line)> = vec![
+        // Lines of the customers interleaved, out of date order.
+        let mut lines = GroupedRows::default();
+        lines.set_groups(3);
+        let interleaved = [
             (0, x[3]),
             (1, y[1]),
             (0, x[0]),
             (0, x[2]),
             (1, y[0]),
             (0, x[1]),
-            (2, z[0]),
         ];
-        lines.sort_by_key(|(group, _)| *group);
-        let months = months_of(&result_lists(3, &mut lines));
+        for (group, line) in interleaved.into_iter().chain([(2, z[0])]) {
+            lines.push(group, line);
+        }
+        let months = months_of(&result_lists(&lines.take(EmitTo::All)));
         assert_eq!(
             months,
             vec![
