@@ -28,11 +28,14 @@ use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
+    Accumulator, AggregateUDFImpl, GroupsAccumulator, Signature, Volatility,
 };
 use datafusion::physical_expr::expressions::Literal;
 
-use super::grouped_rows::{Emitted, GroupedRows, list_array, list_type};
+use super::grouped_rows::{
+    Emitted, WholeGroupAccumulator, WholeGroupAggregate, WholeGroupsAccumulator, list_array,
+    list_type,
+};
 use super::mrr_snapshot_months::push_snapshot_months;
 use crate::calendar::{first_day32_of_month_index, month_index_of_day32};
 
@@ -132,10 +135,7 @@ impl AggregateUDFImpl for CustomerMrrMonths {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(MrrAccumulator {
-            constants: Constants::of(&args)?,
-            lines: Vec::new(),
-        }))
+        Ok(Box::new(WholeGroupAccumulator::new(Constants::of(&args)?)))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -159,86 +159,8 @@ impl AggregateUDFImpl for CustomerMrrMonths {
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(MrrGroupsAccumulator {
-            constants: Constants::of(&args)?,
-            lines: GroupedRows::default(),
-        }))
+        Ok(Box::new(WholeGroupsAccumulator::new(Constants::of(&args)?)))
     }
-}
-
-/// The lines of a batch with their row numbers; rows with a null value or
-/// filtered out are skipped (a null amount adds nothing).
-fn lines_of<'a>(
-    values: &'a [ArrayRef],
-    filter: Option<&'a BooleanArray>,
-) -> Result<impl Iterator<Item = (usize, Line)> + 'a> {
-    let [start, end, micros, ..] = values else {
-        return exec_err!("customer_mrr_months takes five arguments");
-    };
-    let (start, end) = (
-        start.as_primitive::<Date32Type>(),
-        end.as_primitive::<Date32Type>(),
-    );
-    let micros = micros.as_primitive::<Int64Type>();
-    Ok((0..start.len()).filter_map(move |row| {
-        let skipped = filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
-            || start.is_null(row)
-            || end.is_null(row)
-            || micros.is_null(row);
-        (!skipped).then(|| {
-            (
-                row,
-                Line {
-                    start: start.value(row),
-                    end: end.value(row),
-                    monthly_micros: micros.value(row),
-                },
-            )
-        })
-    }))
-}
-
-/// The lines stored in state lists, per state row.
-fn lines_of_state(states: &[ArrayRef]) -> Result<Vec<Vec<Line>>> {
-    let [starts, ends, micros] = states else {
-        return exec_err!("customer_mrr_months state has three lists");
-    };
-    let (starts, ends, micros): (&ListArray, &ListArray, &ListArray) =
-        (starts.as_list(), ends.as_list(), micros.as_list());
-    Ok((0..starts.len())
-        .map(|row| {
-            if starts.is_null(row) {
-                return Vec::new();
-            }
-            let (s, e, m) = (starts.value(row), ends.value(row), micros.value(row));
-            let (s, e, m) = (
-                s.as_primitive::<Date32Type>(),
-                e.as_primitive::<Date32Type>(),
-                m.as_primitive::<Int64Type>(),
-            );
-            (0..s.len())
-                .map(|i| Line {
-                    start: s.value(i),
-                    end: e.value(i),
-                    monthly_micros: m.value(i),
-                })
-                .collect()
-        })
-        .collect())
-}
-
-fn state_lists(lines: &Emitted<Line>) -> Vec<ArrayRef> {
-    let days = |day: fn(&Line) -> i32| -> ArrayRef {
-        lines.lists(Arc::new(Date32Array::from_iter_values(
-            lines.rows.iter().map(|(_, line)| day(line)),
-        )))
-    };
-    let micros = Int64Array::from_iter_values(lines.rows.iter().map(|(_, l)| l.monthly_micros));
-    vec![
-        days(|l| l.start),
-        days(|l| l.end),
-        lines.lists(Arc::new(micros)),
-    ]
 }
 
 /// One month of a customer: first day, mrr, previous month's mrr, whether
@@ -304,162 +226,139 @@ fn customer_months(
         .map(|m| m.month)
 }
 
-fn result_lists(lines: &Emitted<Line>, constants: Constants) -> ArrayRef {
-    let mut months = Vec::with_capacity(lines.rows.len() * 2);
-    let mut first_paid = Vec::with_capacity(lines.groups);
-    let mut lengths = Vec::with_capacity(lines.groups);
-    let mut scratch = Vec::new();
-    for group in lines.per_group() {
-        let before = months.len();
-        let paid = customer_months(
-            group.iter().map(|(_, line)| *line),
-            constants,
-            &mut scratch,
-            &mut months,
+/// The aggregate's rows are a customer's lines; the constants are its
+/// parameters.
+impl WholeGroupAggregate for Constants {
+    type Row = Line;
+
+    /// The lines of a batch with their row numbers; rows with a null value or
+    /// filtered out are skipped (a null amount adds nothing).
+    fn rows_of<'a>(
+        &'a self,
+        values: &'a [ArrayRef],
+        filter: Option<&'a BooleanArray>,
+    ) -> Result<impl Iterator<Item = (usize, Line)> + 'a> {
+        let [start, end, micros, ..] = values else {
+            return exec_err!("customer_mrr_months takes five arguments");
+        };
+        let (start, end) = (
+            start.as_primitive::<Date32Type>(),
+            end.as_primitive::<Date32Type>(),
         );
-        lengths.push(months.len() - before);
-        first_paid.push(paid);
+        let micros = micros.as_primitive::<Int64Type>();
+        Ok((0..start.len()).filter_map(move |row| {
+            let skipped = filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
+                || start.is_null(row)
+                || end.is_null(row)
+                || micros.is_null(row);
+            (!skipped).then(|| {
+                (
+                    row,
+                    Line {
+                        start: start.value(row),
+                        end: end.value(row),
+                        monthly_micros: micros.value(row),
+                    },
+                )
+            })
+        }))
     }
-    let mut month = Date32Builder::with_capacity(months.len());
-    let mut mrr = Int64Builder::with_capacity(months.len());
-    let mut prev = Int64Builder::with_capacity(months.len());
-    let mut has_lines = BooleanBuilder::with_capacity(months.len());
-    let mut first_paid_month = Date32Builder::with_capacity(months.len());
-    let mut entries = months.iter();
-    for (length, paid) in lengths.iter().zip(&first_paid) {
-        for m in entries.by_ref().take(*length) {
-            month.append_value(m.month);
-            mrr.append_value(m.mrr_micros);
-            prev.append_value(m.prev_micros);
-            has_lines.append_value(m.has_lines);
-            first_paid_month.append_option(*paid);
-        }
+
+    /// The lines stored in state lists, per state row.
+    fn rows_of_state(&self, states: &[ArrayRef]) -> Result<Vec<Vec<Line>>> {
+        let [starts, ends, micros] = states else {
+            return exec_err!("customer_mrr_months state has three lists");
+        };
+        let (starts, ends, micros): (&ListArray, &ListArray, &ListArray) =
+            (starts.as_list(), ends.as_list(), micros.as_list());
+        Ok((0..starts.len())
+            .map(|row| {
+                if starts.is_null(row) {
+                    return Vec::new();
+                }
+                let (s, e, m) = (starts.value(row), ends.value(row), micros.value(row));
+                let (s, e, m) = (
+                    s.as_primitive::<Date32Type>(),
+                    e.as_primitive::<Date32Type>(),
+                    m.as_primitive::<Int64Type>(),
+                );
+                (0..s.len())
+                    .map(|i| Line {
+                        start: s.value(i),
+                        end: e.value(i),
+                        monthly_micros: m.value(i),
+                    })
+                    .collect()
+            })
+            .collect())
     }
-    let entries = StructArray::new(
-        month_fields(),
+
+    fn state_lists(&self, lines: &Emitted<Line>) -> Vec<ArrayRef> {
+        let days = |day: fn(&Line) -> i32| -> ArrayRef {
+            lines.lists(Arc::new(Date32Array::from_iter_values(
+                lines.rows.iter().map(|(_, line)| day(line)),
+            )))
+        };
+        let micros = Int64Array::from_iter_values(lines.rows.iter().map(|(_, l)| l.monthly_micros));
         vec![
-            Arc::new(month.finish()),
-            Arc::new(mrr.finish()),
-            Arc::new(prev.finish()),
-            Arc::new(has_lines.finish()),
-            Arc::new(first_paid_month.finish()),
-        ],
-        None,
-    );
-    list_array(OffsetBuffer::from_lengths(lengths), Arc::new(entries))
-}
+            days(|l| l.start),
+            days(|l| l.end),
+            lines.lists(Arc::new(micros)),
+        ]
+    }
 
-#[derive(Debug)]
-struct MrrGroupsAccumulator {
-    constants: Constants,
-    lines: GroupedRows<Line>,
-}
-
-impl GroupsAccumulator for MrrGroupsAccumulator {
-    fn update_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        opt_filter: Option<&BooleanArray>,
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.lines.set_groups(total_num_groups);
-        for (row, line) in lines_of(values, opt_filter)? {
-            self.lines.push(group_indices[row], line);
+    /// Each customer's months.
+    fn result_lists(&self, lines: &Emitted<Line>) -> ArrayRef {
+        let mut months = Vec::with_capacity(lines.rows.len() * 2);
+        let mut first_paid = Vec::with_capacity(lines.groups);
+        let mut lengths = Vec::with_capacity(lines.groups);
+        let mut scratch = Vec::new();
+        for group in lines.per_group() {
+            let before = months.len();
+            let paid = customer_months(
+                group.iter().map(|(_, line)| *line),
+                *self,
+                &mut scratch,
+                &mut months,
+            );
+            lengths.push(months.len() - before);
+            first_paid.push(paid);
         }
-        Ok(())
-    }
-
-    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        Ok(result_lists(&self.lines.take(emit_to), self.constants))
-    }
-
-    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        Ok(state_lists(&self.lines.take(emit_to)))
-    }
-
-    fn merge_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.lines.set_groups(total_num_groups);
-        for (row, lines) in lines_of_state(values)?.into_iter().enumerate() {
-            for line in lines {
-                self.lines.push(group_indices[row], line);
+        let mut month = Date32Builder::with_capacity(months.len());
+        let mut mrr = Int64Builder::with_capacity(months.len());
+        let mut prev = Int64Builder::with_capacity(months.len());
+        let mut has_lines = BooleanBuilder::with_capacity(months.len());
+        let mut first_paid_month = Date32Builder::with_capacity(months.len());
+        let mut entries = months.iter();
+        for (length, paid) in lengths.iter().zip(&first_paid) {
+            for m in entries.by_ref().take(*length) {
+                month.append_value(m.month);
+                mrr.append_value(m.mrr_micros);
+                prev.append_value(m.prev_micros);
+                has_lines.append_value(m.has_lines);
+                first_paid_month.append_option(*paid);
             }
         }
-        Ok(())
-    }
-
-    fn convert_to_state(
-        &self,
-        values: &[ArrayRef],
-        opt_filter: Option<&BooleanArray>,
-    ) -> Result<Vec<ArrayRef>> {
-        let lines = Emitted {
-            groups: values.first().map_or(0, |v| v.len()),
-            rows: lines_of(values, opt_filter)?.collect(),
-        };
-        Ok(state_lists(&lines))
-    }
-
-    fn size(&self) -> usize {
-        self.lines.size()
-    }
-}
-
-/// The single-group form (no GROUP BY, or a window).
-#[derive(Debug)]
-struct MrrAccumulator {
-    constants: Constants,
-    lines: Vec<Line>,
-}
-
-impl MrrAccumulator {
-    fn as_one_group(&self) -> Emitted<Line> {
-        Emitted {
-            groups: 1,
-            rows: self.lines.iter().map(|line| (0, *line)).collect(),
-        }
-    }
-}
-
-impl Accumulator for MrrAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.lines
-            .extend(lines_of(values, None)?.map(|(_, line)| line));
-        Ok(())
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let list = result_lists(&self.as_one_group(), self.constants);
-        Ok(ScalarValue::List(Arc::new(list.as_list::<i32>().clone())))
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.lines.capacity() * std::mem::size_of::<Line>()
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        state_lists(&self.as_one_group())
-            .iter()
-            .map(|list| ScalarValue::try_from_array(list, 0))
-            .collect()
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        for lines in lines_of_state(states)? {
-            self.lines.extend(lines);
-        }
-        Ok(())
+        let entries = StructArray::new(
+            month_fields(),
+            vec![
+                Arc::new(month.finish()),
+                Arc::new(mrr.finish()),
+                Arc::new(prev.finish()),
+                Arc::new(has_lines.finish()),
+                Arc::new(first_paid_month.finish()),
+            ],
+            None,
+        );
+        list_array(OffsetBuffer::from_lengths(lengths), Arc::new(entries))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use chrono::NaiveDate;
+
+    use datafusion::logical_expr::EmitTo;
 
     use super::*;
     use crate::calendar::{from_date32, to_date32};
@@ -568,10 +467,7 @@ mod tests {
         };
         let jan = line("2025-01-01", "2025-02-01", 7_000_000);
         let feb = line("2025-02-01", "2025-03-01", 9_000_000);
-        let mut partial = MrrGroupsAccumulator {
-            constants,
-            lines: GroupedRows::default(),
-        };
+        let mut partial = WholeGroupsAccumulator::new(constants);
         // Customer A (group 0) has Jan, then is emitted; B (group 1) has Feb;
         // A's Feb line arrives later as group 1 (B is renumbered 0).
         partial
@@ -582,10 +478,7 @@ mod tests {
             .update_batch(&columns(&[feb]), &[1], None, 2)
             .unwrap();
         let late = partial.state(EmitTo::All).unwrap();
-        let mut last = MrrGroupsAccumulator {
-            constants,
-            lines: GroupedRows::default(),
-        };
+        let mut last = WholeGroupsAccumulator::new(constants);
         last.merge_batch(&early, &[0], 1).unwrap();
         last.merge_batch(&late, &[1, 0], 2).unwrap();
         let result = last.evaluate(EmitTo::All).unwrap();

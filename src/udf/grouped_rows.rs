@@ -1,13 +1,174 @@
-//! State for aggregates that need all the rows of a group at once (every
-//! line of a customer): one vector of `(group, row)` for all groups, so a
-//! million groups cost no allocation each, sorted by group when emitted.
+//! Aggregates that need all the rows of a group at once (every line of a
+//! customer). Such an aggregate says how its rows come out of its
+//! arguments and its state and what each group's answer is
+//! ([`WholeGroupAggregate`]); [`WholeGroupsAccumulator`] and
+//! [`WholeGroupAccumulator`] do the rest. The rows of all groups live in
+//! one vector of `(group, row)`, so a million groups cost no allocation
+//! each, sorted by group when emitted.
 
+use std::fmt::Debug;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, ListArray};
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, ListArray};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field};
-use datafusion::logical_expr::EmitTo;
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
+
+/// The parts of an aggregate over whole groups that differ between
+/// aggregates.
+pub(super) trait WholeGroupAggregate: Debug + Send + Sync + 'static {
+    type Row: Copy + Debug + Send + Sync + 'static;
+
+    /// The rows of a batch of arguments with their row numbers, without
+    /// the rows the filter drops or that cannot count (a null argument).
+    fn rows_of<'a>(
+        &'a self,
+        values: &'a [ArrayRef],
+        filter: Option<&'a BooleanArray>,
+    ) -> Result<impl Iterator<Item = (usize, Self::Row)> + 'a>;
+
+    /// The rows held in state columns, per state row.
+    fn rows_of_state(&self, states: &[ArrayRef]) -> Result<Vec<Vec<Self::Row>>>;
+
+    /// State columns holding each group's rows.
+    fn state_lists(&self, rows: &Emitted<Self::Row>) -> Vec<ArrayRef>;
+
+    /// The answer of each group (one list per group).
+    fn result_lists(&self, rows: &Emitted<Self::Row>) -> ArrayRef;
+}
+
+/// The grouped form of a [`WholeGroupAggregate`].
+#[derive(Debug)]
+pub(super) struct WholeGroupsAccumulator<A: WholeGroupAggregate> {
+    aggregate: A,
+    rows: GroupedRows<A::Row>,
+}
+
+impl<A: WholeGroupAggregate> WholeGroupsAccumulator<A> {
+    pub fn new(aggregate: A) -> Self {
+        Self {
+            aggregate,
+            rows: GroupedRows::default(),
+        }
+    }
+}
+
+impl<A: WholeGroupAggregate> GroupsAccumulator for WholeGroupsAccumulator<A> {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.rows.set_groups(total_num_groups);
+        for (row, value) in self.aggregate.rows_of(values, opt_filter)? {
+            self.rows.push(group_indices[row], value);
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        Ok(self.aggregate.result_lists(&self.rows.take(emit_to)))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(self.aggregate.state_lists(&self.rows.take(emit_to)))
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.rows.set_groups(total_num_groups);
+        for (row, rows) in self
+            .aggregate
+            .rows_of_state(values)?
+            .into_iter()
+            .enumerate()
+        {
+            for value in rows {
+                self.rows.push(group_indices[row], value);
+            }
+        }
+        Ok(())
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let rows = Emitted {
+            groups: values.first().map_or(0, |v| v.len()),
+            rows: self.aggregate.rows_of(values, opt_filter)?.collect(),
+        };
+        Ok(self.aggregate.state_lists(&rows))
+    }
+
+    fn size(&self) -> usize {
+        self.rows.size()
+    }
+}
+
+/// The single-group form of a [`WholeGroupAggregate`] (no GROUP BY, or a
+/// window).
+#[derive(Debug)]
+pub(super) struct WholeGroupAccumulator<A: WholeGroupAggregate> {
+    aggregate: A,
+    rows: Vec<A::Row>,
+}
+
+impl<A: WholeGroupAggregate> WholeGroupAccumulator<A> {
+    pub fn new(aggregate: A) -> Self {
+        Self {
+            aggregate,
+            rows: Vec::new(),
+        }
+    }
+
+    fn as_one_group(&self) -> Emitted<A::Row> {
+        Emitted {
+            groups: 1,
+            rows: self.rows.iter().map(|row| (0, *row)).collect(),
+        }
+    }
+}
+
+impl<A: WholeGroupAggregate> Accumulator for WholeGroupAccumulator<A> {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let rows = self.aggregate.rows_of(values, None)?.map(|(_, row)| row);
+        self.rows.extend(rows);
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let list = self.aggregate.result_lists(&self.as_one_group());
+        Ok(ScalarValue::List(Arc::new(list.as_list::<i32>().clone())))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.rows.capacity() * std::mem::size_of::<A::Row>()
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.aggregate
+            .state_lists(&self.as_one_group())
+            .iter()
+            .map(|list| ScalarValue::try_from_array(list, 0))
+            .collect()
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        for rows in self.aggregate.rows_of_state(states)? {
+            self.rows.extend(rows);
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug)]
 pub(super) struct GroupedRows<T> {

@@ -20,14 +20,17 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, FieldRef, Fields};
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
+    Accumulator, AggregateUDFImpl, GroupsAccumulator, Signature, Volatility,
 };
 
-use super::grouped_rows::{Emitted, GroupedRows, list_array, list_type};
+use super::grouped_rows::{
+    Emitted, WholeGroupAccumulator, WholeGroupAggregate, WholeGroupsAccumulator, list_array,
+    list_type,
+};
 use crate::calendar::{first_day32_of_month_index, month_index_of_day32};
 
 /// One subscription line, in Date32 days.
@@ -92,7 +95,7 @@ impl AggregateUDFImpl for RenewalDueMonths {
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(RenewalAccumulator::default()))
+        Ok(Box::new(WholeGroupAccumulator::new(DueMonthsOfLines)))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -116,77 +119,120 @@ impl AggregateUDFImpl for RenewalDueMonths {
         &self,
         _args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(RenewalGroupsAccumulator::default()))
+        Ok(Box::new(WholeGroupsAccumulator::new(DueMonthsOfLines)))
     }
 }
 
-/// The lines of a batch with their row numbers; rows with a null day or
-/// filtered out are skipped.
-fn lines_of<'a>(
-    values: &'a [ArrayRef],
-    filter: Option<&'a BooleanArray>,
-) -> Result<impl Iterator<Item = (usize, Line)> + 'a> {
-    let [start, window_start, window_end, end] = values else {
-        return exec_err!("renewal_due_months takes four dates");
-    };
-    let days: [&Date32Array; 4] = [start, window_start, window_end, end].map(|a| a.as_primitive());
-    Ok((0..start.len()).filter_map(move |row| {
-        if filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
-            || days.iter().any(|d| d.is_null(row))
-        {
-            return None;
-        }
-        let [start, window_start, window_end, end] = days.map(|d| d.value(row));
-        Some((
-            row,
-            Line {
-                start,
-                window_start,
-                window_end,
-                end,
-            },
-        ))
-    }))
-}
+/// The aggregate's rows are a customer's subscription lines.
+#[derive(Debug, Clone, Copy)]
+struct DueMonthsOfLines;
 
-/// The lines stored in state lists: row `row` of the four list columns.
-fn lines_of_state(states: &[ArrayRef]) -> Result<Vec<Vec<Line>>> {
-    let [starts, window_starts, window_ends, ends] = states else {
-        return exec_err!("renewal_due_months state has four lists");
-    };
-    let lists: [&ListArray; 4] = [starts, window_starts, window_ends, ends].map(|a| a.as_list());
-    Ok((0..starts.len())
-        .map(|row| {
-            if lists[0].is_null(row) {
-                return Vec::new();
+impl WholeGroupAggregate for DueMonthsOfLines {
+    type Row = Line;
+
+    /// The lines of a batch with their row numbers; rows with a null day or
+    /// filtered out are skipped.
+    fn rows_of<'a>(
+        &'a self,
+        values: &'a [ArrayRef],
+        filter: Option<&'a BooleanArray>,
+    ) -> Result<impl Iterator<Item = (usize, Line)> + 'a> {
+        let [start, window_start, window_end, end] = values else {
+            return exec_err!("renewal_due_months takes four dates");
+        };
+        let days: [&Date32Array; 4] =
+            [start, window_start, window_end, end].map(|a| a.as_primitive());
+        Ok((0..start.len()).filter_map(move |row| {
+            if filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
+                || days.iter().any(|d| d.is_null(row))
+            {
+                return None;
             }
-            let [s, ws, we, e] = lists.map(|l| l.value(row));
-            let [s, ws, we, e] = [&s, &ws, &we, &e].map(|a| a.as_primitive::<Date32Type>());
-            (0..s.len())
-                .map(|i| Line {
-                    start: s.value(i),
-                    window_start: ws.value(i),
-                    window_end: we.value(i),
-                    end: e.value(i),
-                })
-                .collect()
-        })
-        .collect())
-}
+            let [start, window_start, window_end, end] = days.map(|d| d.value(row));
+            Some((
+                row,
+                Line {
+                    start,
+                    window_start,
+                    window_end,
+                    end,
+                },
+            ))
+        }))
+    }
 
-/// Four list columns holding each group's lines.
-fn state_lists(lines: &Emitted<Line>) -> Vec<ArrayRef> {
-    let column = |day: fn(&Line) -> i32| -> ArrayRef {
-        lines.lists(Arc::new(Date32Array::from_iter_values(
-            lines.rows.iter().map(|(_, line)| day(line)),
-        )))
-    };
-    vec![
-        column(|l| l.start),
-        column(|l| l.window_start),
-        column(|l| l.window_end),
-        column(|l| l.end),
-    ]
+    /// The lines stored in state lists: row `row` of the four list columns.
+    fn rows_of_state(&self, states: &[ArrayRef]) -> Result<Vec<Vec<Line>>> {
+        let [starts, window_starts, window_ends, ends] = states else {
+            return exec_err!("renewal_due_months state has four lists");
+        };
+        let lists: [&ListArray; 4] =
+            [starts, window_starts, window_ends, ends].map(|a| a.as_list());
+        Ok((0..starts.len())
+            .map(|row| {
+                if lists[0].is_null(row) {
+                    return Vec::new();
+                }
+                let [s, ws, we, e] = lists.map(|l| l.value(row));
+                let [s, ws, we, e] = [&s, &ws, &we, &e].map(|a| a.as_primitive::<Date32Type>());
+                (0..s.len())
+                    .map(|i| Line {
+                        start: s.value(i),
+                        window_start: ws.value(i),
+                        window_end: we.value(i),
+                        end: e.value(i),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Four list columns holding each group's lines.
+    fn state_lists(&self, lines: &Emitted<Line>) -> Vec<ArrayRef> {
+        let column = |day: fn(&Line) -> i32| -> ArrayRef {
+            lines.lists(Arc::new(Date32Array::from_iter_values(
+                lines.rows.iter().map(|(_, line)| day(line)),
+            )))
+        };
+        vec![
+            column(|l| l.start),
+            column(|l| l.window_start),
+            column(|l| l.window_end),
+            column(|l| l.end),
+        ]
+    }
+
+    /// Each group's due months.
+    fn result_lists(&self, lines: &Emitted<Line>) -> ArrayRef {
+        let mut months = Vec::new();
+        let mut lengths = Vec::with_capacity(lines.groups);
+        let mut group_lines = Vec::new();
+        for group in lines.per_group() {
+            group_lines.clear();
+            group_lines.extend(group.iter().map(|(_, line)| *line));
+            let before = months.len();
+            due_months(&mut group_lines, &mut months);
+            lengths.push(months.len() - before);
+        }
+        let mut due_month = Date32Builder::with_capacity(months.len());
+        let mut won = BooleanBuilder::with_capacity(months.len());
+        let mut latest_due_end = Date32Builder::with_capacity(months.len());
+        for (month, renewed, latest) in months {
+            due_month.append_value(month);
+            won.append_value(renewed);
+            latest_due_end.append_value(latest);
+        }
+        let entries = StructArray::new(
+            due_month_fields(),
+            vec![
+                Arc::new(due_month.finish()),
+                Arc::new(won.finish()),
+                Arc::new(latest_due_end.finish()),
+            ],
+            None,
+        );
+        list_array(OffsetBuffer::from_lengths(lengths), Arc::new(entries))
+    }
 }
 
 /// Appends one group's due months to `out`, in month order: (first day,
@@ -212,149 +258,13 @@ fn due_months(lines: &mut [Line], out: &mut Vec<(i32, bool, i32)>) {
     }
 }
 
-/// The result list of each group.
-fn result_lists(lines: &Emitted<Line>) -> ArrayRef {
-    let mut months = Vec::new();
-    let mut lengths = Vec::with_capacity(lines.groups);
-    let mut group_lines = Vec::new();
-    for group in lines.per_group() {
-        group_lines.clear();
-        group_lines.extend(group.iter().map(|(_, line)| *line));
-        let before = months.len();
-        due_months(&mut group_lines, &mut months);
-        lengths.push(months.len() - before);
-    }
-    let mut due_month = Date32Builder::with_capacity(months.len());
-    let mut won = BooleanBuilder::with_capacity(months.len());
-    let mut latest_due_end = Date32Builder::with_capacity(months.len());
-    for (month, renewed, latest) in months {
-        due_month.append_value(month);
-        won.append_value(renewed);
-        latest_due_end.append_value(latest);
-    }
-    let entries = StructArray::new(
-        due_month_fields(),
-        vec![
-            Arc::new(due_month.finish()),
-            Arc::new(won.finish()),
-            Arc::new(latest_due_end.finish()),
-        ],
-        None,
-    );
-    list_array(OffsetBuffer::from_lengths(lengths), Arc::new(entries))
-}
-
-/// The lines of every group.
-#[derive(Debug, Default)]
-struct RenewalGroupsAccumulator {
-    lines: GroupedRows<Line>,
-}
-
-impl GroupsAccumulator for RenewalGroupsAccumulator {
-    fn update_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        opt_filter: Option<&BooleanArray>,
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.lines.set_groups(total_num_groups);
-        for (row, line) in lines_of(values, opt_filter)? {
-            self.lines.push(group_indices[row], line);
-        }
-        Ok(())
-    }
-
-    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        Ok(result_lists(&self.lines.take(emit_to)))
-    }
-
-    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        Ok(state_lists(&self.lines.take(emit_to)))
-    }
-
-    fn merge_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.lines.set_groups(total_num_groups);
-        for (row, lines) in lines_of_state(values)?.into_iter().enumerate() {
-            for line in lines {
-                self.lines.push(group_indices[row], line);
-            }
-        }
-        Ok(())
-    }
-
-    fn convert_to_state(
-        &self,
-        values: &[ArrayRef],
-        opt_filter: Option<&BooleanArray>,
-    ) -> Result<Vec<ArrayRef>> {
-        let lines = Emitted {
-            groups: values.first().map_or(0, |v| v.len()),
-            rows: lines_of(values, opt_filter)?.collect(),
-        };
-        Ok(state_lists(&lines))
-    }
-
-    fn size(&self) -> usize {
-        self.lines.size()
-    }
-}
-
-/// The single-group form (no GROUP BY, or a window).
-#[derive(Debug, Default)]
-struct RenewalAccumulator {
-    lines: Vec<Line>,
-}
-
-impl RenewalAccumulator {
-    fn as_one_group(&self) -> Emitted<Line> {
-        Emitted {
-            groups: 1,
-            rows: self.lines.iter().map(|line| (0, *line)).collect(),
-        }
-    }
-}
-
-impl Accumulator for RenewalAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.lines
-            .extend(lines_of(values, None)?.map(|(_, line)| line));
-        Ok(())
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let list = result_lists(&self.as_one_group());
-        Ok(ScalarValue::List(Arc::new(list.as_list::<i32>().clone())))
-    }
-
-    fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.lines.capacity() * std::mem::size_of::<Line>()
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        state_lists(&self.as_one_group())
-            .iter()
-            .map(|list| ScalarValue::try_from_array(list, 0))
-            .collect()
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        for lines in lines_of_state(states)? {
-            self.lines.extend(lines);
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::NaiveDate;
 
+    use datafusion::logical_expr::EmitTo;
+
+    use super::super::grouped_rows::GroupedRows;
     use super::*;
     use crate::calendar::{from_date32, to_date32};
 
@@ -437,7 +347,7 @@ mod tests {
         for (group, line) in interleaved.into_iter().chain([(2, z[0])]) {
             lines.push(group, line);
         }
-        let months = months_of(&result_lists(&lines.take(EmitTo::All)));
+        let months = months_of(&DueMonthsOfLines.result_lists(&lines.take(EmitTo::All)));
         assert_eq!(
             months,
             vec![
@@ -476,13 +386,13 @@ mod tests {
         // Feb, Feb not renewed); group 1: a March line, not renewed.
         let first = batch(&["2025-01-01", "2025-03-01"], &["2025-02-01", "2025-04-01"]);
         let second = batch(&["2025-02-01"], &["2025-03-01"]);
-        let mut partial = RenewalGroupsAccumulator::default();
+        let mut partial = WholeGroupsAccumulator::new(DueMonthsOfLines);
         partial.update_batch(&first, &[0, 1], None, 2).unwrap();
         let early = partial.state(EmitTo::First(1)).unwrap();
         partial.update_batch(&second, &[1], None, 2).unwrap();
         let late = partial.state(EmitTo::All).unwrap();
 
-        let mut last = RenewalGroupsAccumulator::default();
+        let mut last = WholeGroupsAccumulator::new(DueMonthsOfLines);
         last.merge_batch(&early, &[0], 1).unwrap();
         // `late` holds the renumbered March group (0) and the Feb line's group (1).
         last.merge_batch(&late, &[1, 0], 2).unwrap();
@@ -500,7 +410,7 @@ mod tests {
 
     #[test]
     fn convert_to_state_keeps_one_line_a_row_and_drops_filtered_and_null_rows() {
-        let acc = RenewalGroupsAccumulator::default();
+        let acc = WholeGroupsAccumulator::new(DueMonthsOfLines);
         let start = dates(&["2025-01-01", "2025-02-01", "2025-03-01"]);
         let with_null: ArrayRef = Arc::new(Date32Array::from(vec![
             Some(day("2025-02-01")),
@@ -510,7 +420,7 @@ mod tests {
         let values = vec![start.clone(), start.clone(), with_null.clone(), with_null];
         let filter = BooleanArray::from(vec![true, true, false]);
         let state = acc.convert_to_state(&values, Some(&filter)).unwrap();
-        let lines = lines_of_state(&state).unwrap();
+        let lines = DueMonthsOfLines.rows_of_state(&state).unwrap();
         assert_eq!(lines.iter().map(Vec::len).collect::<Vec<_>>(), [1, 0, 0]);
         assert_eq!(lines[0][0].end, day("2025-02-01"));
     }
