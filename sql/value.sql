@@ -4,12 +4,13 @@
 -- Money is summed in integer micro-units (1e-6), as in mrr.sql, so totals
 -- are exact and reruns identical.
 
+-- Views that most steps read carry no segment: a join with the customers'
+-- segments sorts every row by customer, so it is made where the segment
+-- is needed, on as few rows as possible.
 CREATE OR REPLACE VIEW cost_lines AS
-SELECT c.month, c.category, c.customer_id,
-       COALESCE(cs.segment, 'unknown') AS segment,
-       CAST(round(c.amount * 1000000) AS BIGINT) AS amount_micros
-FROM costs c
-LEFT JOIN customer_segments cs ON cs.customer_id = c.customer_id;
+SELECT month, category, customer_id,
+       CAST(round(amount * 1000000) AS BIGINT) AS amount_micros
+FROM costs;
 
 -- CRC: retention costs of the month (direct retention costs of the
 -- segment's customers + overhead retention costs * CE_segment / CE_all)
@@ -18,8 +19,12 @@ CREATE OR REPLACE VIEW value_monthly AS
 WITH direct AS (
     SELECT month, CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
            SUM(amount_micros) AS micros
-    FROM cost_lines
-    WHERE category = 'retention' AND customer_id IS NOT NULL
+    FROM (
+        SELECT c.month, COALESCE(cs.segment, 'unknown') AS segment, c.amount_micros
+        FROM cost_lines c
+        LEFT JOIN customer_segments cs ON cs.customer_id = c.customer_id
+        WHERE c.category = 'retention' AND c.customer_id IS NOT NULL
+    )
     GROUP BY GROUPING SETS ((month, segment), (month))
 ), overhead AS (
     SELECT month, SUM(amount_micros) AS micros
@@ -49,11 +54,9 @@ JOIN mrr_monthly m ON m.month = c.month AND m.segment = c.segment;
 
 -- Order lines booked in W (refunds included).
 CREATE OR REPLACE VIEW trailing_orders AS
-SELECT o.customer_id, COALESCE(cs.segment, 'unknown') AS segment, o.kind,
-       CAST(round(o.amount * 1000000) AS BIGINT) AS amount_micros
-FROM orders o
-LEFT JOIN customer_segments cs ON cs.customer_id = o.customer_id
-WHERE o.order_date >= ${trailing_first_month};
+SELECT customer_id, kind, CAST(round(amount * 1000000) AS BIGINT) AS amount_micros
+FROM orders
+WHERE order_date >= ${trailing_first_month};
 
 -- Overhead service costs of each month of W, split across the customers in
 -- proportion to their tickets opened that month (a month without tickets:
@@ -74,12 +77,19 @@ WITH overhead AS (
     FROM tickets
     WHERE opened_at >= CAST(${trailing_first_month} AS TIMESTAMP)
     GROUP BY CAST(date_trunc('month', opened_at) AS DATE), customer_id
+), months_with_tickets AS (
+    -- from the tickets, not ticket_weights: a grouping by month alone
+    -- instead of the per-customer grouping a second time
+    SELECT CAST(date_trunc('month', opened_at) AS DATE) AS month
+    FROM tickets
+    WHERE opened_at >= CAST(${trailing_first_month} AS TIMESTAMP)
+    GROUP BY CAST(date_trunc('month', opened_at) AS DATE)
 ), months_without_tickets AS (
     SELECT o.month,
            LEAST(CAST(o.month + INTERVAL '1 month' - INTERVAL '1 day' AS DATE), ${as_of})
                AS month_end
     FROM overhead o
-    LEFT JOIN (SELECT DISTINCT month FROM ticket_weights) t ON t.month = o.month
+    LEFT JOIN months_with_tickets t ON t.month = o.month
     WHERE t.month IS NULL
 ), weights AS (
     SELECT t.month, t.customer_id, t.weight
@@ -162,10 +172,11 @@ WITH amounts AS (
     GROUP BY customer_id
 ), paying AS (
     -- MRR over W's months with MRR > 0: its sum and the number of months
+    -- (W as a range: a join with the 12 months sorted all 15 M rows)
     SELECT m.customer_id, SUM(m.mrr_micros) AS mrr_micros, COUNT(*) AS months
     FROM customer_mrr_movements m
-    JOIN trailing_months t ON t.month = m.month
-    WHERE m.mrr_micros > 0
+    WHERE m.month BETWEEN ${trailing_first_month} AND ${as_of_month}
+      AND m.mrr_micros > 0
     GROUP BY m.customer_id
 )
 SELECT i.customer_id, COALESCE(cs.segment, 'unknown') AS segment,
@@ -199,10 +210,14 @@ WITH purchases AS (
            SUM(micros) / 1000000.0 / SUM(orders) AS avg_order_value,
            CAST(SUM(orders) AS DOUBLE) / COUNT(*) / 12.0 AS purchase_frequency
     FROM (
-        SELECT segment, customer_id, COUNT(*) AS orders, SUM(amount_micros) AS micros
-        FROM trailing_orders
-        WHERE kind IN ('subscription', 'addon', 'one_time') AND amount_micros > 0
-        GROUP BY segment, customer_id
+        SELECT COALESCE(cs.segment, 'unknown') AS segment, p.orders, p.micros
+        FROM (
+            SELECT customer_id, COUNT(*) AS orders, SUM(amount_micros) AS micros
+            FROM trailing_orders
+            WHERE kind IN ('subscription', 'addon', 'one_time') AND amount_micros > 0
+            GROUP BY customer_id
+        ) p
+        LEFT JOIN customer_segments cs ON cs.customer_id = p.customer_id
     )
     GROUP BY GROUPING SETS ((segment), ())
 ), customers AS (
