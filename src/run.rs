@@ -393,6 +393,11 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
     }
     validate::enforce_reject_ratio(&ctx, &counts, job.run.max_reject_ratio).await?;
 
+    // Every join of the KPI views has a side of at most one row per
+    // customer (segments, per-customer aggregates) or a few rows (months,
+    // segments): hash joins with that side as the build side stream the
+    // other once, where sort-merge joins sorted whole inputs by customer.
+    session::set_prefer_hash_join(&ctx, true);
     // Each family's stage covers its views and writing its tables, so the
     // timings say what every family costs.
     let params = sql_params(job, &window);

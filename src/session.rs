@@ -50,9 +50,11 @@ pub fn session_config() -> Result<SessionConfig, SessionError> {
     options.execution.keep_partition_by_columns = true;
     options.execution.parquet.compression = Some("zstd(3)".into());
     // A hash join keeps its whole build side in memory and cannot spill, and
-    // with inputs of tens of millions of rows the build side is often the
-    // big one; sort-merge joins sort (and spill) instead, so memory stays
-    // within the pool whatever the input size.
+    // in ad hoc queries over inputs of tens of millions of rows the build
+    // side is often the big one; sort-merge joins sort (and spill) instead,
+    // so memory stays within the pool whatever the input size. A run plans
+    // its own queries with hash joins (see `run::run_job`): each of its
+    // joins has a side of at most one row per customer.
     options.optimizer.prefer_hash_join = false;
     apply_env_overrides(options)?;
     Ok(config)
@@ -118,11 +120,16 @@ pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContex
 }
 
 /// Sets whether the planner prefers hash joins (see `session_config`) for
-/// the queries planned from now on; returns the previous setting.
+/// the queries planned from now on; returns the previous setting. A value
+/// set in the environment (`DATAFUSION_OPTIMIZER_PREFER_HASH_JOIN`) wins,
+/// as over the defaults.
 pub fn set_prefer_hash_join(ctx: &SessionContext, prefer: bool) -> bool {
     let state = ctx.state_ref();
     let mut state = state.write();
     let optimizer = &mut state.config_mut().options_mut().optimizer;
+    if std::env::var_os("DATAFUSION_OPTIMIZER_PREFER_HASH_JOIN").is_some() {
+        return optimizer.prefer_hash_join;
+    }
     std::mem::replace(&mut optimizer.prefer_hash_join, prefer)
 }
 
