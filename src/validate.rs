@@ -58,7 +58,7 @@ pub struct InputCounts {
 /// The checks join each input with the customer directory (one row per
 /// customer) and with its duplicated keys (a handful): small build sides,
 /// so they are planned as hash joins, which stream the input once, rather
-/// than the sort-merge joins of the KPI views (which sort whole inputs).
+/// than the session's default sort-merge joins (which sort whole inputs).
 pub async fn register_checked_views(
     ctx: &SessionContext,
     params: &SqlParams,
