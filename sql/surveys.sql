@@ -1,23 +1,23 @@
 -- Surveys: NPS and CSAT (spec 4.5), by the month of responded_at.
 
 -- Per customer and month, only the latest nps response (ties: the greatest
--- response_id).
+-- response_id): a grouping by customer and month, which keeps one row per
+-- group, rather than a window ranking every response (a sort of all of them).
 CREATE OR REPLACE VIEW nps_responses AS
-WITH ranked AS (
-    SELECT s.response_id, s.customer_id, s.responded_at, s.score,
+WITH latest AS (
+    SELECT s.customer_id,
            CAST(date_trunc('month', s.responded_at) AS DATE) AS month,
-           ROW_NUMBER() OVER (
-               PARTITION BY s.customer_id, date_trunc('month', s.responded_at)
-               ORDER BY s.responded_at DESC, s.response_id DESC
-           ) AS rank_in_month
+           last_value(s.response_id ORDER BY s.responded_at, s.response_id) AS response_id,
+           max(s.responded_at) AS responded_at,
+           last_value(s.score ORDER BY s.responded_at, s.response_id) AS score
     FROM surveys s
     WHERE s.survey = 'nps'
+    GROUP BY s.customer_id, CAST(date_trunc('month', s.responded_at) AS DATE)
 )
-SELECT r.response_id, r.customer_id, r.responded_at, r.month, r.score,
+SELECT l.response_id, l.customer_id, l.responded_at, l.month, l.score,
        COALESCE(cs.segment, 'unknown') AS segment
-FROM ranked r
-LEFT JOIN customer_segments cs ON cs.customer_id = r.customer_id
-WHERE r.rank_in_month = 1;
+FROM latest l
+LEFT JOIN customer_segments cs ON cs.customer_id = l.customer_id;
 
 CREATE OR REPLACE VIEW csat_responses AS
 SELECT s.response_id, s.customer_id, s.responded_at, s.score,
