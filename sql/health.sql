@@ -18,12 +18,12 @@ WITH active AS (
     WHERE day >= ${as_of} - INTERVAL '119 days'
     GROUP BY customer_id
 ), latest_nps AS (
-    SELECT customer_id, score,
-           ROW_NUMBER() OVER (PARTITION BY customer_id
-                              ORDER BY responded_at DESC, response_id DESC) AS rank
+    -- the latest answer (ties: the greatest response_id), by a grouping
+    SELECT customer_id, last_value(score ORDER BY responded_at, response_id) AS score
     FROM surveys
     WHERE survey = 'nps'
       AND CAST(responded_at AS DATE) >= ${as_of} - INTERVAL '179 days'
+    GROUP BY customer_id
 ), recent_csat AS (
     SELECT customer_id, AVG(score) AS mean_score
     FROM surveys
@@ -53,7 +53,7 @@ SELECT a.customer_id, a.segment,
             THEN LEAST(100.0, 50.0 * m.now_micros / m.base_micros) END AS mrr_trend
 FROM active a
 LEFT JOIN usage_windows u ON u.customer_id = a.customer_id
-LEFT JOIN latest_nps n ON n.customer_id = a.customer_id AND n.rank = 1
+LEFT JOIN latest_nps n ON n.customer_id = a.customer_id
 LEFT JOIN recent_csat c ON c.customer_id = a.customer_id
 LEFT JOIN recent_tickets t ON t.customer_id = a.customer_id
 LEFT JOIN mrr m ON m.customer_id = a.customer_id;
