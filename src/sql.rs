@@ -227,6 +227,9 @@ pub async fn run_script(
     Ok(())
 }
 
+/// The codec of the views a run stores in its scratch directory.
+const SCRATCH_COMPRESSION: &str = "lz4_raw";
+
 /// Writes view `name` to Parquet under `dir/name/` and registers a table of
 /// that name over the files in its place.
 pub async fn materialize_view(
@@ -245,7 +248,11 @@ pub async fn materialize_view(
     let view = ctx.table(name).await?;
     // An empty view writes no file: the schema is given, not inferred.
     let schema = view.schema().as_arrow().clone();
-    view.write_parquet(&target, DataFrameWriteOptions::new(), None)
+    // Scratch files are read back once or twice by this run and deleted:
+    // a fast codec, where the published tables use zstd.
+    let mut options = ctx.state().default_table_options().parquet;
+    options.global.compression = Some(SCRATCH_COMPRESSION.into());
+    view.write_parquet(&target, DataFrameWriteOptions::new(), Some(options))
         .await?;
     ctx.deregister_table(name)?;
     ctx.register_parquet(name, &target, ParquetReadOptions::default().schema(&schema))
