@@ -7,6 +7,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DataFusionError, Result as DFResult};
+use datafusion::datasource::TableType;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
 use datafusion::arrow::array::{
     ArrayRef, AsArray, BooleanArray, Date32Array, Float64Array, Int64Array, ListArray, RecordBatch,
     StringArray, StructArray,
@@ -70,47 +78,144 @@ struct Estimate {
     scores: Vec<Option<f64>>,
 }
 
+/// Registers the csi views and the `csi_factors`, `csi_paths` and
+/// `csi_index` tables. A run (`lazily` false) estimates here; views for ad
+/// hoc SQL (`lazily` true) estimate when a query first reads one of the
+/// tables, so opening a shell does not wait for the estimation.
 pub async fn register(
     ctx: &SessionContext,
     job: &JobConfig,
     window: &RunWindow,
     params: &SqlParams,
+    lazily: bool,
 ) -> Result<(), Error> {
     let model = job.csi_model()?;
-    let estimates = match &model {
-        None => {
-            tracing::info!("no [csi] model in the job file: the csi tables are empty");
-            Vec::new()
-        }
-        Some(model) => {
-            let params = params
-                .clone()
-                .raw("csi_items", item_list(model))
-                .integer("csi_item_count", model.items.len() as i64)
-                .raw("csi_item_columns", pivot_columns(model));
-            sql::run_script(ctx, &sql::CSI, &params, None).await?;
-            check_items_answered(ctx, model, window).await?;
-            let groups = read_groups(ctx, model).await?;
-            estimate_groups(model, groups)?
-        }
-    };
     let period = calendar::to_date32(window.as_of_month());
-    let tables = [
-        (
-            "csi_factors",
-            factor_table(model.as_ref(), &estimates, period)?,
-        ),
-        ("csi_paths", path_table(model.as_ref(), &estimates, period)?),
-        (
-            "csi_index",
-            index_table(model.as_ref(), &estimates, period)?,
-        ),
-    ];
-    for (name, batch) in tables {
-        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-        ctx.register_table(name, Arc::new(table))?;
+    let Some(model) = model else {
+        tracing::info!("no [csi] model in the job file: the csi tables are empty");
+        return register_tables(ctx, tables(None, &[], period)?);
+    };
+    let params = params
+        .clone()
+        .raw("csi_items", item_list(&model))
+        .integer("csi_item_count", model.items.len() as i64)
+        .raw("csi_item_columns", pivot_columns(&model));
+    sql::run_script(ctx, &sql::CSI, &params, None).await?;
+    if !lazily {
+        let estimates = estimate(ctx, &model, window).await?;
+        return register_tables(ctx, tables(Some(&model), &estimates, period)?);
+    }
+    let empty = tables(Some(&model), &[], period)?;
+    let estimation = Arc::new(LazyEstimation {
+        model,
+        window: *window,
+        tables: tokio::sync::OnceCell::new(),
+    });
+    for (index, (name, batch)) in TABLES.iter().zip(empty).enumerate() {
+        let table = EstimatedTable {
+            estimation: Arc::clone(&estimation),
+            index,
+            schema: batch.schema(),
+        };
+        ctx.register_table(*name, Arc::new(table))?;
     }
     Ok(())
+}
+
+/// The tables the estimation fills, in the order of [`tables`].
+const TABLES: [&str; 3] = ["csi_factors", "csi_paths", "csi_index"];
+
+fn register_tables(ctx: &SessionContext, batches: [RecordBatch; 3]) -> Result<(), Error> {
+    for (name, batch) in TABLES.iter().zip(batches) {
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        ctx.register_table(*name, Arc::new(table))?;
+    }
+    Ok(())
+}
+
+/// The estimates of `all` and of every segment with enough respondents,
+/// from the csi views.
+async fn estimate(
+    ctx: &SessionContext,
+    model: &CsiModel,
+    window: &RunWindow,
+) -> Result<Vec<Estimate>, Error> {
+    check_items_answered(ctx, model, window).await?;
+    let groups = read_groups(ctx, model).await?;
+    Ok(estimate_groups(model, groups)?)
+}
+
+/// The rows of the three tables (each empty without estimates).
+fn tables(
+    model: Option<&CsiModel>,
+    estimates: &[Estimate],
+    period: i32,
+) -> Result<[RecordBatch; 3], Error> {
+    Ok([
+        factor_table(model, estimates, period)?,
+        path_table(model, estimates, period)?,
+        index_table(model, estimates, period)?,
+    ])
+}
+
+/// One estimation shared by the three tables, run at the first scan.
+#[derive(Debug)]
+struct LazyEstimation {
+    model: CsiModel,
+    window: RunWindow,
+    tables: tokio::sync::OnceCell<[RecordBatch; 3]>,
+}
+
+impl LazyEstimation {
+    async fn tables(&self, session: &dyn Session) -> DFResult<&[RecordBatch; 3]> {
+        let Some(state) = session.as_any().downcast_ref::<SessionState>() else {
+            return Err(DataFusionError::Internal(
+                "csi tables are read through a SessionState".into(),
+            ));
+        };
+        self.tables
+            .get_or_try_init(|| async {
+                let ctx = SessionContext::new_with_state(state.clone());
+                let estimates = estimate(&ctx, &self.model, &self.window).await?;
+                let period = calendar::to_date32(self.window.as_of_month());
+                tables(Some(&self.model), &estimates, period)
+            })
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+}
+
+/// `csi_factors`, `csi_paths` or `csi_index` before the estimation ran.
+#[derive(Debug)]
+struct EstimatedTable {
+    estimation: Arc<LazyEstimation>,
+    /// Position in [`TABLES`].
+    index: usize,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for EstimatedTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let batch = self.estimation.tables(state).await?[self.index].clone();
+        MemTable::try_new(Arc::clone(&self.schema), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
 }
 
 fn item_list(model: &CsiModel) -> String {

@@ -115,7 +115,8 @@ pub async fn register_family(
             sql::run_script(ctx, &family.script, params, materialize).await?;
         }
         Registration::CsiEstimation => {
-            csi::register(ctx, job, window, params).await?;
+            // Stored (a run): estimate now; views only: at the first read.
+            csi::register(ctx, job, window, params, scratch.is_none()).await?;
         }
     }
     Ok(())

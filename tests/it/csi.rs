@@ -172,6 +172,43 @@ async fn a_configured_item_nobody_answered_fails_the_run() {
     );
 }
 
+/// Views for ad hoc SQL (the shell's) estimate at the first read of a csi
+/// table: opening them succeeds even when the estimation would fail, the
+/// failure comes with the query that needs it, and a valid model gives the
+/// run's numbers (csi 500 / 9, worked out above).
+#[tokio::test]
+async fn views_estimate_when_a_csi_table_is_first_read() {
+    let scalar = |ctx: datafusion::prelude::SessionContext, sql: &'static str| async move {
+        let batches = ctx.sql(sql).await?.collect().await?;
+        Ok::<_, datafusion::error::DataFusionError>(
+            datafusion::arrow::util::pretty::pretty_format_batches(&batches)?.to_string(),
+        )
+    };
+    let as_of = chrono::NaiveDate::from_ymd_opt(2025, 3, 31).unwrap();
+    let mut f = fixture();
+    f.job_extra = CONFIGURED
+        .replace("value = ['v1']", "value = ['v1', 'v2']")
+        .replace("v1 = 1.0\n", "v1 = 1.0\nv2 = 1.0\n");
+    let (ctx, _) = cskpi::run::open_views(&f.job(), as_of).await.unwrap();
+    let customers = scalar(ctx.clone(), "SELECT count(*) AS n FROM customers").await;
+    assert!(customers.is_ok(), "{customers:?}");
+    let err = scalar(ctx, "SELECT csi FROM csi_index").await.unwrap_err();
+    assert!(err.to_string().contains("v2"), "{err}");
+
+    f.job_extra = CONFIGURED.into();
+    let (ctx, _) = cskpi::run::open_views(&f.job(), as_of).await.unwrap();
+    let index = scalar(
+        ctx,
+        "SELECT segment, respondents, csi FROM csi_index WHERE segment = 'all'",
+    )
+    .await
+    .unwrap();
+    let row = index.lines().nth(3).unwrap();
+    let csi: f64 = row.split('|').nth(3).unwrap().trim().parse().unwrap();
+    assert!((csi - 500.0 / 9.0).abs() < 1e-9, "{index}");
+    assert!(row.contains("| 3 "), "{index}");
+}
+
 #[tokio::test]
 async fn pls_that_does_not_converge_fails_the_run_clearly() {
     let mut f = fixture();
