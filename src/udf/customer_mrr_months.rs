@@ -19,8 +19,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Date32Array, Date32Builder, Int64Array,
-    Int64Builder, ListArray, StructArray,
+    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Date32Builder, Int64Builder, ListArray,
+    StructArray,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, FieldRef, Fields, Int64Type};
@@ -294,16 +294,10 @@ impl WholeGroupAggregate for Constants {
     }
 
     fn state_lists(&self, lines: &Emitted<Line>) -> Vec<ArrayRef> {
-        let days = |day: fn(&Line) -> i32| -> ArrayRef {
-            lines.lists(Arc::new(Date32Array::from_iter_values(
-                lines.rows.iter().map(|(_, line)| day(line)),
-            )))
-        };
-        let micros = Int64Array::from_iter_values(lines.rows.iter().map(|(_, l)| l.monthly_micros));
         vec![
-            days(|l| l.start),
-            days(|l| l.end),
-            lines.lists(Arc::new(micros)),
+            lines.field_lists::<Date32Type>(|l| l.start),
+            lines.field_lists::<Date32Type>(|l| l.end),
+            lines.field_lists::<Int64Type>(|l| l.monthly_micros),
         ]
     }
 
@@ -358,6 +352,7 @@ impl WholeGroupAggregate for Constants {
 mod tests {
     use chrono::NaiveDate;
 
+    use datafusion::arrow::array::{Date32Array, Int64Array};
     use datafusion::logical_expr::EmitTo;
 
     use super::*;

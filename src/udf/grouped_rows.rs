@@ -9,7 +9,9 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, ListArray};
+use datafusion::arrow::array::{
+    ArrayRef, ArrowPrimitiveType, AsArray, BooleanArray, ListArray, PrimitiveArray,
+};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{Result, ScalarValue};
@@ -265,6 +267,13 @@ impl<T> Emitted<T> {
             rest = after;
             rows
         })
+    }
+
+    /// One list per group of a field of each row (state columns).
+    pub fn field_lists<P: ArrowPrimitiveType>(&self, field: impl Fn(&T) -> P::Native) -> ArrayRef {
+        let values: PrimitiveArray<P> =
+            PrimitiveArray::from_iter_values(self.rows.iter().map(|(_, row)| field(row)));
+        self.lists(Arc::new(values))
     }
 
     /// One list per group of `values` (one value per row, in row order).

@@ -189,16 +189,11 @@ impl WholeGroupAggregate for DueMonthsOfLines {
 
     /// Four list columns holding each group's lines.
     fn state_lists(&self, lines: &Emitted<Line>) -> Vec<ArrayRef> {
-        let column = |day: fn(&Line) -> i32| -> ArrayRef {
-            lines.lists(Arc::new(Date32Array::from_iter_values(
-                lines.rows.iter().map(|(_, line)| day(line)),
-            )))
-        };
         vec![
-            column(|l| l.start),
-            column(|l| l.window_start),
-            column(|l| l.window_end),
-            column(|l| l.end),
+            lines.field_lists::<Date32Type>(|l| l.start),
+            lines.field_lists::<Date32Type>(|l| l.window_start),
+            lines.field_lists::<Date32Type>(|l| l.window_end),
+            lines.field_lists::<Date32Type>(|l| l.end),
         ]
     }
 
