@@ -119,31 +119,49 @@ pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContex
     SessionContext::new_with_state(state)
 }
 
-/// Sets whether the planner prefers hash joins (see `session_config`) for
-/// the queries planned from now on; returns the previous setting. A value
-/// set in the environment (`DATAFUSION_OPTIMIZER_PREFER_HASH_JOIN`) wins,
-/// as over the defaults.
-pub fn set_prefer_hash_join(ctx: &SessionContext, prefer: bool) -> bool {
+/// Sets DataFusion options (`datafusion.optimizer.prefer_hash_join`, ...)
+/// for the queries planned from now on; returns their previous values, to
+/// be restored by the same call. An option set in the environment (see
+/// `apply_env_overrides`) keeps that value, as over the defaults.
+pub fn set_options(
+    ctx: &SessionContext,
+    settings: &[(impl AsRef<str>, impl AsRef<str>)],
+) -> Result<Vec<(String, String)>, datafusion::error::DataFusionError> {
     let state = ctx.state_ref();
     let mut state = state.write();
-    let optimizer = &mut state.config_mut().options_mut().optimizer;
-    if std::env::var_os("DATAFUSION_OPTIMIZER_PREFER_HASH_JOIN").is_some() {
-        return optimizer.prefer_hash_join;
+    let options = state.config_mut().options_mut();
+    let current: std::collections::HashMap<String, Option<String>> = options
+        .entries()
+        .into_iter()
+        .map(|e| (e.key, e.value))
+        .collect();
+    let mut previous = Vec::new();
+    for (key, value) in settings {
+        let key = key.as_ref();
+        if std::env::var_os(key.to_uppercase().replace('.', "_")).is_some() {
+            continue;
+        }
+        let before = current.get(key).cloned().flatten().unwrap_or_default();
+        options.set(key, value.as_ref())?;
+        previous.push((key.to_string(), before));
     }
-    std::mem::replace(&mut optimizer.prefer_hash_join, prefer)
+    Ok(previous)
 }
 
-/// Sets whether Parquet scans apply filters while decoding (decode the
-/// filter's columns, then only the matching rows of the others) for the
-/// queries planned from now on; returns the previous setting. It pays off
-/// for a filter that keeps few rows; turned on for every scan (the clean
-/// views keep nearly all rows) it made a 1M-customer run slower, 194 s
-/// against 135 s.
-pub fn set_parquet_pushdown(ctx: &SessionContext, pushdown: bool) -> bool {
-    let state = ctx.state_ref();
-    let mut state = state.write();
-    let parquet = &mut state.config_mut().options_mut().execution.parquet;
-    std::mem::replace(&mut parquet.pushdown_filters, pushdown)
+/// Restores the options `set_options` returned.
+pub fn restore_options(
+    ctx: &SessionContext,
+    previous: Vec<(String, String)>,
+) -> Result<(), datafusion::error::DataFusionError> {
+    set_options(ctx, &previous).map(|_| ())
+}
+
+/// Plans the joins of the queries planned from now on as hash joins (see
+/// `session_config`); returns what to restore.
+pub fn prefer_hash_joins(
+    ctx: &SessionContext,
+) -> Result<Vec<(String, String)>, datafusion::error::DataFusionError> {
+    set_options(ctx, &[("datafusion.optimizer.prefer_hash_join", "true")])
 }
 
 /// Builds the session for a job: runtime, S3 stores for every s3:// location

@@ -50,6 +50,25 @@ pub struct InputCounts {
     pub clean: u64,
 }
 
+/// How the checks join: hash joins, each build side (the customer
+/// directory, one row per customer, or the duplicated keys) collected once
+/// and probed by every partition of the input as it is read. A build side
+/// over DataFusion's single-partition thresholds (128k rows) would
+/// otherwise be split by hash, and every input row repartitioned by
+/// customer_id (moved between threads) to meet its half: 22.5 against
+/// 18.9 s of validation at 1M customers.
+const CHECK_JOINS: [(&str, &str); 3] = [
+    ("datafusion.optimizer.prefer_hash_join", "true"),
+    (
+        "datafusion.optimizer.hash_join_single_partition_threshold",
+        "18446744073709551615",
+    ),
+    (
+        "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+        "18446744073709551615",
+    ),
+];
+
 /// Registers the views of sql/validate.sql. With `scratch` (a run), the
 /// customer directory, each input's duplicated keys and its checked rows are
 /// stored there as soon as they are defined, so the clean views read the
@@ -68,9 +87,13 @@ pub async fn register_checked_views(
         sql::run_script(ctx, &sql::VALIDATE, params, None).await?;
         return Ok(());
     };
-    let joins_before = crate::session::set_prefer_hash_join(ctx, true);
+    let engine = |source| ValidationError::Engine {
+        table: "(every input)".into(),
+        source,
+    };
+    let joins_before = crate::session::set_options(ctx, &CHECK_JOINS).map_err(engine)?;
     let result = store_checks(ctx, params, dir).await;
-    crate::session::set_prefer_hash_join(ctx, joins_before);
+    crate::session::restore_options(ctx, joins_before).map_err(engine)?;
     result
 }
 
