@@ -6,8 +6,13 @@
 -- count, which would buffer whole inputs in memory. The count groups the
 -- keys' 64-bit hash (`<table>_key_hashes`, `key_hash`: eight bytes a row,
 -- the engine's fastest grouping); the repeated hashes, a handful, are then
--- checked on the key columns themselves, so a hash collision cannot reject
--- a row. A run finds `<table>_repeated_hashes` by sorting the hashes
+-- checked on the key columns of the visible rows themselves, so neither a
+-- hash collision nor an invisible copy can reject a row. The hashes are
+-- taken of every row up to as_of, without looking up its customer (rows of
+-- customers who signed up after as_of are invisible): a superset of the
+-- visible rows' hashes is enough to find their repeats, and the look-up of
+-- every row took longer than the hashing (17.4 against 20.9 s of validation
+-- at 1M customers). A run finds `<table>_repeated_hashes` by sorting the hashes
 -- instead (src/repeated_hashes.rs), when the memory pool can hold them. A run stores each
 -- `<table>_duplicates` view (a handful of keys) before the checks read it,
 -- so the planner knows it is the small side of the join.
@@ -68,7 +73,8 @@ WHERE (o.order_date IS NULL OR o.order_date <= ${as_of})
   AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of});
 
 CREATE OR REPLACE VIEW orders_key_hashes AS
-SELECT key_hash(order_id) AS h FROM orders_visible;
+SELECT key_hash(order_id) AS h FROM orders_typed
+WHERE order_date IS NULL OR order_date <= ${as_of};
 
 CREATE OR REPLACE VIEW orders_repeated_hashes AS
 SELECT h FROM orders_key_hashes GROUP BY h HAVING COUNT(*) > 1;
@@ -110,7 +116,8 @@ WHERE (t.opened_at IS NULL OR t.opened_at < ${as_of_end})
   AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of});
 
 CREATE OR REPLACE VIEW tickets_key_hashes AS
-SELECT key_hash(ticket_id) AS h FROM tickets_visible;
+SELECT key_hash(ticket_id) AS h FROM tickets_typed
+WHERE opened_at IS NULL OR opened_at < ${as_of_end};
 
 CREATE OR REPLACE VIEW tickets_repeated_hashes AS
 SELECT h FROM tickets_key_hashes GROUP BY h HAVING COUNT(*) > 1;
@@ -148,7 +155,8 @@ WHERE (s.responded_at IS NULL OR s.responded_at < ${as_of_end})
   AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of});
 
 CREATE OR REPLACE VIEW surveys_key_hashes AS
-SELECT key_hash(response_id, COALESCE(item, '')) AS h FROM surveys_visible;
+SELECT key_hash(response_id, COALESCE(item, '')) AS h FROM surveys_typed
+WHERE responded_at IS NULL OR responded_at < ${as_of_end};
 
 CREATE OR REPLACE VIEW surveys_repeated_hashes AS
 SELECT h FROM surveys_key_hashes GROUP BY h HAVING COUNT(*) > 1;
@@ -192,7 +200,8 @@ WHERE (u.day IS NULL OR u.day <= ${as_of})
   AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of});
 
 CREATE OR REPLACE VIEW usage_key_hashes AS
-SELECT key_hash(customer_id, day) AS h FROM usage_visible;
+SELECT key_hash(customer_id, day) AS h FROM usage_typed
+WHERE day IS NULL OR day <= ${as_of};
 
 CREATE OR REPLACE VIEW usage_repeated_hashes AS
 SELECT h FROM usage_key_hashes GROUP BY h HAVING COUNT(*) > 1;

@@ -237,6 +237,11 @@ async fn every_reject_reason() {
         sub("L1", "LATE", "2025-01-01", "2025-02-01", 10.0),
         // booked after as_of: invisible
         sub("FUT", "NOBODY", "2025-03-01", "2025-04-01", 10.0),
+        // Invisible copies of O1's key (a customer who signs up after
+        // as_of, a booking after it): O1 is the only visible row with its
+        // key, so it is not a duplicate.
+        sub("O1", "LATE", "2025-01-01", "2025-02-01", 10.0),
+        sub("O1", "C1", "2025-03-01", "2025-04-01", 10.0),
     ]);
     f.tickets(&[
         (
