@@ -5,8 +5,15 @@
 
 CREATE OR REPLACE VIEW health_components AS
 WITH active AS (
-    -- the clean customers view already reads a churn_date after as_of as null
-    SELECT c.customer_id, COALESCE(cs.segment, 'unknown') AS segment
+    -- the clean customers view already reads a churn_date after as_of as null.
+    -- customer_id and segment as plain strings, not string views: the joins
+    -- below keep the active customers as their build side, and each output
+    -- batch of a view column taken from there holds every buffer of the
+    -- build side, which the engine walks again for every batch (1.4 s ->
+    -- 0.35 s of this stage at 100,000 customers; customer_health turns them
+    -- back into views, the type of every other output's strings)
+    SELECT arrow_cast(c.customer_id, 'Utf8') AS customer_id,
+           arrow_cast(COALESCE(cs.segment, 'unknown'), 'Utf8') AS segment
     FROM customers c
     LEFT JOIN customer_segments cs ON cs.customer_id = c.customer_id
     WHERE c.signup_date <= ${as_of} AND (c.churn_date IS NULL OR c.churn_date > ${as_of})
@@ -88,7 +95,10 @@ WITH weighted AS (
            END AS health_score
     FROM weighted w
 )
-SELECT ${as_of} AS as_of, customer_id, segment, health_score,
+SELECT ${as_of} AS as_of,
+       arrow_cast(customer_id, 'Utf8View') AS customer_id,
+       arrow_cast(segment, 'Utf8View') AS segment,
+       health_score,
        CASE WHEN health_score >= ${green_min} THEN 'green'
             WHEN health_score >= ${yellow_min} THEN 'yellow'
             WHEN health_score IS NOT NULL THEN 'red' END AS band,
