@@ -13,7 +13,7 @@ pub use themes::{Taxonomy, TaxonomyError};
 
 use std::collections::HashMap;
 
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 use unicode_segmentation::UnicodeSegmentation;
 
 /// A word of a comment and the clause it belongs to; punctuation such as
@@ -25,12 +25,23 @@ struct Word {
 }
 
 /// NFC, lowercase, and typographic apostrophes as `'` so that "don’t" and
-/// "don't" are the same word.
+/// "don't" are the same word. Most comments are ASCII (already NFC, no
+/// typographic apostrophes) or already NFC: those skip the steps that
+/// cannot change them, which took half of the time of `comment_themes`.
 fn normalize(text: &str) -> String {
-    text.nfc()
-        .collect::<String>()
-        .to_lowercase()
-        .replace(['\u{2019}', '\u{2018}', '\u{02bc}'], "'")
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
+    let lower = match is_nfc_quick(text.chars()) {
+        IsNormalized::Yes => text.to_lowercase(),
+        IsNormalized::No | IsNormalized::Maybe => text.nfc().collect::<String>().to_lowercase(),
+    };
+    const APOSTROPHES: [char; 3] = ['\u{2019}', '\u{2018}', '\u{02bc}'];
+    if lower.contains(APOSTROPHES) {
+        lower.replace(APOSTROPHES, "'")
+    } else {
+        lower
+    }
 }
 
 fn words(text: &str) -> Vec<Word> {
@@ -118,6 +129,28 @@ mod tests {
         let nfd = "Hỗ trợ".nfd().collect::<String>();
         assert_ne!(nfd, "Hỗ trợ");
         assert_eq!(texts(&nfd), ["hỗ", "trợ"]);
+    }
+
+    #[test]
+    fn the_shortcuts_normalise_as_the_full_steps_do() {
+        let full = |t: &str| {
+            t.nfc()
+                .collect::<String>()
+                .to_lowercase()
+                .replace(['\u{2019}', '\u{2018}', '\u{02bc}'], "'")
+        };
+        let nfd = "Hỗ TRỢ rất Tốt".nfd().collect::<String>();
+        for text in [
+            "Great APP, Don't LAG!",
+            "Hỗ TRỢ rất Tốt",
+            nfd.as_str(),
+            "DON\u{2019}T like it",
+            "Ωmega \u{02bc}quoted\u{2018}",
+            "e\u{301}te\u{301} ÉTÉ",
+            "",
+        ] {
+            assert_eq!(normalize(text), full(text), "{text:?}");
+        }
     }
 
     #[test]
