@@ -256,7 +256,39 @@ pub fn parse_size(text: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::*;
+
+    fn option(ctx: &SessionContext, key: &str) -> Option<String> {
+        let options = ctx.state().config().options().entries();
+        options
+            .into_iter()
+            .find(|e| e.key == key)
+            .and_then(|e| e.value)
+    }
+
+    #[test]
+    fn options_are_set_for_a_while_and_restored() {
+        let ctx = context(session_config().unwrap(), Arc::new(RuntimeEnv::default()));
+        let rows = "datafusion.optimizer.hash_join_single_partition_threshold_rows";
+        let before = option(&ctx, rows).unwrap();
+        assert_ne!(before, "7");
+        let previous = set_options(
+            &ctx,
+            &[
+                (rows, "7"),
+                ("datafusion.optimizer.prefer_hash_join", "true"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(option(&ctx, rows).as_deref(), Some("7"));
+        restore_options(&ctx, previous).unwrap();
+        assert_eq!(option(&ctx, rows), Some(before));
+        assert_eq!(
+            option(&ctx, "datafusion.optimizer.prefer_hash_join").as_deref(),
+            Some("false")
+        );
+        assert!(set_options(&ctx, &[("datafusion.no_such_option", "1")]).is_err());
+    }
 
     #[test]
     fn sizes() {
