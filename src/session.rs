@@ -120,9 +120,10 @@ pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContex
 }
 
 /// Sets DataFusion options (`datafusion.optimizer.prefer_hash_join`, ...)
-/// for the queries planned from now on; returns their previous values, to
-/// be restored by the same call. An option set in the environment (see
-/// `apply_env_overrides`) keeps that value, as over the defaults.
+/// for the queries planned from now on; returns their previous values, for
+/// `restore_options`. An option set in the environment (see
+/// `apply_env_overrides`) keeps that value, as over the defaults, and is
+/// left out of the returned values.
 pub fn set_options(
     ctx: &SessionContext,
     settings: &[(impl AsRef<str>, impl AsRef<str>)],
