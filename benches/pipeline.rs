@@ -1,5 +1,6 @@
 //! `cargo bench --bench pipeline`: the `cskpi bench` measurement in the
-//! release profile. Size with CSKPI_BENCH_CUSTOMERS (default 20000); point
+//! release profile. Size with CSKPI_BENCH_CUSTOMERS (default 20000), layout
+//! with CSKPI_BENCH_LAYOUT (date or customer, default date); point
 //! CSKPI_BENCH_DIR at a directory to keep the data between runs.
 
 use std::path::PathBuf;
@@ -9,6 +10,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
+    let layout = match std::env::var("CSKPI_BENCH_LAYOUT").as_deref() {
+        Ok("customer") => cskpi::datagen::Layout::Customer,
+        _ => cskpi::datagen::Layout::Date,
+    };
     let tmp = tempfile::tempdir().unwrap();
     let dir = std::env::var("CSKPI_BENCH_DIR")
         .map(PathBuf::from)
@@ -20,6 +25,7 @@ fn main() {
     runtime
         .block_on(cskpi::bench::run_benchmark(
             customers,
+            layout,
             &dir,
             &cskpi::cli::EngineArgs::default(),
         ))

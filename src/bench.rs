@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 use futures::StreamExt;
 
 use crate::cli::EngineArgs;
-use crate::datagen::{GenOptions, generate};
+use crate::datagen::{DEFAULT_ROWS_PER_FILE, GenOptions, Layout, generate};
 use crate::error::Error;
 use crate::run::{RunOptions, open_inputs, run_job};
 
@@ -34,7 +34,12 @@ fn reset_peak_rss() {
 
 /// Generates `customers` customers into `dir` unless a job is already there,
 /// measures the scan floor, then runs the job.
-pub async fn run_benchmark(customers: u64, dir: &Path, engine: &EngineArgs) -> Result<(), Error> {
+pub async fn run_benchmark(
+    customers: u64,
+    layout: Layout,
+    dir: &Path,
+    engine: &EngineArgs,
+) -> Result<(), Error> {
     let job_path = dir.join("job.toml");
     if !job_path.exists() {
         let started = Instant::now();
@@ -45,19 +50,22 @@ pub async fn run_benchmark(customers: u64, dir: &Path, engine: &EngineArgs) -> R
                 start: NaiveDate::from_ymd_opt(2023, 7, 1).expect("valid date"),
                 end: NaiveDate::from_ymd_opt(2026, 6, 30).expect("valid date"),
                 bad_row_rate: 0.001,
+                layout,
+                rows_per_file: DEFAULT_ROWS_PER_FILE,
             },
             dir,
-        )?;
-        println!("# generated {customers} customers ({summary})");
+        )
+        .await?;
+        println!("# generated {customers} customers, {layout:?} layout ({summary})");
         println!("bench gen_seconds {:.2}", started.elapsed().as_secs_f64());
     } else {
         println!("# reusing {}", job_path.display());
     }
     let job = engine.load(&job_path)?;
     println!("bench customers {customers}");
-    println!("bench input_bytes {}", input_bytes(dir));
 
     let (rows, seconds) = scan_floor(&job).await?;
+    println!("bench input_bytes {}", input_bytes(&job).await?);
     println!("bench floor_rows {rows}");
     println!("bench floor_seconds {seconds:.2}");
 
@@ -99,15 +107,14 @@ pub async fn scan_floor(job: &crate::config::JobConfig) -> Result<(u64, f64), Er
     Ok((rows, started.elapsed().as_secs_f64()))
 }
 
-fn input_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
+/// Bytes of every Parquet file of the job's inputs.
+async fn input_bytes(job: &crate::config::JobConfig) -> Result<u64, Error> {
+    let (_, registered) = open_inputs(job).await?;
+    Ok(registered
+        .iter()
+        .flat_map(|input| &input.files)
+        .map(|file| file.size)
+        .sum())
 }
 
 /// Bytes of every file under `path` (a table's file or directory).

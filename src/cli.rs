@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 
 use crate::config::JobConfig;
-use crate::datagen::{self, GenOptions};
+use crate::datagen::{self, GenOptions, Layout};
 use crate::error::Error;
 use crate::kpi::definitions;
 use crate::run::{self, RunOptions};
@@ -101,6 +101,13 @@ pub enum Command {
         /// Share of rows made invalid on purpose (to exercise rejects).
         #[arg(long, default_value_t = 0.0)]
         bad_row_rate: f64,
+        /// How the event tables are laid out: in event order over part
+        /// files with decimal money (date), or clustered by customer (customer).
+        #[arg(long, value_enum, default_value_t = Layout::Date)]
+        layout: Layout,
+        /// Rows per part file (date layout).
+        #[arg(long, default_value_t = datagen::DEFAULT_ROWS_PER_FILE)]
+        rows_per_file: usize,
     },
     /// SQL over the inputs (at as_of), the KPI views, the last run's outputs
     /// (schema last_run) and the KPI UDFs: a shell, or -c / -f / stdin.
@@ -154,6 +161,9 @@ pub enum Command {
         /// Where the data set and outputs go (default: a temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Layout of a generated data set (see `cskpi gen --layout`).
+        #[arg(long, value_enum, default_value_t = Layout::Date)]
+        layout: Layout,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -195,6 +205,8 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             start,
             end,
             bad_row_rate,
+            layout,
+            rows_per_file,
         } => {
             let options = GenOptions {
                 customers,
@@ -202,8 +214,10 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
                 start,
                 end,
                 bad_row_rate,
+                layout,
+                rows_per_file,
             };
-            let summary = datagen::generate(&options, &out)?;
+            let summary = datagen::generate(&options, &out).await?;
             println!("generated {} in {}", summary, out.display());
             Ok(())
         }
@@ -286,11 +300,12 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
         Command::Bench {
             customers,
             dir,
+            layout,
             engine,
         } => {
             let tmp = tempfile::tempdir().map_err(|e| Error::Io(e.to_string()))?;
             let dir = dir.unwrap_or_else(|| tmp.path().join(format!("gen-{customers}")));
-            crate::bench::run_benchmark(customers, &dir, &engine).await
+            crate::bench::run_benchmark(customers, layout, &dir, &engine).await
         }
     }
 }

@@ -12,6 +12,14 @@
 //! unresolved), NPS and CSAT surveys with English and Vietnamese comments,
 //! CSI questionnaires driven by a latent satisfaction model, daily usage for
 //! the last 120 days, and direct and overhead costs.
+//!
+//! Two layouts of the same rows ([`Layout`]): `date`, as warehouses and
+//! lakes hold event tables (each table in the order its events happen, over
+//! several part files, usage in hive month folders, money as
+//! Decimal128(18,2)), and `customer`, every table clustered by customer in
+//! one file with money as Float64. The date layout is the customer layout
+//! sorted by event time, so both hold exactly the same rows and every KPI
+//! must come out the same.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -26,10 +34,12 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::prelude::ParquetReadOptions;
+use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::calendar::{add_months, from_month_index, month_index, to_date32};
+use crate::calendar::{self, add_months, from_month_index, month_index, to_date32};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenError {
@@ -37,6 +47,27 @@ pub enum GenError {
     Invalid(String),
     #[error("gen: writing {path}: {message}")]
     Write { path: PathBuf, message: String },
+    #[error("gen: laying out {table} by date: {source}")]
+    Layout {
+        table: String,
+        source: datafusion::error::DataFusionError,
+    },
+    #[error("gen: {0}")]
+    Session(#[from] crate::session::SessionError),
+}
+
+/// How the event tables (orders, tickets, surveys, usage, costs) are laid
+/// out on disk; customers is one file in customer order in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Layout {
+    /// As warehouses hold them: rows in the order events happen (a day's
+    /// rows in no customer order), split over part files of
+    /// `rows_per_file` rows, usage in hive folders `month=YYYY-MM`, money
+    /// as Decimal128(18,2).
+    #[default]
+    Date,
+    /// Every table clustered by customer in one file, money as Float64.
+    Customer,
 }
 
 #[derive(Debug, Clone)]
@@ -46,7 +77,14 @@ pub struct GenOptions {
     pub start: NaiveDate,
     pub end: NaiveDate,
     pub bad_row_rate: f64,
+    pub layout: Layout,
+    /// Rows per part file of the date layout.
+    pub rows_per_file: usize,
 }
+
+/// Rows per part file of the date layout unless told otherwise: tens of
+/// files per table at a million customers, a handful at 100,000.
+pub const DEFAULT_ROWS_PER_FILE: usize = 500_000;
 
 /// Customers generated per row group.
 const CHUNK: u64 = 5_000;
@@ -188,19 +226,26 @@ impl Sink {
         })
     }
 
+    /// Writes one chunk of customers as a row group of its own (which keeps
+    /// the writer's buffer small).
     fn write(&mut self, columns: Vec<ArrayRef>) -> Result<(), GenError> {
         let batch =
             RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| GenError::Write {
                 path: self.path.clone(),
                 message: e.to_string(),
             })?;
-        self.rows += batch.num_rows() as u64;
-        self.writer.write(&batch).map_err(|e| GenError::Write {
+        self.append(&batch)?;
+        self.writer.flush().map_err(|e| GenError::Write {
             path: self.path.clone(),
             message: e.to_string(),
-        })?;
-        // One row group per chunk keeps the writer's buffer small.
-        self.writer.flush().map_err(|e| GenError::Write {
+        })
+    }
+
+    /// Adds rows to the current row group (the writer starts a new one at
+    /// its maximum row-group size).
+    fn append(&mut self, batch: &RecordBatch) -> Result<(), GenError> {
+        self.rows += batch.num_rows() as u64;
+        self.writer.write(batch).map_err(|e| GenError::Write {
             path: self.path.clone(),
             message: e.to_string(),
         })
@@ -835,9 +880,9 @@ impl Sinks {
     }
 }
 
-/// Writes `<out>/{customers,orders,tickets,surveys,usage,costs}.parquet` and
-/// `<out>/job.toml`; returns a one-line summary of row counts.
-pub fn generate(options: &GenOptions, out: &Path) -> Result<String, GenError> {
+/// Writes the data set and its `job.toml` into `out` in the options'
+/// layout; returns a one-line summary of row counts.
+pub async fn generate(options: &GenOptions, out: &Path) -> Result<String, GenError> {
     if options.end <= options.start {
         return Err(GenError::Invalid("--end must be after --start".into()));
     }
@@ -846,10 +891,61 @@ pub fn generate(options: &GenOptions, out: &Path) -> Result<String, GenError> {
             "--bad-row-rate must be in [0, 0.5)".into(),
         ));
     }
-    fs::create_dir_all(out).map_err(|e| GenError::Write {
-        path: out.into(),
+    if options.rows_per_file == 0 {
+        return Err(GenError::Invalid(
+            "--rows-per-file must be at least 1".into(),
+        ));
+    }
+    create_dir(out)?;
+    let counts = match options.layout {
+        Layout::Customer => generate_by_customer(options, out)?,
+        Layout::Date => {
+            // The customer layout first, in a folder of its own, then each
+            // event table sorted by event time from there.
+            let staged = tempfile::Builder::new()
+                .prefix(".cskpi-gen-")
+                .tempdir_in(out)
+                .map_err(|e| GenError::Write {
+                    path: out.into(),
+                    message: e.to_string(),
+                })?;
+            let counts = generate_by_customer(options, staged.path())?;
+            lay_out_by_date(staged.path(), out, options.rows_per_file).await?;
+            let customers = out.join("customers.parquet");
+            fs::rename(staged.path().join("customers.parquet"), &customers).map_err(|e| {
+                GenError::Write {
+                    path: customers,
+                    message: e.to_string(),
+                }
+            })?;
+            counts
+        }
+    };
+    let job_path = out.join("job.toml");
+    fs::write(&job_path, job_toml(options)).map_err(|e| GenError::Write {
+        path: job_path,
         message: e.to_string(),
     })?;
+    Ok(counts
+        .iter()
+        .map(|(t, n)| format!("{t} {n}"))
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
+fn create_dir(dir: &Path) -> Result<(), GenError> {
+    fs::create_dir_all(dir).map_err(|e| GenError::Write {
+        path: dir.into(),
+        message: e.to_string(),
+    })
+}
+
+/// Writes `<out>/{customers,orders,tickets,surveys,usage,costs}.parquet`,
+/// each clustered by customer; returns the row count of each.
+fn generate_by_customer(
+    options: &GenOptions,
+    out: &Path,
+) -> Result<Vec<(&'static str, u64)>, GenError> {
     let mut sinks = Sinks::open(out)?;
     let mut g = Generator {
         options,
@@ -868,24 +964,211 @@ pub fn generate(options: &GenOptions, out: &Path) -> Result<String, GenError> {
     }
     g.overhead_costs();
     sinks.flush(&mut g)?;
-    let counts = [
+    Ok(vec![
         ("customers", sinks.customers.close()?),
         ("orders", sinks.orders.close()?),
         ("tickets", sinks.tickets.close()?),
         ("surveys", sinks.surveys.close()?),
         ("usage", sinks.usage.close()?),
         ("costs", sinks.costs.close()?),
-    ];
-    let job_path = out.join("job.toml");
-    fs::write(&job_path, job_toml(options)).map_err(|e| GenError::Write {
-        path: job_path,
-        message: e.to_string(),
-    })?;
-    Ok(counts
-        .iter()
-        .map(|(t, n)| format!("{t} {n}"))
-        .collect::<Vec<_>>()
-        .join(", "))
+    ])
+}
+
+/// An event table of the date layout: its columns as written and the order
+/// of its rows.
+struct EventTable {
+    name: &'static str,
+    /// Money as Decimal128(18,2), as warehouses keep it.
+    columns: &'static str,
+    /// The event's date or time first. Within one date or time the ids are
+    /// compared reversed (last character first): rows of a day then follow
+    /// no customer order, as a day's loads would, while the order stays a
+    /// pure function of the rows (deterministic; only identical duplicate
+    /// rows tie).
+    order_by: &'static str,
+    /// A Date32 column whose month names the row's hive folder (`month=YYYY-MM`).
+    month_folders: Option<&'static str>,
+}
+
+const EVENT_TABLES: [EventTable; 5] = [
+    EventTable {
+        name: "orders",
+        columns: "order_id, customer_id, order_date, CAST(amount AS DECIMAL(18, 2)) AS amount, \
+                  kind, period_start, period_end",
+        order_by: "order_date, reverse(order_id)",
+        month_folders: None,
+    },
+    EventTable {
+        name: "tickets",
+        columns: "ticket_id, customer_id, opened_at, resolved_at, contacts, reopened",
+        order_by: "opened_at, reverse(ticket_id)",
+        month_folders: None,
+    },
+    EventTable {
+        name: "surveys",
+        columns: "response_id, customer_id, responded_at, survey, item, score, comment",
+        order_by: "responded_at, reverse(response_id), item",
+        month_folders: None,
+    },
+    EventTable {
+        name: "usage",
+        columns: "customer_id, day, active_users, events",
+        order_by: "day, reverse(customer_id)",
+        month_folders: Some("day"),
+    },
+    EventTable {
+        name: "costs",
+        columns: "month, category, customer_id, CAST(amount AS DECIMAL(18, 2)) AS amount",
+        order_by: "month, category, reverse(customer_id) NULLS FIRST, amount",
+        month_folders: None,
+    },
+];
+
+/// Writes every event table of the customer layout in `from` to
+/// `<out>/<table>/` in event order (DataFusion sorts, spilling to disk when
+/// a table does not fit in memory).
+async fn lay_out_by_date(from: &Path, out: &Path, rows_per_file: usize) -> Result<(), GenError> {
+    let ctx = crate::session::context(
+        crate::session::session_config()?,
+        crate::session::runtime(None, None)?,
+    );
+    for table in &EVENT_TABLES {
+        let engine = |source| GenError::Layout {
+            table: table.name.into(),
+            source,
+        };
+        let staged = from.join(format!("{}.parquet", table.name));
+        ctx.register_parquet(
+            table.name,
+            &staged.display().to_string(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .map_err(engine)?;
+        let frame = ctx
+            .sql(&format!(
+                "SELECT {} FROM {} ORDER BY {}",
+                table.columns, table.name, table.order_by
+            ))
+            .await
+            .map_err(engine)?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let target = out.join(table.name);
+        if target.exists() {
+            fs::remove_dir_all(&target).map_err(|e| GenError::Write {
+                path: target.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        let mut parts = PartFiles::new(schema, rows_per_file);
+        let mut stream = frame.execute_stream().await.map_err(engine)?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(engine)?;
+            match table.month_folders {
+                None => parts.write(&target, batch)?,
+                Some(column) => {
+                    for (month, rows) in split_by_month(&batch, column) {
+                        parts.write(&target.join(format!("month={month}")), rows)?;
+                    }
+                }
+            }
+        }
+        parts.finish(&target)?;
+        ctx.deregister_table(table.name).map_err(engine)?;
+    }
+    Ok(())
+}
+
+/// The runs of rows of one month (`YYYY-MM`) of a batch sorted by the
+/// Date32 column `column`.
+fn split_by_month(batch: &RecordBatch, column: &str) -> Vec<(String, RecordBatch)> {
+    let days = batch
+        .column_by_name(column)
+        .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
+        .expect("the month folders' column is a Date32 column");
+    let month_of = |row: usize| {
+        let month = calendar::from_date32(days.value(row));
+        format!("{:04}-{:02}", month.year(), month.month())
+    };
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for row in 1..=batch.num_rows() {
+        if row == batch.num_rows() || month_of(row) != month_of(start) {
+            runs.push((month_of(start), batch.slice(start, row - start)));
+            start = row;
+        }
+    }
+    runs
+}
+
+/// Part files `part-NNNNN.parquet` of at most `rows_per_file` rows, in one
+/// folder after another (numbered from 0 in each).
+struct PartFiles {
+    schema: SchemaRef,
+    rows_per_file: usize,
+    folder: Option<PathBuf>,
+    next: usize,
+    current: Option<Sink>,
+    files: usize,
+}
+
+impl PartFiles {
+    fn new(schema: SchemaRef, rows_per_file: usize) -> Self {
+        Self {
+            schema,
+            rows_per_file,
+            folder: None,
+            next: 0,
+            current: None,
+            files: 0,
+        }
+    }
+
+    fn write(&mut self, folder: &Path, mut batch: RecordBatch) -> Result<(), GenError> {
+        if self.folder.as_deref() != Some(folder) {
+            self.close_current()?;
+            create_dir(folder)?;
+            self.folder = Some(folder.to_path_buf());
+            self.next = 0;
+        }
+        while batch.num_rows() > 0 {
+            let sink = match &mut self.current {
+                Some(sink) => sink,
+                None => {
+                    let name = format!("part-{:05}", self.next);
+                    self.next += 1;
+                    self.files += 1;
+                    self.current
+                        .insert(Sink::new(folder, &name, self.schema.clone())?)
+                }
+            };
+            let take = (self.rows_per_file - sink.rows as usize).min(batch.num_rows());
+            sink.append(&batch.slice(0, take))?;
+            batch = batch.slice(take, batch.num_rows() - take);
+            if sink.rows as usize == self.rows_per_file {
+                self.close_current()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn close_current(&mut self) -> Result<(), GenError> {
+        match self.current.take() {
+            Some(sink) => sink.close().map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes the last file; a table without rows gets one empty file in
+    /// `folder`, so that it can still be read.
+    fn finish(mut self, folder: &Path) -> Result<(), GenError> {
+        self.close_current()?;
+        if self.files == 0 {
+            create_dir(folder)?;
+            Sink::new(folder, "part-00000", self.schema.clone())?.close()?;
+        }
+        Ok(())
+    }
 }
 
 fn job_toml(options: &GenOptions) -> String {
@@ -897,17 +1180,12 @@ fn job_toml(options: &GenOptions) -> String {
         })
         .collect();
     format!(
-        r#"# Made by `cskpi gen --customers {customers} --seed {seed} --start {start} --end {end}`.
+        r#"# Made by `cskpi gen --customers {customers} --seed {seed} --start {start} --end {end} --layout {layout}`.
 # Paths are relative to this file.
 
 [input]
 customers = "customers.parquet"
-orders = "orders.parquet"
-tickets = "tickets.parquet"
-surveys = "surveys.parquet"
-usage = "usage.parquet"
-costs = "costs.parquet"
-
+{inputs}
 [output]
 path = "out/"
 
@@ -953,6 +1231,17 @@ loyalty = ["satisfaction", "image"]
 "#,
         customers = options.customers,
         seed = options.seed,
+        layout = match options.layout {
+            Layout::Date => "date",
+            Layout::Customer => "customer",
+        },
+        inputs = EVENT_TABLES
+            .iter()
+            .map(|t| match options.layout {
+                Layout::Date => format!("{} = \"{}/\"\n", t.name, t.name),
+                Layout::Customer => format!("{} = \"{}.parquet\"\n", t.name, t.name),
+            })
+            .collect::<String>(),
         start = options.start,
         end = options.end,
     )

@@ -167,7 +167,7 @@ fn kpi_page_is_generated_from_the_definitions() {
 #[tokio::test]
 async fn every_definition_names_a_published_column() {
     let dir = tempfile::tempdir().unwrap();
-    let job = generate_dataset(dir.path(), 60, 9, "2024-01-01", "2025-06-30");
+    let job = generate_dataset(dir.path(), 60, 9, "2024-01-01", "2025-06-30").await;
     cskpi::run::run_job(&job, &Default::default())
         .await
         .unwrap();

@@ -17,7 +17,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 /// Generates a synthetic data set (0.2% bad rows) with its job.toml into `dir`.
-pub fn generate_dataset(
+pub async fn generate_dataset(
     dir: &Path,
     customers: u64,
     seed: u64,
@@ -31,9 +31,12 @@ pub fn generate_dataset(
             start: date(start),
             end: date(end),
             bad_row_rate: 0.002,
+            layout: cskpi::datagen::Layout::Customer,
+            rows_per_file: cskpi::datagen::DEFAULT_ROWS_PER_FILE,
         },
         dir,
     )
+    .await
     .unwrap();
     JobConfig::load(&dir.join("job.toml")).unwrap()
 }
@@ -247,7 +250,8 @@ pub fn close(got: &str, expected: f64) -> bool {
 /// A file of a published table: its path relative to the table and bytes.
 pub type TableFile = (String, Vec<u8>);
 
-/// Every file of a published table (partitioned or not), in path order.
+/// Every file of a table's directory (partitioned or not), in path order;
+/// a table stored as one file is that file.
 pub fn table_files(out: &Path, table: &str) -> Vec<TableFile> {
     fn walk(root: &Path, dir: &Path, files: &mut Vec<TableFile>) {
         for entry in std::fs::read_dir(dir).unwrap() {
@@ -265,6 +269,9 @@ pub fn table_files(out: &Path, table: &str) -> Vec<TableFile> {
         }
     }
     let root = out.join(table);
+    if root.is_file() {
+        return vec![(table.to_string(), std::fs::read(&root).unwrap())];
+    }
     let mut files = Vec::new();
     walk(&root, &root, &mut files);
     files.sort();

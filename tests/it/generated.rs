@@ -10,12 +10,12 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::fixture::{generate_dataset, input_names, query_outputs, table_files};
 
-fn dataset(dir: &Path, customers: u64, seed: u64) -> JobConfig {
-    generate_dataset(dir, customers, seed, "2024-01-01", "2025-06-30")
+async fn dataset(dir: &Path, customers: u64, seed: u64) -> JobConfig {
+    generate_dataset(dir, customers, seed, "2024-01-01", "2025-06-30").await
 }
 
 async fn generate_and_run(dir: &Path, customers: u64) {
-    let job = dataset(dir, customers, 7);
+    let job = dataset(dir, customers, 7).await;
     run_job(&job, &RunOptions::default()).await.unwrap();
 }
 
@@ -128,28 +128,49 @@ async fn mrr_bridge_holds_per_segment_and_month() {
     assert!(rejects[0][0].parse::<u64>().unwrap() > 0);
 }
 
-#[test]
-fn same_seed_same_files_other_seed_other_files() {
-    let (a, b, c) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    dataset(a.path(), 50, 1);
-    dataset(b.path(), 50, 1);
-    dataset(c.path(), 50, 2);
-    for t in input_names() {
-        let file = format!("{t}.parquet");
-        let (x, y) = (
-            std::fs::read(a.path().join(&file)).unwrap(),
-            std::fs::read(b.path().join(&file)).unwrap(),
+/// Both layouts: the same seed gives the same files (names and bytes),
+/// another seed other ones.
+#[tokio::test]
+async fn same_seed_same_files_other_seed_other_files() {
+    use cskpi::datagen::{GenOptions, Layout};
+    for layout in [Layout::Customer, Layout::Date] {
+        let (a, b, c) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
         );
-        assert_eq!(x, y, "{t} differs between two runs with the same seed");
+        for (dir, seed) in [(&a, 1), (&b, 1), (&c, 2)] {
+            let options = GenOptions {
+                customers: 50,
+                seed,
+                start: super::fixture::date("2024-01-01"),
+                end: super::fixture::date("2025-06-30"),
+                bad_row_rate: 0.002,
+                layout,
+                rows_per_file: 200,
+            };
+            cskpi::datagen::generate(&options, dir.path())
+                .await
+                .unwrap();
+        }
+        for t in input_names() {
+            let name = match layout {
+                Layout::Customer => format!("{t}.parquet"),
+                Layout::Date if t == "customers" => format!("{t}.parquet"),
+                Layout::Date => t.to_string(),
+            };
+            let (x, y) = (table_files(a.path(), &name), table_files(b.path(), &name));
+            assert!(!x.is_empty(), "{layout:?}: no {name}");
+            assert!(
+                x == y,
+                "{layout:?}: {name} differs between two runs with the same seed"
+            );
+            assert!(
+                x != table_files(c.path(), &name),
+                "{layout:?}: {name} is the same with another seed"
+            );
+        }
     }
-    assert_ne!(
-        std::fs::read(a.path().join("orders.parquet")).unwrap(),
-        std::fs::read(c.path().join("orders.parquet")).unwrap()
-    );
 }
 
 #[test]
@@ -172,7 +193,7 @@ fn committed_sample_is_small_and_complete() {
 #[tokio::test]
 async fn survey_udafs_agree_with_survey_monthly() {
     let dir = tempfile::tempdir().unwrap();
-    let job = dataset(dir.path(), 300, 11);
+    let job = dataset(dir.path(), 300, 11).await;
     let as_of = super::fixture::date("2025-06-30");
     let (ctx, _) = cskpi::run::open_views(&job, as_of).await.unwrap();
     let sql = "
@@ -222,7 +243,7 @@ async fn survey_udafs_agree_with_survey_monthly() {
 #[tokio::test]
 async fn renewal_customers_agree_with_renewal_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let job = dataset(dir.path(), 300, 5);
+    let job = dataset(dir.path(), 300, 5).await;
     let as_of = super::fixture::date("2025-06-30");
     let (ctx, _) = cskpi::run::open_views(&job, as_of).await.unwrap();
     let sql = "
@@ -399,7 +420,7 @@ async fn value_and_health_properties_on_generated_data() {
 #[tokio::test]
 async fn backfill_equals_a_run_on_the_data_as_it_was() {
     let full = tempfile::tempdir().unwrap();
-    let job = dataset(full.path(), 250, 5);
+    let job = dataset(full.path(), 250, 5).await;
     let as_of = "2025-02-14";
     let options = RunOptions {
         as_of: Some(super::fixture::date(as_of)),
@@ -498,4 +519,127 @@ async fn backfill_equals_a_run_on_the_data_as_it_was() {
         query_outputs(&full.path().join("out"), keys).await,
         query_outputs(&then.path().join("out"), keys).await
     );
+}
+
+/// Both layouts of one seed hold the same rows, so the layout must not
+/// change any number: every output file is byte-identical, except the CSI
+/// estimates, whose floating sums follow respondent order (within 1e-9).
+/// The date layout also keeps its promises: several part files, usage in
+/// month folders, decimal money, rows in event order.
+#[tokio::test]
+async fn date_and_customer_layouts_give_the_same_outputs() {
+    use cskpi::datagen::{GenOptions, Layout};
+    use datafusion::arrow::datatypes::DataType;
+
+    let dir = tempfile::tempdir().unwrap();
+    let by_customer = dir.path().join("customer");
+    let by_date = dir.path().join("date");
+    for (path, layout) in [(&by_customer, Layout::Customer), (&by_date, Layout::Date)] {
+        let options = GenOptions {
+            customers: 400,
+            seed: 13,
+            start: super::fixture::date("2024-01-01"),
+            end: super::fixture::date("2025-06-30"),
+            bad_row_rate: 0.004,
+            layout,
+            rows_per_file: 1_500,
+        };
+        cskpi::datagen::generate(&options, path).await.unwrap();
+    }
+
+    let parts = |table: &str| {
+        let mut files: Vec<_> = table_files(&by_date, table)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        files.sort();
+        files
+    };
+    let orders = parts("orders");
+    assert!(orders.len() > 2, "{orders:?}");
+    assert!(orders.iter().all(|f| f.starts_with("part-")), "{orders:?}");
+    let usage = parts("usage");
+    assert!(
+        usage.iter().any(|f| f.starts_with("month=2025-06/part-"))
+            && usage.iter().any(|f| f.starts_with("month=2025-03/part-")),
+        "{usage:?}"
+    );
+    // Order dates never go back, across the part files in name order.
+    let mut last = i32::MIN;
+    for file in &orders {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(by_date.join("orders").join(file)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            reader
+                .schema()
+                .field_with_name("amount")
+                .unwrap()
+                .data_type(),
+            &DataType::Decimal128(18, 2)
+        );
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap();
+            let dates = batch
+                .column_by_name("order_date")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Date32Array>()
+                .unwrap();
+            for d in dates.values() {
+                assert!(*d >= last, "orders are not in date order in {file}");
+                last = *d;
+            }
+        }
+    }
+
+    for path in [&by_customer, &by_date] {
+        let job = JobConfig::load(&path.join("job.toml")).unwrap();
+        run_job(&job, &RunOptions::default()).await.unwrap();
+    }
+    let (a, b) = (by_customer.join("out"), by_date.join("out"));
+    for table in cskpi::run::output_tables() {
+        if table.name.starts_with("csi_") {
+            let query = format!("SELECT * FROM {} ORDER BY {}", table.name, table.order_by);
+            let (x, y) = (
+                query_outputs(&a, &query).await,
+                query_outputs(&b, &query).await,
+            );
+            assert!(!x.is_empty(), "{} is empty", table.name);
+            assert_eq!(x.len(), y.len(), "{}", table.name);
+            for (row_x, row_y) in x.iter().zip(&y) {
+                for (cell_x, cell_y) in row_x.iter().zip(row_y) {
+                    assert!(
+                        same_numbers(cell_x, cell_y, 1e-9),
+                        "{}: {cell_x} against {cell_y}",
+                        table.name
+                    );
+                }
+            }
+        } else {
+            let (x, y) = (table_files(&a, table.name), table_files(&b, table.name));
+            assert!(!x.is_empty(), "{} has no files", table.name);
+            assert!(x == y, "{} differs between the layouts", table.name);
+        }
+    }
+}
+
+/// Two printed values that hold the same text around numbers within
+/// `tolerance` (relative, or absolute below 1) of each other.
+fn same_numbers(x: &str, y: &str, tolerance: f64) -> bool {
+    let split = |s: &str| -> Vec<String> {
+        s.split(|c: char| "[]{},: ".contains(c))
+            .map(String::from)
+            .collect()
+    };
+    let (xs, ys) = (split(x), split(y));
+    xs.len() == ys.len()
+        && xs.iter().zip(&ys).all(|(a, b)| {
+            a == b
+                || match (a.parse::<f64>(), b.parse::<f64>()) {
+                    (Ok(a), Ok(b)) => (a - b).abs() <= tolerance * a.abs().max(1.0),
+                    _ => false,
+                }
+        })
 }

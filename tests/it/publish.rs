@@ -17,14 +17,14 @@ fn table_bytes(out: &Path) -> Vec<(&'static str, Vec<TableFile>)> {
         .collect()
 }
 
-fn generated(dir: &Path, customers: u64) -> JobConfig {
-    generate_dataset(dir, customers, 3, "2023-01-01", "2025-12-31")
+async fn generated(dir: &Path, customers: u64) -> JobConfig {
+    generate_dataset(dir, customers, 3, "2023-01-01", "2025-12-31").await
 }
 
 #[tokio::test]
 async fn same_inputs_twice_give_byte_identical_tables() {
     let dir = tempfile::tempdir().unwrap();
-    let job = generated(dir.path(), 600);
+    let job = generated(dir.path(), 600).await;
     run_job(&job, &RunOptions::default()).await.unwrap();
     let first = table_bytes(&dir.path().join("out"));
     run_job(&job, &RunOptions::default()).await.unwrap();
@@ -36,7 +36,7 @@ async fn same_inputs_twice_give_byte_identical_tables() {
 #[tokio::test]
 async fn a_run_on_a_locked_output_fails_without_waiting() {
     let dir = tempfile::tempdir().unwrap();
-    let job = generated(dir.path(), 20);
+    let job = generated(dir.path(), 20).await;
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let held = std::fs::File::create(out.join(".cskpi.lock")).unwrap();
@@ -53,7 +53,7 @@ async fn a_run_on_a_locked_output_fails_without_waiting() {
 #[tokio::test]
 async fn a_killed_run_leaves_the_previous_outputs_readable() {
     let dir = tempfile::tempdir().unwrap();
-    generated(dir.path(), 3000);
+    generated(dir.path(), 3000).await;
     let job = dir.path().join("job.toml");
     // Killed runs cannot remove their scratch directory: keep it in here.
     let text = std::fs::read_to_string(&job).unwrap();

@@ -117,7 +117,7 @@ async fn s3_inputs_and_outputs_match_a_local_run() {
     let moto = start_moto();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    generate_dataset(&data, 120, 11, "2024-06-01", "2025-05-31");
+    generate_dataset(&data, 120, 11, "2024-06-01", "2025-05-31").await;
     create_bucket(&moto.endpoint, "cs-data");
     upload_dir(&moto.endpoint, "cs-data", "exports", &data).await;
 
@@ -331,7 +331,7 @@ async fn a_run_killed_while_writing_to_s3_leaves_whole_tables() {
     create_bucket(&moto.endpoint, "kill");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    generate_dataset(&data, 200, 4, "2024-06-01", "2025-05-31");
+    generate_dataset(&data, 200, 4, "2024-06-01", "2025-05-31").await;
     let text = std::fs::read_to_string(data.join("job.toml"))
         .unwrap()
         .replace("path = \"out/\"", "path = \"s3://kill/kpis/\"");
