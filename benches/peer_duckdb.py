@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """The benchmark peer: cskpi's KPIs computed by DuckDB.
 
-    python3 benches/peer_duckdb.py --job DIR/job.toml --out OUTDIR [--threads 2] [--memory-limit 2GB]
+    python3 benches/peer_duckdb.py --job DIR/job.toml --out OUTDIR [--threads N] [--memory-limit 2GB]
+
+Without --threads / --memory-limit DuckDB's defaults apply (every core, a
+memory limit of 80% of RAM).
 
 The yardstick cskpi's speed is compared against, so it does the same work as
 `cskpi run` and is written the way an analytics engineer would write a DuckDB
@@ -563,8 +566,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--job", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--memory-limit", default="2GB")
+    # Unset: DuckDB's own defaults (every core; memory_limit 80% of RAM).
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--memory-limit", default=None)
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -582,8 +586,10 @@ def main():
         sections = sql_sections()
         spill = Path(tempfile.mkdtemp(prefix="peer-duckdb-"))
         con = duckdb.connect()
-        con.execute(f"SET threads = {args.threads}")
-        con.execute(f"SET memory_limit = {literal(args.memory_limit)}")
+        if args.threads is not None:
+            con.execute(f"SET threads = {args.threads}")
+        if args.memory_limit is not None:
+            con.execute(f"SET memory_limit = {literal(args.memory_limit)}")
         con.execute(f"SET temp_directory = {literal(str(spill))}")
         # Timestamps are read as UTC wall-clock time, as the spec says.
         con.execute("SET TimeZone = 'UTC'")

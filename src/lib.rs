@@ -25,5 +25,6 @@ pub mod shell;
 pub mod sql;
 pub mod udf;
 pub mod validate;
+pub mod whole_group_plan;
 
 pub use error::Error;

@@ -108,12 +108,14 @@ pub fn runtime(
 }
 
 /// A context with DataFusion's defaults plus cskpi's physical optimizer
-/// rule (`compact`: sorts see batches of their own size).
+/// rules (`whole_group_plan`: aggregates over whole groups in one stage;
+/// `compact`: sorts see batches of their own size).
 pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(crate::whole_group_plan::AggregateWholeGroupsOnce))
         .with_physical_optimizer_rule(Arc::new(crate::compact::CompactBeforeSort))
         .build();
     SessionContext::new_with_state(state)

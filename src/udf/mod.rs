@@ -37,6 +37,10 @@ pub fn scalar_udfs(taxonomy: Arc<Taxonomy>) -> Vec<ScalarUDF> {
     ]
 }
 
+/// The aggregates that keep every row of a group (`grouped_rows.rs`): a
+/// run aggregates them in one stage (`whole_group_plan.rs`).
+pub const WHOLE_GROUP_AGGREGATES: [&str; 2] = ["renewal_due_months", "customer_mrr_months"];
+
 /// The aggregate UDFs: `nps`, `nps_moe`, `csat`, `renewal_due_months` and
 /// `customer_mrr_months`.
 pub fn aggregate_udfs() -> Vec<AggregateUDF> {
