@@ -593,6 +593,10 @@ def main():
         con.execute(f"SET temp_directory = {literal(str(spill))}")
         # Timestamps are read as UTC wall-clock time, as the spec says.
         con.execute("SET TimeZone = 'UTC'")
+        # Every output is written with an explicit ORDER BY, so intermediate
+        # tables need not keep their rows in input order (DuckDB's documented
+        # setting for such jobs: less memory, freer parallelism).
+        con.execute("SET preserve_insertion_order = false")
         try:
             with step("validate"):
                 columns_of = register_inputs(con, job)

@@ -6,6 +6,7 @@
 //! [`run`] drives it; [`datagen`] makes synthetic inputs; [`cli`] is the command line.
 
 pub mod bench;
+pub mod bucketed;
 pub mod calendar;
 pub mod catalog;
 pub mod cli;

@@ -20,10 +20,10 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::partition;
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::datatypes::UInt64Type;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
@@ -179,6 +179,11 @@ impl Staging {
         let frame = ctx.sql(&query).await.map_err(write)?;
         let dir = self.staged_dir(name)?;
         let rows = match table.partition_by {
+            Some(column) if table.sorted_per_partition => {
+                write_each_partition(ctx, table, &dir, column)
+                    .await
+                    .map_err(write)?
+            }
             Some(column) => {
                 let rows = write_partitioned(ctx, frame.clone(), &dir, column)
                     .await
@@ -375,6 +380,61 @@ async fn write_partitioned(
     drop(open);
     while let Some(written) = files.join_next().await {
         written.map_err(|e| DataFusionError::External(Box::new(e)))??;
+    }
+    Ok(rows)
+}
+
+/// Writes table `table` partitioned by `column`, a date, one value after
+/// another: `SELECT * FROM <table> WHERE <column> = <value> ORDER BY
+/// <order_by>` into `<dir><column>=<value>/part-0.parquet` (an empty table
+/// is one empty file). Returns the rows written. Each value's sort is its
+/// own: for tables over a view stored one file per value, whose other
+/// values' files the filter skips.
+async fn write_each_partition(
+    ctx: &SessionContext,
+    table: &OutputTable,
+    dir: &str,
+    column: &str,
+) -> Result<u64, DataFusionError> {
+    let name = table.name;
+    let values = ctx
+        .sql(&format!(
+            "SELECT DISTINCT {column} FROM {name} ORDER BY {column}"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let mut rows = 0u64;
+    let mut files = 0;
+    for batch in &values {
+        let values = batch.column(0);
+        if values.data_type() != &DataType::Date32 {
+            return Err(DataFusionError::Plan(format!(
+                "{name}: written one {column} at a time, which must be a date, not {}",
+                values.data_type()
+            )));
+        }
+        for row in 0..values.len() {
+            let value = array_value_to_string(values, row)?;
+            let of_value = match values.is_null(row) {
+                true => format!("{column} IS NULL"),
+                false => format!("{column} = DATE '{value}'"),
+            };
+            let frame = ctx
+                .sql(&format!(
+                    "SELECT * FROM {name} WHERE {of_value} ORDER BY {}",
+                    table.order_by
+                ))
+                .await?;
+            rows += row_count(&write_single(frame, &format!("{dir}{column}={value}/")).await?);
+            files += 1;
+        }
+    }
+    if files == 0 {
+        let empty = ctx
+            .sql(&format!("SELECT * FROM {name} ORDER BY {}", table.order_by))
+            .await?;
+        write_single(empty, dir).await?;
     }
     Ok(rows)
 }

@@ -110,6 +110,7 @@ pub const REJECTS: kpi::OutputTable = kpi::OutputTable {
     name: "rejects",
     order_by: "input, key, reason, raw_row",
     partition_by: None,
+    sorted_per_partition: false,
 };
 
 /// The tables a run publishes, in the order they are written.

@@ -173,6 +173,9 @@ pub struct Materialize<'a> {
     /// How each of them is stored; `store_parquet` unless the caller knows
     /// a better way for some.
     pub store: Store,
+    /// Views (of `views` or not) stored one file per value of a date
+    /// column, as (view, column): see `bucketed.rs`.
+    pub by_value: &'a [(&'a str, &'a str)],
 }
 
 /// Stores view `name` (computed once) and registers a table of that name in
@@ -218,9 +221,14 @@ pub async fn run_script(
             .collect()
             .await
             .map_err(engine)?;
-        if let (Some(m), Some(name)) = (materialize, created)
-            && m.views.contains(&name.as_str())
-        {
+        let (Some(m), Some(name)) = (materialize, created) else {
+            continue;
+        };
+        if let Some((_, column)) = m.by_value.iter().find(|(view, _)| *view == name) {
+            crate::bucketed::materialize_view(ctx, &name, m.dir, column)
+                .await
+                .map_err(engine)?;
+        } else if m.views.contains(&name.as_str()) {
             (m.store)(ctx, &name, m.dir).await.map_err(engine)?;
         }
     }

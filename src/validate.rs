@@ -116,6 +116,7 @@ async fn store_checks(
         views: &stored,
         dir,
         store: store_check,
+        by_value: &[],
     };
     sql::run_script(ctx, &sql::VALIDATE, params, Some(materialize)).await?;
     Ok(())

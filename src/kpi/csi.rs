@@ -40,23 +40,24 @@ pub const FAMILY: KpiFamily = KpiFamily {
         OutputTable {
             name: "csi_factors",
             order_by: "period, segment, factor",
-
             partition_by: None,
+            sorted_per_partition: false,
         },
         OutputTable {
             name: "csi_paths",
             order_by: "period, segment, from_factor, to_factor",
-
             partition_by: None,
+            sorted_per_partition: false,
         },
         OutputTable {
             name: "csi_index",
             order_by: "period, segment",
-
             partition_by: None,
+            sorted_per_partition: false,
         },
     ],
     materialize: &[],
+    materialize_by_value: &[],
     registration: Registration::CsiEstimation,
 };
 

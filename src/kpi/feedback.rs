@@ -10,17 +10,18 @@ pub const FAMILY: KpiFamily = KpiFamily {
         OutputTable {
             name: "feedback_themes",
             order_by: "month, theme",
-
             partition_by: None,
+            sorted_per_partition: false,
         },
         OutputTable {
             name: "feedback_comments",
             order_by: "month, response_id, comment",
-
             partition_by: Some("month"),
+            sorted_per_partition: false,
         },
     ],
     // The text analysis runs once; feedback_themes reads its result.
     materialize: &["feedback_comments"],
+    materialize_by_value: &[],
     registration: Registration::Script,
 };

@@ -9,9 +9,10 @@ pub const FAMILY: KpiFamily = KpiFamily {
     outputs: &[OutputTable {
         name: "customer_health",
         order_by: "as_of, customer_id",
-
         partition_by: Some("as_of"),
+        sorted_per_partition: false,
     }],
     materialize: &[],
+    materialize_by_value: &[],
     registration: Registration::Script,
 };

@@ -30,6 +30,10 @@ pub struct OutputTable {
     pub order_by: &'static str,
     /// Big tables are hive-partitioned by this column (kept in the files).
     pub partition_by: Option<&'static str>,
+    /// Each partition value's rows are queried and sorted on their own,
+    /// rather than the whole table in one sort: for a table over a view
+    /// stored one file per value (`KpiFamily::materialize_by_value`).
+    pub sorted_per_partition: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +43,10 @@ pub struct KpiFamily {
     pub outputs: &'static [OutputTable],
     /// Views of the script that a run computes once (several outputs read them).
     pub materialize: &'static [&'static str],
+    /// Views a run computes once and stores one file per value of a date
+    /// column, as (view, column), so that a query of one value reads only
+    /// its files (an output written per partition value).
+    pub materialize_by_value: &'static [(&'static str, &'static str)],
     /// How the family's views are made.
     pub registration: Registration,
 }
@@ -91,6 +99,7 @@ pub async fn register_dimensions(
         views: &["report_segments"],
         dir,
         store: sql::store_parquet,
+        by_value: &[],
     });
     sql::run_script(ctx, &sql::DIMENSIONS, params, materialize).await?;
     Ok(())
@@ -111,6 +120,7 @@ pub async fn register_family(
                 views: family.materialize,
                 dir,
                 store: sql::store_parquet,
+                by_value: family.materialize_by_value,
             });
             sql::run_script(ctx, &family.script, params, materialize).await?;
         }

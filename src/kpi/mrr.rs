@@ -10,18 +10,19 @@ pub const FAMILY: KpiFamily = KpiFamily {
         OutputTable {
             name: "mrr_monthly",
             order_by: "month, segment",
-
             partition_by: None,
+            sorted_per_partition: false,
         },
         OutputTable {
             name: "mrr_movements",
             order_by: "month, customer_id",
-
             partition_by: Some("month"),
+            sorted_per_partition: true,
         },
     ],
-    // customer_mrr_movements feeds both outputs; mrr_monthly is read again
-    // by kpi_summary.
-    materialize: &["customer_mrr_movements", "mrr_monthly"],
+    // mrr_monthly is read again by kpi_summary.
+    materialize: &["mrr_monthly"],
+    // customer_mrr_movements feeds both outputs, mrr_movements a month at a time.
+    materialize_by_value: &[("customer_mrr_movements", "month")],
     registration: Registration::Script,
 };

@@ -9,10 +9,11 @@ pub const FAMILY: KpiFamily = KpiFamily {
     outputs: &[OutputTable {
         name: "retention_monthly",
         order_by: "month, segment",
-
         partition_by: None,
+        sorted_per_partition: false,
     }],
     // Published and read again by kpi_summary.
     materialize: &["customer_counts_monthly", "retention_monthly"],
+    materialize_by_value: &[],
     registration: Registration::Script,
 };

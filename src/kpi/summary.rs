@@ -11,9 +11,10 @@ pub const FAMILY: KpiFamily = KpiFamily {
     outputs: &[OutputTable {
         name: "kpi_summary",
         order_by: "month, segment, kpi",
-
         partition_by: None,
+        sorted_per_partition: false,
     }],
     materialize: &[],
+    materialize_by_value: &[],
     registration: Registration::Script,
 };

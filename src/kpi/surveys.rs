@@ -9,10 +9,11 @@ pub const FAMILY: KpiFamily = KpiFamily {
     outputs: &[OutputTable {
         name: "survey_monthly",
         order_by: "month, segment",
-
         partition_by: None,
+        sorted_per_partition: false,
     }],
     // Published and read again by kpi_summary.
     materialize: &["survey_monthly"],
+    materialize_by_value: &[],
     registration: Registration::Script,
 };

@@ -10,20 +10,20 @@ pub const FAMILY: KpiFamily = KpiFamily {
         OutputTable {
             name: "value_monthly",
             order_by: "month, segment",
-
             partition_by: None,
+            sorted_per_partition: false,
         },
         OutputTable {
             name: "value_summary",
             order_by: "as_of, segment",
-
             partition_by: None,
+            sorted_per_partition: false,
         },
         OutputTable {
             name: "customer_value",
             order_by: "as_of, customer_id",
-
             partition_by: Some("as_of"),
+            sorted_per_partition: false,
         },
     ],
     // value_monthly is read again by kpi_summary; customer_value_micros
@@ -33,5 +33,6 @@ pub const FAMILY: KpiFamily = KpiFamily {
         "segment_lifetimes",
         "customer_value_micros",
     ],
+    materialize_by_value: &[],
     registration: Registration::Script,
 };
