@@ -393,12 +393,13 @@ def run_csi(con, model, period):
     if seen and missing:
         raise JobError(3, f"csi: configured item(s) {', '.join(missing)} never answered")
 
-    columns = ", ".join(ident(i) for i in items)
+    columns = ", ".join(f"p.{ident(i)}" for i in items)
     pivoted = con.execute(f"""
-        SELECT segment, {columns}
+        SELECT coalesce(s.segment, 'unknown') AS segment, {columns}
         FROM (PIVOT csi_answers ON item IN ({", ".join(literal(i) for i in items)})
-              USING first(score) GROUP BY response_id, customer_id, segment)
-        ORDER BY response_id, customer_id
+              USING first(score) GROUP BY response_id, customer_id) p
+        LEFT JOIN customer_segments s ON s.customer_id = p.customer_id
+        ORDER BY p.response_id, p.customer_id
     """).fetchnumpy()
     segments = np.asarray(pivoted["segment"], dtype=object)
     matrix = np.column_stack([np.ma.filled(np.ma.asarray(pivoted[i], dtype=float), np.nan)

@@ -394,8 +394,21 @@ JOIN renewals_monthly r ON r.month = c.month AND r.segment = c.segment;
 -- its period, at least 1), in micro-units. It counts in month M when M's
 -- snapshot day (the last day, or as_of in as_of's month) lies in
 -- [period_start, period_end): each line is expanded to the few months its
--- period touches and filtered, rather than range-joined with every month.
-CREATE OR REPLACE TEMP TABLE customer_mrr AS
+-- period touches, rather than range-joined with every month.
+--
+-- customer_mrr_movements: every customer-month where this or the previous
+-- month's mrr is set, with both. One grouping gives both: at a generated
+-- month M a line adds to mrr when M's snapshot is in its period and to prev
+-- when M-1's is (M-1's snapshot, its last day, is in [period_start,
+-- period_end) <=> period_start < M <= period_end). A line is in no snapshot
+-- after month_of(period_end) but as_of's, so the months it touches cover
+-- the months after its last one too. (One grouping instead of the
+-- snapshots grouped by customer-month and fully joined with themselves
+-- shifted by a month.) Values closer than 0.005 (5000 micro-units) are
+-- equal; the first match wins. History before run.from is kept: it feeds
+-- prev and "no earlier month with mrr > 0". Its mrr_micros are the MRR
+-- snapshots value and health read.
+CREATE OR REPLACE TEMP TABLE customer_mrr_movements AS
 WITH lines AS (
     SELECT customer_id, period_start, period_end,
            CAST(round(amount * 1e6 / greatest(1,
@@ -409,32 +422,23 @@ WITH lines AS (
                                        least(month_of(period_end), getvariable('as_of_month')),
                                        INTERVAL 1 MONTH)) AS DATE) AS month
     FROM lines
-)
-SELECT customer_id, month, sum(monthly_micros) AS mrr_micros
-FROM line_months
-WHERE period_start <= CASE WHEN month = getvariable('as_of_month') THEN getvariable('as_of')
-                           ELSE last_day(month) END
-  AND period_end > CASE WHEN month = getvariable('as_of_month') THEN getvariable('as_of')
-                        ELSE last_day(month) END
-GROUP BY customer_id, month;
-
--- Every customer-month where this or the previous month's mrr is set (a
--- full join of the snapshots with themselves shifted by a month), with its
--- movement. Values closer than 0.005 (5000 micro-units) are equal; the
--- first match wins. History before run.from is kept: it feeds prev and
--- "no earlier month with mrr > 0".
-CREATE OR REPLACE TEMP TABLE customer_mrr_movements AS
-WITH pairs AS (
+), flagged AS (
+    SELECT customer_id, month, monthly_micros,
+           period_start <= snapshot_day AND period_end > snapshot_day AS in_month,
+           period_start < month AND period_end >= month AS in_prev
+    FROM (
+        SELECT *,
+               CASE WHEN month = getvariable('as_of_month') THEN getvariable('as_of')
+                    ELSE last_day(month) END AS snapshot_day
+        FROM line_months
+    )
+), pairs AS (
     SELECT customer_id, month,
-           coalesce(cur.mrr_micros, 0) AS mrr_micros,
-           coalesce(prev.prev_micros, 0) AS prev_micros
-    FROM customer_mrr cur
-    FULL JOIN (
-        SELECT customer_id, CAST(month + INTERVAL 1 MONTH AS DATE) AS month,
-               mrr_micros AS prev_micros
-        FROM customer_mrr
-        WHERE month < getvariable('as_of_month')
-    ) prev USING (customer_id, month)
+           coalesce(sum(monthly_micros) FILTER (in_month), 0) AS mrr_micros,
+           coalesce(sum(monthly_micros) FILTER (in_prev), 0) AS prev_micros
+    FROM flagged
+    WHERE in_month OR in_prev
+    GROUP BY customer_id, month
 ), classified AS (
     SELECT *,
            min(month) FILTER (mrr_micros >= 5000) OVER (PARTITION BY customer_id) AS first_paid_month
@@ -743,14 +747,14 @@ LEFT JOIN by_theme b ON b.month = m.month AND b.theme = t.theme;
 -- @step csi
 
 -- Spec 4.7: the csi answers of the run's months, for the configured items;
--- the driver pivots them to one row per respondent and estimates in numpy.
-CREATE OR REPLACE TEMP TABLE csi_answers AS
-SELECT a.response_id, a.customer_id, coalesce(s.segment, 'unknown') AS segment, a.item, a.score
-FROM surveys a
-LEFT JOIN customer_segments s ON s.customer_id = a.customer_id
-WHERE a.survey = 'csi'
-  AND a.responded_at >= CAST(getvariable('first_month') AS TIMESTAMP)
-  AND list_contains(getvariable('csi_items'), a.item);
+-- the driver pivots them to one row per respondent, joins the respondents'
+-- segments and estimates in numpy. A view: the pivot reads it once.
+CREATE OR REPLACE TEMP VIEW csi_answers AS
+SELECT response_id, customer_id, item, score
+FROM surveys
+WHERE survey = 'csi'
+  AND responded_at >= CAST(getvariable('first_month') AS TIMESTAMP)
+  AND list_contains(getvariable('csi_items'), item);
 
 -- @step value
 
@@ -796,13 +800,25 @@ SELECT c.month, c.segment, c.retention_cost,
 FROM costs c
 JOIN mrr_monthly m ON m.month = c.month AND m.segment = c.segment;
 
--- Order lines booked in W (refunds included).
+-- Order lines booked in W (refunds included), per customer: revenue, and
+-- the purchases (subscription, addon and one_time lines with a positive
+-- amount) for value_summary. Grouped per customer first, so that segments
+-- are joined to customers rather than to every order line.
 CREATE OR REPLACE TEMP TABLE trailing_orders AS
-SELECT o.customer_id, coalesce(s.segment, 'unknown') AS segment, o.kind,
-       CAST(round(o.amount * 1e6) AS BIGINT) AS amount_micros
-FROM orders o
-LEFT JOIN customer_segments s ON s.customer_id = o.customer_id
-WHERE o.order_date >= getvariable('trailing_first_month');
+SELECT customer_id,
+       sum(amount_micros) AS revenue_micros,
+       count(*) FILTER (purchase) AS purchases,
+       coalesce(sum(amount_micros) FILTER (purchase), 0) AS purchase_micros
+FROM (
+    SELECT customer_id, amount_micros,
+           kind IN ('subscription', 'addon', 'one_time') AND amount_micros > 0 AS purchase
+    FROM (
+        SELECT customer_id, kind, CAST(round(amount * 1e6) AS BIGINT) AS amount_micros
+        FROM orders
+        WHERE order_date >= getvariable('trailing_first_month')
+    )
+)
+GROUP BY customer_id;
 
 -- Each month's overhead service costs split across customers in proportion
 -- to their tickets opened that month (a month without tickets: equally over
@@ -877,7 +893,7 @@ LEFT JOIN mean m ON m.segment = s.segment;
 -- Per customer with revenue, direct cost or allocated cost in W.
 CREATE OR REPLACE TEMP TABLE customer_value_micros AS
 WITH revenue AS (
-    SELECT customer_id, sum(amount_micros) AS micros FROM trailing_orders GROUP BY customer_id
+    SELECT customer_id, revenue_micros AS micros FROM trailing_orders
 ), direct AS (
     SELECT customer_id, sum(amount_micros) AS micros
     FROM cost_lines
@@ -889,7 +905,7 @@ WITH revenue AS (
 ), paying AS (
     -- the MRR snapshots of W's months with mrr > 0
     SELECT customer_id, sum(mrr_micros) AS mrr_micros, count(*) AS months
-    FROM customer_mrr
+    FROM customer_mrr_movements
     WHERE month >= getvariable('trailing_first_month') AND mrr_micros > 0
     GROUP BY customer_id
 )
@@ -919,11 +935,17 @@ LEFT JOIN segment_lifetimes l ON l.segment = v.segment;
 -- CLV per segment: avg_order_value x purchase_frequency x lifetime x margin.
 CREATE OR REPLACE TEMP TABLE value_summary AS
 WITH purchases AS (
+    -- over the purchase lines: their mean amount, and how many a purchasing
+    -- customer made per month
     SELECT CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
-           money(sum(amount_micros)) / count(*) AS avg_order_value,
-           CAST(count(*) AS DOUBLE) / count(DISTINCT customer_id) / 12 AS purchase_frequency
-    FROM trailing_orders
-    WHERE kind IN ('subscription', 'addon', 'one_time') AND amount_micros > 0
+           money(sum(purchase_micros)) / sum(purchases) AS avg_order_value,
+           CAST(sum(purchases) AS DOUBLE) / count(*) / 12 AS purchase_frequency
+    FROM (
+        SELECT coalesce(s.segment, 'unknown') AS segment, t.purchases, t.purchase_micros
+        FROM trailing_orders t
+        LEFT JOIN customer_segments s ON s.customer_id = t.customer_id
+        WHERE t.purchases > 0
+    )
     GROUP BY GROUPING SETS ((segment), ())
 ), customers AS (
     SELECT CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
@@ -982,7 +1004,7 @@ WITH active AS (
     SELECT customer_id,
            coalesce(sum(mrr_micros) FILTER (month = getvariable('as_of_month')), 0) AS now_micros,
            coalesce(sum(mrr_micros) FILTER (month = getvariable('health_mrr_base_month')), 0) AS base_micros
-    FROM customer_mrr
+    FROM customer_mrr_movements
     WHERE month IN (getvariable('as_of_month'), getvariable('health_mrr_base_month'))
     GROUP BY customer_id
 ), components AS (

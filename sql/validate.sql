@@ -7,7 +7,9 @@
 -- keys' 64-bit hash (`<table>_key_hashes`, `key_hash`: eight bytes a row,
 -- the engine's fastest grouping); the repeated hashes, a handful, are then
 -- checked on the key columns of the visible rows themselves, so neither a
--- hash collision nor an invisible copy can reject a row. The hashes are
+-- hash collision nor an invisible copy can reject a row. Only the rows of
+-- repeated hashes (a handful) look their customer up for that, not every
+-- row of the input a second time. The hashes are
 -- taken of every row up to as_of, without looking up its customer (rows of
 -- customers who signed up after as_of are invisible): a superset of the
 -- visible rows' hashes is enough to find their repeats, and the look-up of
@@ -80,10 +82,17 @@ CREATE OR REPLACE VIEW orders_repeated_hashes AS
 SELECT h FROM orders_key_hashes GROUP BY h HAVING COUNT(*) > 1;
 
 CREATE OR REPLACE VIEW orders_duplicates AS
-SELECT v.order_id
-FROM orders_repeated_hashes r
-JOIN orders_visible v ON key_hash(v.order_id) = r.h
-GROUP BY v.order_id HAVING COUNT(*) > 1;
+WITH candidates AS (
+    SELECT o.order_id, o.customer_id
+    FROM orders_repeated_hashes r
+    JOIN orders_typed o ON key_hash(o.order_id) = r.h
+    WHERE o.order_date IS NULL OR o.order_date <= ${as_of}
+)
+SELECT c.order_id
+FROM candidates c
+LEFT JOIN customer_directory d ON c.customer_id = d.customer_id
+WHERE d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of}
+GROUP BY c.order_id HAVING COUNT(*) > 1;
 
 CREATE OR REPLACE VIEW orders_checked AS
 WITH counted AS (
@@ -123,10 +132,17 @@ CREATE OR REPLACE VIEW tickets_repeated_hashes AS
 SELECT h FROM tickets_key_hashes GROUP BY h HAVING COUNT(*) > 1;
 
 CREATE OR REPLACE VIEW tickets_duplicates AS
-SELECT v.ticket_id
-FROM tickets_repeated_hashes r
-JOIN tickets_visible v ON key_hash(v.ticket_id) = r.h
-GROUP BY v.ticket_id HAVING COUNT(*) > 1;
+WITH candidates AS (
+    SELECT t.ticket_id, t.customer_id
+    FROM tickets_repeated_hashes r
+    JOIN tickets_typed t ON key_hash(t.ticket_id) = r.h
+    WHERE t.opened_at IS NULL OR t.opened_at < ${as_of_end}
+)
+SELECT c.ticket_id
+FROM candidates c
+LEFT JOIN customer_directory d ON c.customer_id = d.customer_id
+WHERE d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of}
+GROUP BY c.ticket_id HAVING COUNT(*) > 1;
 
 CREATE OR REPLACE VIEW tickets_checked AS
 WITH counted AS (
@@ -162,10 +178,17 @@ CREATE OR REPLACE VIEW surveys_repeated_hashes AS
 SELECT h FROM surveys_key_hashes GROUP BY h HAVING COUNT(*) > 1;
 
 CREATE OR REPLACE VIEW surveys_duplicates AS
-SELECT v.response_id, COALESCE(v.item, '') AS item_key
-FROM surveys_repeated_hashes r
-JOIN surveys_visible v ON key_hash(v.response_id, COALESCE(v.item, '')) = r.h
-GROUP BY v.response_id, COALESCE(v.item, '') HAVING COUNT(*) > 1;
+WITH candidates AS (
+    SELECT s.response_id, COALESCE(s.item, '') AS item_key, s.customer_id
+    FROM surveys_repeated_hashes r
+    JOIN surveys_typed s ON key_hash(s.response_id, COALESCE(s.item, '')) = r.h
+    WHERE s.responded_at IS NULL OR s.responded_at < ${as_of_end}
+)
+SELECT c.response_id, c.item_key
+FROM candidates c
+LEFT JOIN customer_directory d ON c.customer_id = d.customer_id
+WHERE d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of}
+GROUP BY c.response_id, c.item_key HAVING COUNT(*) > 1;
 
 CREATE OR REPLACE VIEW surveys_checked AS
 WITH counted AS (
@@ -207,10 +230,17 @@ CREATE OR REPLACE VIEW usage_repeated_hashes AS
 SELECT h FROM usage_key_hashes GROUP BY h HAVING COUNT(*) > 1;
 
 CREATE OR REPLACE VIEW usage_duplicates AS
-SELECT v.customer_id, v.day
-FROM usage_repeated_hashes r
-JOIN usage_visible v ON key_hash(v.customer_id, v.day) = r.h
-GROUP BY v.customer_id, v.day HAVING COUNT(*) > 1;
+WITH candidates AS (
+    SELECT u.customer_id, u.day
+    FROM usage_repeated_hashes r
+    JOIN usage_typed u ON key_hash(u.customer_id, u.day) = r.h
+    WHERE u.day IS NULL OR u.day <= ${as_of}
+)
+SELECT c.customer_id, c.day
+FROM candidates c
+LEFT JOIN customer_directory d ON c.customer_id = d.customer_id
+WHERE d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of}
+GROUP BY c.customer_id, c.day HAVING COUNT(*) > 1;
 
 CREATE OR REPLACE VIEW usage_checked AS
 WITH counted AS (
