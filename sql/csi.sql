@@ -5,7 +5,7 @@
 -- csi_respondents.
 
 CREATE OR REPLACE VIEW csi_answers AS
-SELECT s.response_id, s.customer_id, s.responded_at, s.item, s.score
+SELECT s.response_id, s.customer_id, s.customer_key, s.responded_at, s.item, s.score
 FROM surveys s
 WHERE s.survey = 'csi'
   AND s.responded_at >= CAST(${first_month} AS TIMESTAMP)
@@ -21,7 +21,7 @@ SELECT a.response_id, a.customer_id,
        COUNT(*) = ${csi_item_count} AS complete,
        ${csi_item_columns}
 FROM csi_answers a
-LEFT JOIN customer_segments cs ON cs.customer_id = a.customer_id
+LEFT JOIN customer_segments cs ON cs.customer_key = a.customer_key
 GROUP BY a.response_id, a.customer_id, COALESCE(cs.segment, 'unknown');
 
 -- Every csi item code answered in the run's months (a configured item

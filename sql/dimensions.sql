@@ -3,17 +3,23 @@
 -- the engine from run.from .. as_of; `trailing_months` (the 12 months
 -- ending with as_of's month, the window W of spec 4.8) too.
 
--- Each customer's current segment; null -> 'unknown'.
+-- Every known customer (in the customers input at all) by customer_key,
+-- with its customer_id and current segment: null -> 'unknown', and
+-- 'unknown' too for a customer without a clean row (a rejected or not yet
+-- visible one), whose orders or tickets may still count. `listed`: the
+-- customer is one of the clean customers.
 CREATE OR REPLACE VIEW customer_segments AS
-SELECT customer_id,
-       COALESCE(CAST(${segment_by} AS VARCHAR), 'unknown') AS segment
-FROM customers;
+SELECT d.customer_key, d.customer_id,
+       COALESCE(CAST(c.${segment_by} AS VARCHAR), 'unknown') AS segment,
+       c.customer_key IS NOT NULL AS listed
+FROM customer_directory d
+LEFT JOIN customers c ON c.customer_key = d.customer_key;
 
 -- 'all' plus every segment value of the visible customers.
 CREATE OR REPLACE VIEW report_segments AS
 SELECT 'all' AS segment
 UNION
-SELECT DISTINCT segment FROM customer_segments;
+SELECT DISTINCT segment FROM customer_segments WHERE listed;
 
 -- The grid every monthly table fills: a row per month and segment, even
 -- where there is nothing to count.

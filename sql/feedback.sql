@@ -8,13 +8,13 @@
 -- comment; its score is kept only when the comment has a single row.
 CREATE OR REPLACE VIEW feedback_comments AS
 WITH comments AS (
-    SELECT s.response_id, s.customer_id, s.survey,
+    SELECT s.response_id, s.customer_id, s.customer_key, s.survey,
            regexp_replace(s.comment, '^\s+|\s+$', '', 'g') AS comment,
            MIN(s.responded_at) AS responded_at,
            CASE WHEN COUNT(*) = 1 THEN MAX(s.score) END AS score
     FROM surveys s
     WHERE regexp_like(s.comment, '\S')
-    GROUP BY s.response_id, s.customer_id, s.survey,
+    GROUP BY s.response_id, s.customer_id, s.customer_key, s.survey,
              regexp_replace(s.comment, '^\s+|\s+$', '', 'g')
 )
 SELECT c.response_id, c.customer_id,
@@ -25,7 +25,7 @@ SELECT c.response_id, c.customer_id,
        COALESCE(cs.segment, 'unknown') AS segment,
        c.responded_at, c.comment
 FROM comments c
-LEFT JOIN customer_segments cs ON cs.customer_id = c.customer_id;
+LEFT JOIN customer_segments cs ON cs.customer_key = c.customer_key;
 
 -- Every reported month and theme, mentions 0 where no comment matches.
 CREATE OR REPLACE VIEW feedback_themes AS

@@ -12,43 +12,43 @@ WITH active AS (
     -- build side, which the engine walks again for every batch (1.4 s ->
     -- 0.35 s of this stage at 100,000 customers; customer_health turns them
     -- back into views, the type of every other output's strings)
-    SELECT arrow_cast(c.customer_id, 'Utf8') AS customer_id,
+    SELECT c.customer_key, arrow_cast(c.customer_id, 'Utf8') AS customer_id,
            arrow_cast(COALESCE(cs.segment, 'unknown'), 'Utf8') AS segment
     FROM customers c
-    LEFT JOIN customer_segments cs ON cs.customer_id = c.customer_id
+    LEFT JOIN customer_segments cs ON cs.customer_key = c.customer_key
     WHERE c.signup_date <= ${as_of} AND (c.churn_date IS NULL OR c.churn_date > ${as_of})
 ), usage_windows AS (
-    SELECT customer_id,
+    SELECT customer_key,
            SUM(CASE WHEN day >= ${as_of} - INTERVAL '29 days' THEN events ELSE 0 END) AS recent,
            SUM(CASE WHEN day < ${as_of} - INTERVAL '29 days' THEN events ELSE 0 END) AS earlier
     FROM usage
     WHERE day >= ${as_of} - INTERVAL '119 days'
-    GROUP BY customer_id
+    GROUP BY customer_key
 ), latest_nps AS (
     -- the latest answer (ties: the greatest response_id), by a grouping
-    SELECT customer_id, last_value(score ORDER BY responded_at, response_id) AS score
+    SELECT customer_key, last_value(score ORDER BY responded_at, response_id) AS score
     FROM surveys
     WHERE survey = 'nps'
       AND CAST(responded_at AS DATE) >= ${as_of} - INTERVAL '179 days'
-    GROUP BY customer_id
+    GROUP BY customer_key
 ), recent_csat AS (
-    SELECT customer_id, AVG(score) AS mean_score
+    SELECT customer_key, AVG(score) AS mean_score
     FROM surveys
     WHERE survey = 'csat'
       AND CAST(responded_at AS DATE) >= ${as_of} - INTERVAL '89 days'
-    GROUP BY customer_id
+    GROUP BY customer_key
 ), recent_tickets AS (
-    SELECT customer_id, COUNT(*) AS tickets
+    SELECT customer_key, COUNT(*) AS tickets
     FROM tickets
     WHERE CAST(opened_at AS DATE) >= ${as_of} - INTERVAL '29 days'
-    GROUP BY customer_id
+    GROUP BY customer_key
 ), mrr AS (
-    SELECT customer_id,
+    SELECT customer_key,
            SUM(CASE WHEN month = ${as_of_month} THEN mrr_micros ELSE 0 END) AS now_micros,
            SUM(CASE WHEN month = ${health_mrr_base_month} THEN mrr_micros ELSE 0 END) AS base_micros
     FROM customer_mrr_movements
     WHERE month IN (${as_of_month}, ${health_mrr_base_month})
-    GROUP BY customer_id
+    GROUP BY customer_key
 )
 SELECT a.customer_id, a.segment,
        CASE WHEN u.earlier > 0
@@ -59,11 +59,11 @@ SELECT a.customer_id, a.segment,
        CASE WHEN m.base_micros > 0
             THEN LEAST(100.0, 50.0 * m.now_micros / m.base_micros) END AS mrr_trend
 FROM active a
-LEFT JOIN usage_windows u ON u.customer_id = a.customer_id
-LEFT JOIN latest_nps n ON n.customer_id = a.customer_id
-LEFT JOIN recent_csat c ON c.customer_id = a.customer_id
-LEFT JOIN recent_tickets t ON t.customer_id = a.customer_id
-LEFT JOIN mrr m ON m.customer_id = a.customer_id;
+LEFT JOIN usage_windows u ON u.customer_key = a.customer_key
+LEFT JOIN latest_nps n ON n.customer_key = a.customer_key
+LEFT JOIN recent_csat c ON c.customer_key = a.customer_key
+LEFT JOIN recent_tickets t ON t.customer_key = a.customer_key
+LEFT JOIN mrr m ON m.customer_key = a.customer_key;
 
 CREATE OR REPLACE VIEW customer_health AS
 WITH weighted AS (

@@ -9,7 +9,7 @@
 -- n = calendar months between period_start and period_end, at least 1.
 CREATE OR REPLACE VIEW mrr_lines AS
 WITH lines AS (
-    SELECT order_id, customer_id, kind, period_start, period_end, amount,
+    SELECT order_id, customer_id, customer_key, kind, period_start, period_end, amount,
            CAST(GREATEST(1,
                (date_part('year', period_end) * 12 + date_part('month', period_end))
              - (date_part('year', period_start) * 12 + date_part('month', period_start))
@@ -17,7 +17,7 @@ WITH lines AS (
     FROM orders
     WHERE kind IN ('subscription', 'addon')
 )
-SELECT order_id, customer_id, kind, period_start, period_end, amount, months,
+SELECT order_id, customer_id, customer_key, kind, period_start, period_end, amount, months,
        CAST(round(amount * 1000000.0 / months) AS BIGINT) AS monthly_micros,
        round(amount * 1000000.0 / months) / 1000000.0 AS monthly_amount
 FROM lines;
@@ -33,20 +33,21 @@ FROM lines;
 -- as long and spilled. Segments join the 1 M customers, not their months.
 CREATE OR REPLACE VIEW customer_mrr_pairs AS
 WITH by_customer AS (
-    SELECT customer_id,
+    SELECT customer_key,
            customer_mrr_months(period_start, period_end, monthly_micros, ${as_of},
                                CAST(5000 AS BIGINT)) AS months
     FROM mrr_lines
-    GROUP BY customer_id
+    GROUP BY customer_key
 ), with_segment AS (
-    SELECT b.customer_id, COALESCE(cs.segment, 'unknown') AS customer_segment, b.months
+    SELECT b.customer_key, cs.customer_id, COALESCE(cs.segment, 'unknown') AS customer_segment,
+           b.months
     FROM by_customer b
-    LEFT JOIN customer_segments cs ON cs.customer_id = b.customer_id
+    LEFT JOIN customer_segments cs ON cs.customer_key = b.customer_key
 ), entries AS (
-    SELECT customer_id, customer_segment AS segment, unnest(months) AS m
+    SELECT customer_key, customer_id, customer_segment AS segment, unnest(months) AS m
     FROM with_segment
 )
-SELECT customer_id, segment,
+SELECT customer_key, customer_id, segment,
        m['month'] AS month,
        m['mrr_micros'] AS mrr_micros,
        m['prev_micros'] AS prev_micros,
@@ -57,14 +58,14 @@ FROM entries;
 -- mrr(c, M) for every customer-month with a line covering M's snapshot day
 -- (the month's last day, or as_of in as_of's month), history included.
 CREATE OR REPLACE VIEW customer_mrr AS
-SELECT customer_id, month, mrr_micros
+SELECT customer_id, customer_key, month, mrr_micros
 FROM customer_mrr_pairs
 WHERE has_lines;
 
 -- Each customer-month's movement. Values closer than 0.005 (5000
 -- micro-units) are equal; first match wins.
 CREATE OR REPLACE VIEW customer_mrr_movements AS
-SELECT month, customer_id, segment, mrr_micros, prev_micros,
+SELECT month, customer_id, customer_key, segment, mrr_micros, prev_micros,
        CASE
            WHEN abs(prev_micros) < 5000 AND mrr_micros >= 5000
                 AND month = first_paid_month THEN 'new'

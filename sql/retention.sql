@@ -10,7 +10,7 @@ WITH per_customer AS (
            CAST(date_trunc('month', c.signup_date) AS DATE) AS signup_month,
            CAST(date_trunc('month', c.churn_date) AS DATE) AS churn_month
     FROM customers c
-    JOIN customer_segments cs ON cs.customer_id = c.customer_id
+    JOIN customer_segments cs ON cs.customer_key = c.customer_key
 )
 SELECT CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
        signup_month, churn_month, COUNT(*) AS customers
@@ -37,7 +37,7 @@ LEFT JOIN customer_cohorts c ON c.segment = g.segment
 GROUP BY g.month, g.segment;
 
 CREATE OR REPLACE VIEW subscription_lines AS
-SELECT order_id, customer_id, period_start, period_end
+SELECT order_id, customer_id, customer_key, period_start, period_end
 FROM orders
 WHERE kind = 'subscription';
 
@@ -46,7 +46,7 @@ WHERE kind = 'subscription';
 -- [period_end - 7 days, period_end + grace], is, with dates, a start in
 -- [max(period_end - 7 days, period_start + 1 day), period_end + grace].
 CREATE OR REPLACE VIEW renewal_windows AS
-SELECT order_id, customer_id, period_start, period_end,
+SELECT order_id, customer_id, customer_key, period_start, period_end,
        CAST(GREATEST(period_end - INTERVAL '7 days', period_start + INTERVAL '1 day') AS DATE)
            AS window_start,
        CAST(period_end + INTERVAL '${grace_days} days' AS DATE) AS window_end
@@ -92,14 +92,14 @@ SELECT order_id FROM renewal_lines WHERE renewed;
 -- window over each customer (3x the time at 1M customers).
 CREATE OR REPLACE VIEW renewal_customers AS
 WITH by_customer AS (
-    SELECT customer_id,
+    SELECT customer_key,
            renewal_due_months(period_start, window_start, window_end, period_end) AS due_months
     FROM renewal_windows
-    GROUP BY customer_id
+    GROUP BY customer_key
 ), with_segment AS (
-    SELECT b.customer_id, COALESCE(cs.segment, 'unknown') AS customer_segment, b.due_months
+    SELECT cs.customer_id, COALESCE(cs.segment, 'unknown') AS customer_segment, b.due_months
     FROM by_customer b
-    LEFT JOIN customer_segments cs ON cs.customer_id = b.customer_id
+    LEFT JOIN customer_segments cs ON cs.customer_key = b.customer_key
 ), due AS (
     SELECT customer_id, customer_segment AS segment, unnest(due_months) AS due
     FROM with_segment

@@ -13,7 +13,7 @@ SELECT t.ticket_id, t.customer_id,
             THEN (CAST(t.resolved_at AS BIGINT) - CAST(t.opened_at AS BIGINT)) / 3600e9
        END AS resolution_hours
 FROM tickets t
-LEFT JOIN customer_segments cs ON cs.customer_id = t.customer_id;
+LEFT JOIN customer_segments cs ON cs.customer_key = t.customer_key;
 
 CREATE OR REPLACE VIEW support_monthly AS
 WITH counted AS (

@@ -5,19 +5,19 @@
 -- group, rather than a window ranking every response (a sort of all of them).
 CREATE OR REPLACE VIEW nps_responses AS
 WITH latest AS (
-    SELECT s.customer_id,
+    SELECT s.customer_key,
            CAST(date_trunc('month', s.responded_at) AS DATE) AS month,
            last_value(s.response_id ORDER BY s.responded_at, s.response_id) AS response_id,
            max(s.responded_at) AS responded_at,
            last_value(s.score ORDER BY s.responded_at, s.response_id) AS score
     FROM surveys s
     WHERE s.survey = 'nps'
-    GROUP BY s.customer_id, CAST(date_trunc('month', s.responded_at) AS DATE)
+    GROUP BY s.customer_key, CAST(date_trunc('month', s.responded_at) AS DATE)
 )
-SELECT l.response_id, l.customer_id, l.responded_at, l.month, l.score,
+SELECT l.response_id, cs.customer_id, l.responded_at, l.month, l.score,
        COALESCE(cs.segment, 'unknown') AS segment
 FROM latest l
-LEFT JOIN customer_segments cs ON cs.customer_id = l.customer_id;
+LEFT JOIN customer_segments cs ON cs.customer_key = l.customer_key;
 
 CREATE OR REPLACE VIEW csat_responses AS
 SELECT s.response_id, s.customer_id, s.responded_at, s.score,
@@ -25,7 +25,7 @@ SELECT s.response_id, s.customer_id, s.responded_at, s.score,
        COALESCE(cs.segment, 'unknown') AS segment,
        s.score >= ${csat_positive_min} AS positive
 FROM surveys s
-LEFT JOIN customer_segments cs ON cs.customer_id = s.customer_id
+LEFT JOIN customer_segments cs ON cs.customer_key = s.customer_key
 WHERE s.survey = 'csat';
 
 CREATE OR REPLACE VIEW survey_monthly AS

@@ -8,7 +8,7 @@
 -- segments sorts every row by customer, so it is made where the segment
 -- is needed, on as few rows as possible.
 CREATE OR REPLACE VIEW cost_lines AS
-SELECT month, category, customer_id,
+SELECT month, category, customer_id, customer_key,
        CAST(round(amount * 1000000) AS BIGINT) AS amount_micros
 FROM costs;
 
@@ -22,7 +22,7 @@ WITH direct AS (
     FROM (
         SELECT c.month, COALESCE(cs.segment, 'unknown') AS segment, c.amount_micros
         FROM cost_lines c
-        LEFT JOIN customer_segments cs ON cs.customer_id = c.customer_id
+        LEFT JOIN customer_segments cs ON cs.customer_key = c.customer_key
         WHERE c.category = 'retention' AND c.customer_id IS NOT NULL
     )
     GROUP BY GROUPING SETS ((month, segment), (month))
@@ -54,7 +54,7 @@ JOIN mrr_monthly m ON m.month = c.month AND m.segment = c.segment;
 
 -- Order lines booked in W (refunds included).
 CREATE OR REPLACE VIEW trailing_orders AS
-SELECT customer_id, kind, CAST(round(amount * 1000000) AS BIGINT) AS amount_micros
+SELECT customer_id, customer_key, kind, CAST(round(amount * 1000000) AS BIGINT) AS amount_micros
 FROM orders
 WHERE order_date >= ${trailing_first_month};
 
@@ -63,8 +63,8 @@ WHERE order_date >= ${trailing_first_month};
 -- equally across the customers active at its end, or at as_of in as_of's
 -- month). Shares are whole micro-units: each customer gets the floor of
 -- its share and the micro-units left over go one each to the largest
--- remainders (ties by customer_id), so a month's shares add up to its
--- overhead exactly.
+-- remainders (ties by customer_id: customer_key is in its order), so a
+-- month's shares add up to its overhead exactly.
 CREATE OR REPLACE VIEW overhead_allocation AS
 WITH overhead AS (
     SELECT month, SUM(amount_micros) AS micros
@@ -72,11 +72,11 @@ WITH overhead AS (
     WHERE category = 'service' AND customer_id IS NULL AND month >= ${trailing_first_month}
     GROUP BY month
 ), ticket_weights AS (
-    SELECT CAST(date_trunc('month', opened_at) AS DATE) AS month, customer_id,
+    SELECT CAST(date_trunc('month', opened_at) AS DATE) AS month, customer_key,
            COUNT(*) AS weight
     FROM tickets
     WHERE opened_at >= CAST(${trailing_first_month} AS TIMESTAMP)
-    GROUP BY CAST(date_trunc('month', opened_at) AS DATE), customer_id
+    GROUP BY CAST(date_trunc('month', opened_at) AS DATE), customer_key
 ), months_with_tickets AS (
     -- from the tickets, not ticket_weights: a grouping by month alone
     -- instead of the per-customer grouping a second time
@@ -92,17 +92,17 @@ WITH overhead AS (
     LEFT JOIN months_with_tickets t ON t.month = o.month
     WHERE t.month IS NULL
 ), weights AS (
-    SELECT t.month, t.customer_id, t.weight
+    SELECT t.month, t.customer_key, t.weight
     FROM ticket_weights t
     JOIN overhead o ON o.month = t.month
     UNION ALL
-    SELECT m.month, c.customer_id, CAST(1 AS BIGINT) AS weight
+    SELECT m.month, c.customer_key, CAST(1 AS BIGINT) AS weight
     FROM months_without_tickets m
     JOIN customers c
       ON c.signup_date <= m.month_end
      AND (c.churn_date IS NULL OR c.churn_date > m.month_end)
 ), based AS (
-    SELECT w.month, w.customer_id, o.micros AS overhead,
+    SELECT w.month, w.customer_key, o.micros AS overhead,
            o.micros * w.weight / SUM(w.weight) OVER (PARTITION BY w.month) AS base,
            o.micros * w.weight
              - o.micros * w.weight / SUM(w.weight) OVER (PARTITION BY w.month)
@@ -110,13 +110,13 @@ WITH overhead AS (
     FROM weights w
     JOIN overhead o ON o.month = w.month
 ), ranked AS (
-    SELECT month, customer_id, base,
+    SELECT month, customer_key, base,
            overhead - SUM(base) OVER (PARTITION BY month) AS leftover,
-           ROW_NUMBER() OVER (PARTITION BY month ORDER BY abs(remainder) DESC, customer_id)
+           ROW_NUMBER() OVER (PARTITION BY month ORDER BY abs(remainder) DESC, customer_key)
                AS remainder_rank
     FROM based
 )
-SELECT month, customer_id,
+SELECT month, customer_key,
        base + CASE WHEN remainder_rank <= abs(leftover)
                    THEN CASE WHEN leftover > 0 THEN 1 ELSE -1 END
                    ELSE 0 END AS allocated_micros
@@ -155,38 +155,38 @@ LEFT JOIN mean m ON m.segment = s.segment;
 -- sources are stacked and summed in one grouping, each read once.
 CREATE OR REPLACE VIEW customer_value_micros AS
 WITH amounts AS (
-    SELECT customer_id, amount_micros AS revenue, CAST(0 AS BIGINT) AS direct,
+    SELECT customer_key, amount_micros AS revenue, CAST(0 AS BIGINT) AS direct,
            CAST(0 AS BIGINT) AS allocated
     FROM trailing_orders
     UNION ALL
-    SELECT customer_id, 0, amount_micros, 0
+    SELECT customer_key, 0, amount_micros, 0
     FROM cost_lines
-    WHERE customer_id IS NOT NULL AND month >= ${trailing_first_month}
+    WHERE customer_key IS NOT NULL AND month >= ${trailing_first_month}
     UNION ALL
-    SELECT customer_id, 0, 0, allocated_micros
+    SELECT customer_key, 0, 0, allocated_micros
     FROM overhead_allocation
 ), per_customer AS (
-    SELECT customer_id, SUM(revenue) AS revenue_micros, SUM(direct) AS direct_micros,
+    SELECT customer_key, SUM(revenue) AS revenue_micros, SUM(direct) AS direct_micros,
            SUM(allocated) AS allocated_micros
     FROM amounts
-    GROUP BY customer_id
+    GROUP BY customer_key
 ), paying AS (
     -- MRR over W's months with MRR > 0: its sum and the number of months
     -- (W as a range: a join with the 12 months sorted all 15 M rows)
-    SELECT m.customer_id, SUM(m.mrr_micros) AS mrr_micros, COUNT(*) AS months
+    SELECT m.customer_key, SUM(m.mrr_micros) AS mrr_micros, COUNT(*) AS months
     FROM customer_mrr_movements m
     WHERE m.month BETWEEN ${trailing_first_month} AND ${as_of_month}
       AND m.mrr_micros > 0
-    GROUP BY m.customer_id
+    GROUP BY m.customer_key
 )
-SELECT i.customer_id, COALESCE(cs.segment, 'unknown') AS segment,
+SELECT i.customer_key, cs.customer_id, COALESCE(cs.segment, 'unknown') AS segment,
        i.revenue_micros, i.direct_micros, i.allocated_micros,
        i.revenue_micros - i.direct_micros - i.allocated_micros AS cps_micros,
        CASE WHEN p.months > 0 THEN CAST(p.mrr_micros AS DOUBLE) / p.months / 1000000.0
             ELSE 0.0 END AS mean_mrr
 FROM per_customer i
-LEFT JOIN customer_segments cs ON cs.customer_id = i.customer_id
-LEFT JOIN paying p ON p.customer_id = i.customer_id;
+LEFT JOIN customer_segments cs ON cs.customer_key = i.customer_key
+LEFT JOIN paying p ON p.customer_key = i.customer_key;
 
 CREATE OR REPLACE VIEW customer_value AS
 SELECT ${as_of} AS as_of, v.customer_id, v.segment,
@@ -194,7 +194,8 @@ SELECT ${as_of} AS as_of, v.customer_id, v.segment,
        v.direct_micros / 1000000.0 AS direct_cost,
        v.allocated_micros / 1000000.0 AS allocated_cost,
        v.cps_micros / 1000000.0 AS cps,
-       CAST(NTILE(5) OVER (ORDER BY v.cps_micros DESC, v.customer_id) AS BIGINT)
+       -- ties in customer_id order, which is customer_key's
+       CAST(NTILE(5) OVER (ORDER BY v.cps_micros DESC, v.customer_key) AS BIGINT)
            AS cps_quintile,
        v.mean_mrr * ${gross_margin} * l.lifetime_months AS clv
 FROM customer_value_micros v
@@ -212,12 +213,12 @@ WITH purchases AS (
     FROM (
         SELECT COALESCE(cs.segment, 'unknown') AS segment, p.orders, p.micros
         FROM (
-            SELECT customer_id, COUNT(*) AS orders, SUM(amount_micros) AS micros
+            SELECT customer_key, COUNT(*) AS orders, SUM(amount_micros) AS micros
             FROM trailing_orders
             WHERE kind IN ('subscription', 'addon', 'one_time') AND amount_micros > 0
-            GROUP BY customer_id
+            GROUP BY customer_key
         ) p
-        LEFT JOIN customer_segments cs ON cs.customer_id = p.customer_id
+        LEFT JOIN customer_segments cs ON cs.customer_key = p.customer_key
     )
     GROUP BY GROUPING SETS ((segment), ())
 ), customers AS (

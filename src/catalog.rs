@@ -59,6 +59,14 @@ pub enum InputError {
         found: DataType,
         kind: &'static str,
     },
+    #[error(
+        "input {table}: file {file} has a column {column}, a name cskpi reserves for the key it gives each customer; rename the column"
+    )]
+    ReservedColumn {
+        table: String,
+        file: String,
+        column: String,
+    },
     #[error("input {table}: files disagree on the schema ({files}): {message}")]
     Incompatible {
         table: String,
@@ -363,6 +371,15 @@ fn check_file_schema(
                 });
             }
         }
+    }
+    if schema.field_with_name(inputs::CUSTOMER_KEY).is_ok()
+        || partition_cols.iter().any(|p| p == inputs::CUSTOMER_KEY)
+    {
+        return Err(InputError::ReservedColumn {
+            table: spec.name.into(),
+            file: file.into(),
+            column: inputs::CUSTOMER_KEY.into(),
+        });
     }
     if let Some(name) = extra_required
         && spec.column(name).is_none()

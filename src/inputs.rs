@@ -188,6 +188,11 @@ pub const COSTS: TableSpec = TableSpec {
     key: &[],
 };
 
+/// The column validation adds to every row of a known customer (see
+/// `customer_directory` in sql/validate.sql): not part of a raw row, and
+/// reserved, so an input may not have a column of that name.
+pub const CUSTOMER_KEY: &str = "customer_key";
+
 /// Every input, in the order they are registered and validated (customers
 /// first: the other tables' checks look customers up).
 pub const ALL: [&TableSpec; 6] = [&CUSTOMERS, &ORDERS, &TICKETS, &SURVEYS, &USAGE, &COSTS];

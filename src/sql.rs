@@ -16,6 +16,8 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion::sql::parser::DFParser;
 use futures::future::BoxFuture;
 
+use crate::inputs;
+
 /// A bundled SQL file: its name (as in `sql/<name>.sql`) and text.
 #[derive(Debug, Clone, Copy)]
 pub struct SqlScript {
@@ -260,6 +262,16 @@ pub async fn materialize_view(
     // a fast codec, where the published tables use zstd.
     let mut options = ctx.state().default_table_options().parquet;
     options.global.compression = Some(SCRATCH_COMPRESSION.into());
+    if schema.field_with_name(inputs::CUSTOMER_KEY).is_ok() {
+        // Nearly every customer's key is in each row group of event-ordered
+        // rows: a dictionary would be as large as the column, and building
+        // it before falling back to plain cost more than the write itself.
+        let key = options
+            .column_specific_options
+            .entry(inputs::CUSTOMER_KEY.into())
+            .or_default();
+        key.dictionary_enabled = Some(false);
+    }
     view.write_parquet(&target, DataFrameWriteOptions::new(), Some(options))
         .await?;
     ctx.deregister_table(name)?;

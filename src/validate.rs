@@ -185,7 +185,7 @@ pub async fn register_rejects_view(ctx: &SessionContext) -> Result<(), Validatio
 fn rejects_select(spec: &TableSpec, checked: &str, columns: Vec<String>) -> String {
     let fields: Vec<String> = columns
         .iter()
-        .filter(|c| *c != "reject_reason")
+        .filter(|c| *c != "reject_reason" && *c != inputs::CUSTOMER_KEY)
         .map(|c| format!("{}, {}", quote_literal(c), quote_ident(c)))
         .collect();
     format!(

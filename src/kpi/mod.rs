@@ -96,7 +96,7 @@ pub async fn register_dimensions(
     scratch: Option<&Path>,
 ) -> Result<(), Error> {
     let materialize = scratch.map(|dir| Materialize {
-        views: &["report_segments"],
+        views: &["customer_segments", "report_segments"],
         dir,
         store: sql::store_parquet,
         by_value: &[],

@@ -96,6 +96,29 @@ async fn wrong_type_names_the_type() {
 }
 
 #[tokio::test]
+async fn a_column_named_customer_key_is_refused() {
+    let f = good_fixture();
+    let manifest = publish_once(&f).await;
+    // validation gives every row of a known customer a `customer_key`; an
+    // input column of that name would be shadowed or clash
+    f.write(
+        "customers",
+        vec![
+            ("customer_id", strs([Some("C1")].into_iter())),
+            ("signup_date", dates([Some("2025-01-01")].into_iter())),
+            ("customer_key", strs([Some("k1")].into_iter())),
+        ],
+    );
+    let err = f.run("2025-01-31").await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("input customers"), "{msg}");
+    assert!(msg.contains("customers.parquet"), "{msg}");
+    assert!(msg.contains("column customer_key"), "{msg}");
+    assert_eq!(err.exit_code(), cskpi::error::exit_code::INPUT_SCHEMA);
+    assert_outputs_intact(&f, &manifest);
+}
+
+#[tokio::test]
 async fn unreadable_and_missing_files() {
     let f = good_fixture();
     let manifest = publish_once(&f).await;
