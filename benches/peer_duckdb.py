@@ -29,12 +29,17 @@ with regular expressions.
 
 Prints one `peer <step> <seconds>` line per step on stdout, then
 `peer total <seconds>`. Needs the `duckdb` and `numpy` Python packages.
+
+With PEER_PROFILE_DIR=DIR every statement of the SQL file runs under
+DuckDB's profiler (what EXPLAIN ANALYZE shows: each operator's time and
+rows) and its tree goes to DIR/<section>-<nn>.txt; the run is then slower.
 """
 
 import argparse
 import contextlib
 import datetime as dt
 import math
+import os
 import re
 import shutil
 import sys
@@ -397,9 +402,9 @@ def run_csi(con, model, period):
     pivoted = con.execute(f"""
         SELECT coalesce(s.segment, 'unknown') AS segment, {columns}
         FROM (PIVOT csi_answers ON item IN ({", ".join(literal(i) for i in items)})
-              USING first(score) GROUP BY response_id, customer_id) p
-        LEFT JOIN customer_segments s ON s.customer_id = p.customer_id
-        ORDER BY p.response_id, p.customer_id
+              USING first(score) GROUP BY response_id, customer_key) p
+        LEFT JOIN customer_segments s ON s.customer_key = p.customer_key
+        ORDER BY p.response_id, p.customer_key
     """).fetchnumpy()
     segments = np.asarray(pivoted["segment"], dtype=object)
     matrix = np.column_stack([np.ma.filled(np.ma.asarray(pivoted[i], dtype=float), np.nan)
@@ -447,6 +452,25 @@ def sql_sections():
         elif name:
             sections[name] += line
     return sections
+
+
+def run_section(con, section, sql):
+    """Runs a section of the SQL file; with PEER_PROFILE_DIR, statement by
+    statement under DuckDB's profiler, one query tree file each."""
+    profile_dir = os.environ.get("PEER_PROFILE_DIR")
+    if not profile_dir:
+        con.execute(sql)
+        return
+    Path(profile_dir).mkdir(parents=True, exist_ok=True)
+    con.execute("SET enable_profiling = 'query_tree'")
+    try:
+        for n, statement in enumerate(con.extract_statements(sql)):
+            target = Path(profile_dir) / f"{section}-{n:02d}.txt"
+            con.execute(f"SET profiling_output = {literal(str(target))}")
+            con.execute(statement)
+    finally:
+        con.execute("SET enable_profiling = 'no_output'")
+        con.execute("RESET profiling_output")
 
 
 def input_relation(location):
@@ -517,7 +541,7 @@ def validate(con, job, sections, columns_of):
         yellow_min=job["yellow_min"],
         **{f"w_{k}": v for k, v in job["health_weights"].items()},
     ))
-    con.execute(sections["validate"])
+    run_section(con, "validate", sections["validate"])
 
     rejects = []
     for name, columns in columns_of.items():
@@ -544,7 +568,7 @@ def validate(con, job, sections, columns_of):
         con.execute(f"""CREATE OR REPLACE TEMP TABLE {table} AS
             SELECT CAST(unnest(generate_series({literal(start)}, {literal(as_of_month)}, INTERVAL 1 MONTH))
                         AS DATE) AS month""")
-    con.execute(sections["dimensions"].replace("${segment_by}", ident(job["segment_by"])))
+    run_section(con, "dimensions", sections["dimensions"].replace("${segment_by}", ident(job["segment_by"])))
     return first_month
 
 
@@ -604,7 +628,7 @@ def main():
                 validate(con, job, sections, columns_of)
             for name in ["retention", "mrr", "support", "surveys"]:
                 with step(name):
-                    con.execute(sections[name])
+                    run_section(con, name, sections[name])
             with step("feedback"):
                 rows, factor, reach = feedback_phrases(job["themes"])
                 values = ", ".join(f"({literal(k)}, {literal(t)}::VARCHAR, {literal(v)}::DOUBLE, {literal(p)})"
@@ -612,15 +636,15 @@ def main():
                 con.execute("CREATE OR REPLACE TEMP TABLE feedback_phrases AS "
                             f"FROM (VALUES {values}) AS t(kind, theme, valence, phrase)")
                 set_variables(con, dict(negation_factor=factor, negation_reach=reach))
-                con.execute(sections["feedback"])
+                run_section(con, "feedback", sections["feedback"])
             with step("csi"):
                 if job["csi"]:
                     set_variables(con, dict(csi_items=job["csi"]["items"]))
-                    con.execute(sections["csi"])
+                    run_section(con, "csi", sections["csi"])
                 run_csi(con, job["csi"], job["as_of"].replace(day=1))
             for name in ["value", "health", "summary"]:
                 with step(name):
-                    con.execute(sections[name])
+                    run_section(con, name, sections[name])
             with step("write"):
                 write_outputs(con, args.out)
         finally:

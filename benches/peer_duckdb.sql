@@ -14,6 +14,11 @@
 -- once, spilled by DuckDB when over memory_limit); output tables are TEMP
 -- tables too, so a step's time is its own and the write step only writes.
 --
+-- Customers are joined and grouped by customer_key, an integer surrogate
+-- key given by customer_directory and carried by every checked row of a
+-- known customer (a dimension key: integers hash, compare and sort faster
+-- than strings); customer_id is looked up in customer_segments for output.
+--
 -- Money: a line's monthly amount and every money sum are carried as whole
 -- micro-units (BIGINT/HUGEINT), the convention cskpi documents ("Exact money
 -- sums"). Sums of integers are exact whatever the thread count, which is what
@@ -35,16 +40,22 @@ CREATE OR REPLACE TEMP MACRO pct(x, y) AS
 -- Every customer_id in the input, visible or not, with its first signup:
 -- "unknown customer" means absent from the input altogether, and rows whose
 -- customer first signed up after as_of are invisible (not rejects). Also
--- how many visible rows carry the id (more than one: a duplicate key).
+-- how many visible rows carry the id (more than one: a duplicate key), and
+-- its customer_key: its rank in customer_id order (so ordering by the key
+-- is ordering by customer_id).
 CREATE OR REPLACE TEMP TABLE customer_directory AS
-SELECT customer_id, min(signup_date) AS first_signup_date,
-       count(*) FILTER (signup_date IS NULL OR signup_date <= getvariable('as_of')) AS visible_rows
-FROM customers_typed
-WHERE customer_id IS NOT NULL
-GROUP BY customer_id;
+SELECT customer_id, first_signup_date, visible_rows,
+       CAST(row_number() OVER (ORDER BY customer_id) AS INTEGER) AS customer_key
+FROM (
+    SELECT customer_id, min(signup_date) AS first_signup_date,
+           count(*) FILTER (signup_date IS NULL OR signup_date <= getvariable('as_of')) AS visible_rows
+    FROM customers_typed
+    WHERE customer_id IS NOT NULL
+    GROUP BY customer_id
+);
 
--- Each `<t>_checked` holds the visible rows with reject_reason (null =
--- clean): the first reason that applies, in the spec's order (null required
+-- Each `<t>_checked` holds the visible rows with customer_key (null for an
+-- unknown or missing customer_id) and reject_reason (null = clean): the first reason that applies, in the spec's order (null required
 -- column, duplicate key, unknown kind/survey/category, unknown customer,
 -- value rules), and reject_key for the rejected rows.
 --
@@ -61,7 +72,7 @@ GROUP BY customer_id;
 CREATE OR REPLACE TEMP TABLE customers_checked AS
 SELECT *, CASE WHEN reject_reason IS NOT NULL THEN customer_id END AS reject_key
 FROM (
-    SELECT c.*,
+    SELECT c.*, d.customer_key,
            CASE
                WHEN c.customer_id IS NULL THEN 'null in required column customer_id'
                WHEN c.signup_date IS NULL THEN 'null in required column signup_date'
@@ -95,7 +106,7 @@ GROUP BY ALL HAVING count(*) > 1;
 CREATE OR REPLACE TEMP TABLE orders_checked AS
 SELECT *, CASE WHEN reject_reason IS NOT NULL THEN order_id END AS reject_key
 FROM (
-    SELECT o.*,
+    SELECT o.*, d.customer_key,
            CASE
                WHEN o.order_id IS NULL THEN 'null in required column order_id'
                WHEN o.customer_id IS NULL THEN 'null in required column customer_id'
@@ -135,7 +146,7 @@ GROUP BY ALL HAVING count(*) > 1;
 CREATE OR REPLACE TEMP TABLE tickets_checked AS
 SELECT *, CASE WHEN reject_reason IS NOT NULL THEN ticket_id END AS reject_key
 FROM (
-    SELECT t.*,
+    SELECT t.*, d.customer_key,
            CASE
                WHEN t.ticket_id IS NULL THEN 'null in required column ticket_id'
                WHEN t.customer_id IS NULL THEN 'null in required column customer_id'
@@ -178,7 +189,7 @@ GROUP BY ALL HAVING count(*) > 1;
 CREATE OR REPLACE TEMP TABLE surveys_checked AS
 SELECT *, CASE WHEN reject_reason IS NOT NULL THEN response_id || '|' || coalesce(item, '') END AS reject_key
 FROM (
-    SELECT s.*,
+    SELECT s.*, d.customer_key,
            CASE
                WHEN s.response_id IS NULL THEN 'null in required column response_id'
                WHEN s.customer_id IS NULL THEN 'null in required column customer_id'
@@ -221,7 +232,7 @@ GROUP BY ALL HAVING count(*) > 1;
 CREATE OR REPLACE TEMP TABLE usage_checked AS
 SELECT *, CASE WHEN reject_reason IS NOT NULL THEN customer_id || '|' || CAST(day AS VARCHAR) END AS reject_key
 FROM (
-    SELECT u.*,
+    SELECT u.*, d.customer_key,
            CASE
                WHEN u.customer_id IS NULL THEN 'null in required column customer_id'
                WHEN u.day IS NULL THEN 'null in required column day'
@@ -240,7 +251,7 @@ FROM (
 
 -- Costs have no key; a cost belongs to a month, kept as its first day.
 CREATE OR REPLACE TEMP TABLE costs_checked AS
-SELECT c.* REPLACE (month_of(c.month) AS month),
+SELECT c.* REPLACE (month_of(c.month) AS month), d.customer_key,
        CAST(NULL AS VARCHAR) AS reject_key,
        CASE
            WHEN c.month IS NULL THEN 'null in required column month'
@@ -273,16 +284,22 @@ SELECT * EXCLUDE (reject_key, reject_reason) FROM costs_checked WHERE reject_rea
 
 -- @step dimensions
 
--- Each clean customer's current segment; null -> 'unknown'.
+-- Every customer of the directory by customer_key, with its customer_id
+-- and current segment: null -> 'unknown', and 'unknown' too for a customer
+-- without a clean row (rejected), whose orders or tickets still count.
+-- `listed`: one of the clean customers.
 CREATE OR REPLACE TEMP TABLE customer_segments AS
-SELECT customer_id, coalesce(CAST(${segment_by} AS VARCHAR), 'unknown') AS segment
-FROM customers;
+SELECT d.customer_key, d.customer_id,
+       coalesce(CAST(c.${segment_by} AS VARCHAR), 'unknown') AS segment,
+       c.customer_key IS NOT NULL AS listed
+FROM customer_directory d
+LEFT JOIN customers c ON c.customer_key = d.customer_key;
 
 -- 'all' plus every segment value of the visible customers.
 CREATE OR REPLACE TEMP TABLE report_segments AS
 SELECT 'all' AS segment
 UNION
-SELECT DISTINCT segment FROM customer_segments;
+SELECT DISTINCT segment FROM customer_segments WHERE listed;
 
 -- The grid every monthly table fills, even where there is nothing to count.
 CREATE OR REPLACE TEMP VIEW month_segments AS
@@ -310,7 +327,7 @@ WITH cohorts AS (
         SELECT s.segment, month_of(c.signup_date) AS signup_month,
                month_of(c.churn_date) AS churn_month
         FROM customers c
-        JOIN customer_segments s ON s.customer_id = c.customer_id
+        JOIN customer_segments s ON s.customer_key = c.customer_key
     )
     GROUP BY GROUPING SETS ((segment, signup_month, churn_month), (signup_month, churn_month))
 )
@@ -337,31 +354,31 @@ GROUP BY g.month, g.segment;
 -- (one probe per due line instead of every line pair of a customer).
 CREATE OR REPLACE TEMP TABLE renewals_monthly AS
 WITH subscription_lines AS (
-    SELECT customer_id, period_start, period_end
+    SELECT customer_key, period_start, period_end
     FROM orders
     WHERE kind = 'subscription'
 ), due AS (
-    SELECT customer_id, period_start, period_end,
+    SELECT customer_key, period_start, period_end,
            greatest(period_start + 1, period_end - 7) AS window_from
     FROM subscription_lines
     WHERE period_end < getvariable('as_of_next_month')
 ), due_lines AS (
-    SELECT d.customer_id, month_of(d.period_end) AS due_month, d.period_end,
+    SELECT d.customer_key, month_of(d.period_end) AS due_month, d.period_end,
            coalesce(r.period_start <= d.period_end + getvariable('grace_days'), false) AS renewed
     FROM due d
     ASOF LEFT JOIN subscription_lines r
-      ON r.customer_id = d.customer_id AND r.period_start >= d.window_from
+      ON r.customer_key = d.customer_key AND r.period_start >= d.window_from
 ), per_customer AS (
     -- counted per customer and due month; pending: not won and the latest
     -- due line's grace window still open at as_of
     SELECT p.due_month, coalesce(s.segment, 'unknown') AS segment, p.won,
            NOT p.won AND p.latest_due_end + getvariable('grace_days') > getvariable('as_of') AS pending
     FROM (
-        SELECT customer_id, due_month, bool_or(renewed) AS won, max(period_end) AS latest_due_end
+        SELECT customer_key, due_month, bool_or(renewed) AS won, max(period_end) AS latest_due_end
         FROM due_lines
-        GROUP BY customer_id, due_month
+        GROUP BY customer_key, due_month
     ) p
-    LEFT JOIN customer_segments s ON s.customer_id = p.customer_id
+    LEFT JOIN customer_segments s ON s.customer_key = p.customer_key
 ), counted AS (
     SELECT due_month,
            CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
@@ -410,20 +427,20 @@ JOIN renewals_monthly r ON r.month = c.month AND r.segment = c.segment;
 -- snapshots value and health read.
 CREATE OR REPLACE TEMP TABLE customer_mrr_movements AS
 WITH lines AS (
-    SELECT customer_id, period_start, period_end,
+    SELECT customer_key, period_start, period_end,
            CAST(round(amount * 1e6 / greatest(1,
                (year(period_end) * 12 + month(period_end))
              - (year(period_start) * 12 + month(period_start)))) AS BIGINT) AS monthly_micros
     FROM orders
     WHERE kind IN ('subscription', 'addon')
 ), line_months AS (
-    SELECT customer_id, period_start, period_end, monthly_micros,
+    SELECT customer_key, period_start, period_end, monthly_micros,
            CAST(unnest(generate_series(month_of(period_start),
                                        least(month_of(period_end), getvariable('as_of_month')),
                                        INTERVAL 1 MONTH)) AS DATE) AS month
     FROM lines
 ), flagged AS (
-    SELECT customer_id, month, monthly_micros,
+    SELECT customer_key, month, monthly_micros,
            period_start <= snapshot_day AND period_end > snapshot_day AS in_month,
            period_start < month AND period_end >= month AS in_prev
     FROM (
@@ -433,18 +450,18 @@ WITH lines AS (
         FROM line_months
     )
 ), pairs AS (
-    SELECT customer_id, month,
+    SELECT customer_key, month,
            coalesce(sum(monthly_micros) FILTER (in_month), 0) AS mrr_micros,
            coalesce(sum(monthly_micros) FILTER (in_prev), 0) AS prev_micros
     FROM flagged
     WHERE in_month OR in_prev
-    GROUP BY customer_id, month
+    GROUP BY customer_key, month
 ), classified AS (
     SELECT *,
-           min(month) FILTER (mrr_micros >= 5000) OVER (PARTITION BY customer_id) AS first_paid_month
+           min(month) FILTER (mrr_micros >= 5000) OVER (PARTITION BY customer_key) AS first_paid_month
     FROM pairs
 )
-SELECT c.month, c.customer_id, coalesce(s.segment, 'unknown') AS segment,
+SELECT c.month, c.customer_key, s.customer_id, coalesce(s.segment, 'unknown') AS segment,
        c.mrr_micros, c.prev_micros,
        CASE
            WHEN abs(c.prev_micros) < 5000 AND c.mrr_micros >= 5000
@@ -456,7 +473,7 @@ SELECT c.month, c.customer_id, coalesce(s.segment, 'unknown') AS segment,
            ELSE 'flat'
        END AS movement
 FROM classified c
-LEFT JOIN customer_segments s ON s.customer_id = c.customer_id;
+LEFT JOIN customer_segments s ON s.customer_key = c.customer_key;
 
 -- Output: reported months, customer-months with mrr or prev_mrr > 0.
 CREATE OR REPLACE TEMP VIEW mrr_movements AS
@@ -533,7 +550,7 @@ WITH counted AS (
         SELECT month_of(t.opened_at) AS month, coalesce(s.segment, 'unknown') AS segment,
                t.opened_at, t.resolved_at, t.contacts, t.reopened
         FROM tickets t
-        LEFT JOIN customer_segments s ON s.customer_id = t.customer_id
+        LEFT JOIN customer_segments s ON s.customer_key = t.customer_key
     )
     GROUP BY GROUPING SETS ((month, segment), (month))
 )
@@ -553,11 +570,11 @@ LEFT JOIN counted c ON c.month = g.month AND c.segment = g.segment;
 -- (responded_at, response_id) in one grouped pass.
 CREATE OR REPLACE TEMP TABLE survey_monthly AS
 WITH nps_latest AS (
-    SELECT customer_id, month_of(responded_at) AS month,
+    SELECT customer_key, month_of(responded_at) AS month,
            arg_max(score, (responded_at, response_id)) AS score
     FROM surveys
     WHERE survey = 'nps'
-    GROUP BY customer_id, month_of(responded_at)
+    GROUP BY customer_key, month_of(responded_at)
 ), nps AS (
     SELECT month,
            CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
@@ -567,7 +584,7 @@ WITH nps_latest AS (
     FROM (
         SELECT n.month, coalesce(s.segment, 'unknown') AS segment, n.score
         FROM nps_latest n
-        LEFT JOIN customer_segments s ON s.customer_id = n.customer_id
+        LEFT JOIN customer_segments s ON s.customer_key = n.customer_key
     )
     GROUP BY GROUPING SETS ((month, segment), (month))
 ), csat AS (
@@ -578,7 +595,7 @@ WITH nps_latest AS (
     FROM (
         SELECT month_of(v.responded_at) AS month, coalesce(s.segment, 'unknown') AS segment, v.score
         FROM surveys v
-        LEFT JOIN customer_segments s ON s.customer_id = v.customer_id
+        LEFT JOIN customer_segments s ON s.customer_key = v.customer_key
         WHERE v.survey = 'csat'
     )
     GROUP BY GROUPING SETS ((month, segment), (month))
@@ -628,7 +645,7 @@ CREATE OR REPLACE TEMP MACRO clause_words(t) AS
 CREATE OR REPLACE TEMP TABLE comments AS
 SELECT row_number() OVER () AS comment_id, *
 FROM (
-    SELECT response_id, customer_id, survey,
+    SELECT response_id, customer_id, customer_key, survey,
            regexp_replace(comment, '^\s+|\s+$', '', 'g') AS comment,
            min(responded_at) AS responded_at,
            CASE WHEN count(*) = 1 THEN max(score) END AS score
@@ -717,7 +734,7 @@ SELECT c.response_id, c.customer_id, month_of(c.responded_at) AS month, c.survey
 FROM comments c
 LEFT JOIN comment_sentiment se ON se.comment_id = c.comment_id
 LEFT JOIN themes t ON t.comment_id = c.comment_id
-LEFT JOIN customer_segments s ON s.customer_id = c.customer_id;
+LEFT JOIN customer_segments s ON s.customer_key = c.customer_key;
 
 -- Every reported month and theme; mentions 0 where nobody mentioned it.
 CREATE OR REPLACE TEMP TABLE feedback_themes AS
@@ -750,7 +767,7 @@ LEFT JOIN by_theme b ON b.month = m.month AND b.theme = t.theme;
 -- the driver pivots them to one row per respondent, joins the respondents'
 -- segments and estimates in numpy. A view: the pivot reads it once.
 CREATE OR REPLACE TEMP VIEW csi_answers AS
-SELECT response_id, customer_id, item, score
+SELECT response_id, customer_key, item, score
 FROM surveys
 WHERE survey = 'csi'
   AND responded_at >= CAST(getvariable('first_month') AS TIMESTAMP)
@@ -761,10 +778,10 @@ WHERE survey = 'csi'
 -- Spec 4.8. W = the 12 months ending with as_of's month (`trailing_months`,
 -- from trailing_first_month). Money in micro-units, as for MRR.
 CREATE OR REPLACE TEMP TABLE cost_lines AS
-SELECT c.month, c.category, c.customer_id, coalesce(s.segment, 'unknown') AS segment,
+SELECT c.month, c.category, c.customer_id, c.customer_key, coalesce(s.segment, 'unknown') AS segment,
        CAST(round(c.amount * 1e6) AS BIGINT) AS amount_micros
 FROM costs c
-LEFT JOIN customer_segments s ON s.customer_id = c.customer_id;
+LEFT JOIN customer_segments s ON s.customer_key = c.customer_key;
 
 -- CRC: the month's retention costs (direct ones of the segment's customers
 -- + overhead ones * CE_segment / CE_all) per customer at the month's end.
@@ -805,26 +822,27 @@ JOIN mrr_monthly m ON m.month = c.month AND m.segment = c.segment;
 -- amount) for value_summary. Grouped per customer first, so that segments
 -- are joined to customers rather than to every order line.
 CREATE OR REPLACE TEMP TABLE trailing_orders AS
-SELECT customer_id,
+SELECT customer_key,
        sum(amount_micros) AS revenue_micros,
        count(*) FILTER (purchase) AS purchases,
        coalesce(sum(amount_micros) FILTER (purchase), 0) AS purchase_micros
 FROM (
-    SELECT customer_id, amount_micros,
+    SELECT customer_key, amount_micros,
            kind IN ('subscription', 'addon', 'one_time') AND amount_micros > 0 AS purchase
     FROM (
-        SELECT customer_id, kind, CAST(round(amount * 1e6) AS BIGINT) AS amount_micros
+        SELECT customer_key, kind, CAST(round(amount * 1e6) AS BIGINT) AS amount_micros
         FROM orders
         WHERE order_date >= getvariable('trailing_first_month')
     )
 )
-GROUP BY customer_id;
+GROUP BY customer_key;
 
 -- Each month's overhead service costs split across customers in proportion
 -- to their tickets opened that month (a month without tickets: equally over
 -- the customers active at its end, at as_of in as_of's month), in whole
 -- micro-units: everyone gets the floor of their share and the leftover
--- micro-units go one each to the largest remainders (ties by customer_id),
+-- micro-units go one each to the largest remainders (ties by customer_id,
+-- i.e. by customer_key),
 -- so a month's shares add up to its overhead exactly (cskpi's convention).
 CREATE OR REPLACE TEMP TABLE overhead_allocation AS
 WITH overhead AS (
@@ -834,16 +852,16 @@ WITH overhead AS (
       AND month >= getvariable('trailing_first_month')
     GROUP BY month
 ), ticket_weights AS (
-    SELECT month_of(opened_at) AS month, customer_id, count(*) AS weight
+    SELECT month_of(opened_at) AS month, customer_key, count(*) AS weight
     FROM tickets
     WHERE opened_at >= CAST(getvariable('trailing_first_month') AS TIMESTAMP)
     GROUP BY ALL
 ), weights AS (
-    SELECT t.month, t.customer_id, t.weight
+    SELECT t.month, t.customer_key, t.weight
     FROM ticket_weights t
     SEMI JOIN overhead o ON o.month = t.month
     UNION ALL
-    SELECT m.month, c.customer_id, 1 AS weight
+    SELECT m.month, c.customer_key, 1 AS weight
     FROM (
         SELECT month, least(last_day(month), getvariable('as_of')) AS month_end
         FROM overhead
@@ -852,7 +870,7 @@ WITH overhead AS (
     JOIN customers c
       ON c.signup_date <= m.month_end AND (c.churn_date IS NULL OR c.churn_date > m.month_end)
 ), based AS (
-    SELECT w.month, w.customer_id, o.micros AS overhead,
+    SELECT w.month, w.customer_key, o.micros AS overhead,
            o.micros * w.weight // sum(w.weight) OVER (PARTITION BY w.month) AS base,
            o.micros * w.weight
              - o.micros * w.weight // sum(w.weight) OVER (PARTITION BY w.month)
@@ -860,13 +878,13 @@ WITH overhead AS (
     FROM weights w
     JOIN overhead o ON o.month = w.month
 ), ranked AS (
-    SELECT month, customer_id, base,
+    SELECT month, customer_key, base,
            overhead - sum(base) OVER (PARTITION BY month) AS leftover,
-           row_number() OVER (PARTITION BY month ORDER BY abs(remainder) DESC, customer_id)
+           row_number() OVER (PARTITION BY month ORDER BY abs(remainder) DESC, customer_key)
                AS remainder_rank
     FROM based
 )
-SELECT month, customer_id,
+SELECT month, customer_key,
        base + CASE WHEN remainder_rank <= abs(leftover) THEN sign(leftover) ELSE 0 END
            AS allocated_micros
 FROM ranked;
@@ -893,33 +911,33 @@ LEFT JOIN mean m ON m.segment = s.segment;
 -- Per customer with revenue, direct cost or allocated cost in W.
 CREATE OR REPLACE TEMP TABLE customer_value_micros AS
 WITH revenue AS (
-    SELECT customer_id, revenue_micros AS micros FROM trailing_orders
+    SELECT customer_key, revenue_micros AS micros FROM trailing_orders
 ), direct AS (
-    SELECT customer_id, sum(amount_micros) AS micros
+    SELECT customer_key, sum(amount_micros) AS micros
     FROM cost_lines
     WHERE customer_id IS NOT NULL AND month >= getvariable('trailing_first_month')
-    GROUP BY customer_id
+    GROUP BY customer_key
 ), allocated AS (
-    SELECT customer_id, sum(allocated_micros) AS micros
-    FROM overhead_allocation GROUP BY customer_id
+    SELECT customer_key, sum(allocated_micros) AS micros
+    FROM overhead_allocation GROUP BY customer_key
 ), paying AS (
     -- the MRR snapshots of W's months with mrr > 0
-    SELECT customer_id, sum(mrr_micros) AS mrr_micros, count(*) AS months
+    SELECT customer_key, sum(mrr_micros) AS mrr_micros, count(*) AS months
     FROM customer_mrr_movements
     WHERE month >= getvariable('trailing_first_month') AND mrr_micros > 0
-    GROUP BY customer_id
+    GROUP BY customer_key
 )
-SELECT customer_id, coalesce(s.segment, 'unknown') AS segment,
+SELECT customer_key, s.customer_id, coalesce(s.segment, 'unknown') AS segment,
        coalesce(r.micros, 0) AS revenue_micros,
        coalesce(d.micros, 0) AS direct_micros,
        coalesce(a.micros, 0) AS allocated_micros,
        coalesce(r.micros, 0) - coalesce(d.micros, 0) - coalesce(a.micros, 0) AS cps_micros,
        coalesce(money(p.mrr_micros) / p.months, 0.0) AS mean_mrr
 FROM revenue r
-FULL JOIN direct d USING (customer_id)
-FULL JOIN allocated a USING (customer_id)
-LEFT JOIN paying p USING (customer_id)
-LEFT JOIN customer_segments s USING (customer_id);
+FULL JOIN direct d USING (customer_key)
+FULL JOIN allocated a USING (customer_key)
+LEFT JOIN paying p USING (customer_key)
+LEFT JOIN customer_segments s USING (customer_key);
 
 CREATE OR REPLACE TEMP TABLE customer_value AS
 SELECT getvariable('as_of') AS as_of, v.customer_id, v.segment,
@@ -927,7 +945,7 @@ SELECT getvariable('as_of') AS as_of, v.customer_id, v.segment,
        money(v.direct_micros) AS direct_cost,
        money(v.allocated_micros) AS allocated_cost,
        money(v.cps_micros) AS cps,
-       ntile(5) OVER (ORDER BY v.cps_micros DESC, v.customer_id) AS cps_quintile,
+       ntile(5) OVER (ORDER BY v.cps_micros DESC, v.customer_key) AS cps_quintile,
        v.mean_mrr * getvariable('gross_margin') * l.lifetime_months AS clv
 FROM customer_value_micros v
 LEFT JOIN segment_lifetimes l ON l.segment = v.segment;
@@ -943,7 +961,7 @@ WITH purchases AS (
     FROM (
         SELECT coalesce(s.segment, 'unknown') AS segment, t.purchases, t.purchase_micros
         FROM trailing_orders t
-        LEFT JOIN customer_segments s ON s.customer_id = t.customer_id
+        LEFT JOIN customer_segments s ON s.customer_key = t.customer_key
         WHERE t.purchases > 0
     )
     GROUP BY GROUPING SETS ((segment), ())
@@ -972,43 +990,43 @@ LEFT JOIN customers c ON c.segment = s.segment;
 -- as_of-(N-1) .. as_of. Each component is 0-100 or null without data.
 CREATE OR REPLACE TEMP TABLE customer_health AS
 WITH active AS (
-    SELECT c.customer_id, coalesce(s.segment, 'unknown') AS segment
+    SELECT c.customer_key, c.customer_id, coalesce(s.segment, 'unknown') AS segment
     FROM customers c
-    LEFT JOIN customer_segments s ON s.customer_id = c.customer_id
+    LEFT JOIN customer_segments s ON s.customer_key = c.customer_key
     WHERE c.signup_date <= getvariable('as_of')
       AND (c.churn_date IS NULL OR c.churn_date > getvariable('as_of'))
 ), usage_windows AS (
-    SELECT customer_id,
+    SELECT customer_key,
            -- coalesce: no events in a window is 0, not unknown
            coalesce(sum(events) FILTER (day >= getvariable('as_of') - 29), 0) AS recent,
            coalesce(sum(events) FILTER (day < getvariable('as_of') - 29), 0) AS earlier
     FROM usage
     WHERE day >= getvariable('as_of') - 119
-    GROUP BY customer_id
+    GROUP BY customer_key
 ), latest_nps AS (
-    SELECT customer_id, arg_max(score, (responded_at, response_id)) AS score
+    SELECT customer_key, arg_max(score, (responded_at, response_id)) AS score
     FROM surveys
     WHERE survey = 'nps' AND CAST(responded_at AS DATE) >= getvariable('as_of') - 179
-    GROUP BY customer_id
+    GROUP BY customer_key
 ), recent_csat AS (
-    SELECT customer_id, avg(score) AS mean_score
+    SELECT customer_key, avg(score) AS mean_score
     FROM surveys
     WHERE survey = 'csat' AND CAST(responded_at AS DATE) >= getvariable('as_of') - 89
-    GROUP BY customer_id
+    GROUP BY customer_key
 ), recent_tickets AS (
-    SELECT customer_id, count(*) AS tickets
+    SELECT customer_key, count(*) AS tickets
     FROM tickets
     WHERE CAST(opened_at AS DATE) >= getvariable('as_of') - 29
-    GROUP BY customer_id
+    GROUP BY customer_key
 ), mrr AS (
-    SELECT customer_id,
+    SELECT customer_key,
            coalesce(sum(mrr_micros) FILTER (month = getvariable('as_of_month')), 0) AS now_micros,
            coalesce(sum(mrr_micros) FILTER (month = getvariable('health_mrr_base_month')), 0) AS base_micros
     FROM customer_mrr_movements
     WHERE month IN (getvariable('as_of_month'), getvariable('health_mrr_base_month'))
-    GROUP BY customer_id
+    GROUP BY customer_key
 ), components AS (
-    SELECT a.customer_id, a.segment,
+    SELECT a.customer_key, a.customer_id, a.segment,
            CASE WHEN u.earlier > 0
                 THEN least(100.0, 50 * CAST(u.recent AS DOUBLE) / (CAST(u.earlier AS DOUBLE) / 3)) END
                AS usage,
@@ -1018,11 +1036,11 @@ WITH active AS (
            CASE WHEN m.base_micros > 0
                 THEN least(100.0, 50 * CAST(m.now_micros AS DOUBLE) / m.base_micros) END AS mrr_trend
     FROM active a
-    LEFT JOIN usage_windows u ON u.customer_id = a.customer_id
-    LEFT JOIN latest_nps n ON n.customer_id = a.customer_id
-    LEFT JOIN recent_csat c ON c.customer_id = a.customer_id
-    LEFT JOIN recent_tickets t ON t.customer_id = a.customer_id
-    LEFT JOIN mrr m ON m.customer_id = a.customer_id
+    LEFT JOIN usage_windows u ON u.customer_key = a.customer_key
+    LEFT JOIN latest_nps n ON n.customer_key = a.customer_key
+    LEFT JOIN recent_csat c ON c.customer_key = a.customer_key
+    LEFT JOIN recent_tickets t ON t.customer_key = a.customer_key
+    LEFT JOIN mrr m ON m.customer_key = a.customer_key
 ), weighted AS (
     -- the score re-weights over the components that have data
     SELECT *,
