@@ -23,11 +23,10 @@ fn main() {
         .build()
         .unwrap();
     runtime
-        .block_on(cskpi::bench::run_benchmark(
-            customers,
-            layout,
-            &dir,
-            &cskpi::cli::EngineArgs::default(),
-        ))
+        .block_on(async {
+            let job_path = cskpi::bench::prepare_data(customers, layout, &dir).await?;
+            let job = cskpi::config::JobConfig::load(&job_path)?;
+            cskpi::bench::run_benchmark(customers, &job).await
+        })
         .unwrap();
 }

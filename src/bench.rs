@@ -6,13 +6,13 @@
 //! Every measure is printed as `bench <name> <value>` so that
 //! `benches/run.sh` can put it beside the DuckDB peer's numbers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::NaiveDate;
 use futures::StreamExt;
 
-use crate::cli::EngineArgs;
+use crate::config::JobConfig;
 use crate::datagen::{DEFAULT_ROWS_PER_FILE, GenOptions, Layout, generate};
 use crate::error::Error;
 use crate::run::{RunOptions, open_inputs, run_job};
@@ -32,14 +32,10 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Generates `customers` customers into `dir` unless a job is already there,
-/// measures the scan floor, then runs the job.
-pub async fn run_benchmark(
-    customers: u64,
-    layout: Layout,
-    dir: &Path,
-    engine: &EngineArgs,
-) -> Result<(), Error> {
+/// The benchmark's data set in `dir`: generated (seed 42, 2023-07 ..
+/// 2026-06, 0.1% bad rows) unless a `job.toml` is already there. Returns
+/// the job file's path.
+pub async fn prepare_data(customers: u64, layout: Layout, dir: &Path) -> Result<PathBuf, Error> {
     let job_path = dir.join("job.toml");
     if !job_path.exists() {
         let started = Instant::now();
@@ -61,17 +57,21 @@ pub async fn run_benchmark(
     } else {
         println!("# reusing {}", job_path.display());
     }
-    let job = engine.load(&job_path)?;
+    Ok(job_path)
+}
+
+/// Measures the scan floor and a whole run of `job` (see the module doc).
+pub async fn run_benchmark(customers: u64, job: &JobConfig) -> Result<(), Error> {
     println!("bench customers {customers}");
 
-    let (rows, seconds) = scan_floor(&job).await?;
-    println!("bench input_bytes {}", input_bytes(&job).await?);
+    let (rows, seconds) = scan_floor(job).await?;
+    println!("bench input_bytes {}", input_bytes(job).await?);
     println!("bench floor_rows {rows}");
     println!("bench floor_seconds {seconds:.2}");
 
     reset_peak_rss();
     let started = Instant::now();
-    let report = run_job(&job, &RunOptions::default()).await?;
+    let report = run_job(job, &RunOptions::default()).await?;
     let seconds = started.elapsed().as_secs_f64();
     let rows_in: u64 = report.inputs.iter().map(|c| c.visible).sum();
     for (stage, stage_seconds) in &report.timings {
@@ -93,7 +93,7 @@ pub async fn run_benchmark(
 
 /// The scan floor: the time DataFusion takes to read every column of every
 /// input once (all partitions in parallel, batches decoded and dropped).
-pub async fn scan_floor(job: &crate::config::JobConfig) -> Result<(u64, f64), Error> {
+pub async fn scan_floor(job: &JobConfig) -> Result<(u64, f64), Error> {
     let (ctx, registered) = open_inputs(job).await?;
     let started = Instant::now();
     let mut rows = 0u64;
@@ -108,7 +108,7 @@ pub async fn scan_floor(job: &crate::config::JobConfig) -> Result<(u64, f64), Er
 }
 
 /// Bytes of every Parquet file of the job's inputs.
-async fn input_bytes(job: &crate::config::JobConfig) -> Result<u64, Error> {
+async fn input_bytes(job: &JobConfig) -> Result<u64, Error> {
     let (_, registered) = open_inputs(job).await?;
     Ok(registered
         .iter()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 
-use crate::config::JobConfig;
+use crate::config::{ByteSize, JobConfig};
 use crate::datagen::{self, GenOptions, Layout};
 use crate::error::Error;
 use crate::kpi::definitions;
@@ -44,7 +44,7 @@ impl Cli {
 pub struct EngineArgs {
     /// Memory the engine may use before spilling to disk, e.g. 2G (job: run.memory_limit; default 4G).
     #[arg(long)]
-    pub memory_limit: Option<String>,
+    pub memory_limit: Option<ByteSize>,
     /// Directory for intermediate and spill files (job: run.temp_dir; default the system's).
     #[arg(long)]
     pub temp_dir: Option<PathBuf>,
@@ -53,7 +53,7 @@ pub struct EngineArgs {
 impl EngineArgs {
     pub fn apply(&self, job: &mut JobConfig) {
         if let Some(limit) = &self.memory_limit {
-            job.run.memory_limit = Some(limit.clone());
+            job.run.memory_limit = Some(*limit);
         }
         if let Some(dir) = &self.temp_dir {
             job.run.temp_dir = Some(dir.clone());
@@ -305,7 +305,8 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
         } => {
             let tmp = tempfile::tempdir().map_err(|e| Error::Io(e.to_string()))?;
             let dir = dir.unwrap_or_else(|| tmp.path().join(format!("gen-{customers}")));
-            crate::bench::run_benchmark(customers, layout, &dir, &engine).await
+            let job_path = crate::bench::prepare_data(customers, layout, &dir).await?;
+            crate::bench::run_benchmark(customers, &engine.load(&job_path)?).await
         }
     }
 }

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::csi::CsiModel;
-use crate::csi::pls::Scheme;
+use crate::csi::{CsiConfig, CsiModel, default_csi_scale};
 use crate::feedback::Taxonomy;
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +79,7 @@ pub struct RunConfig {
     pub as_of: Option<NaiveDate>,
     /// cskpi extension: memory limit of the query engine, e.g. "4G";
     /// `--memory-limit` wins over it.
-    pub memory_limit: Option<String>,
+    pub memory_limit: Option<ByteSize>,
     /// cskpi extension: local directory for a run's intermediate files and
     /// the engine's spill files (default: the system temporary directory);
     /// `--temp-dir` wins over it. `work_dir` is its older name.
@@ -200,68 +199,59 @@ fn default_yellow_min() -> f64 {
     40.0
 }
 
-/// `[csi]`: the satisfaction index model (spec 4.7), checked by
-/// [`CsiModel::new`] when the job file is read.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CsiConfig {
-    /// [min, max] of a csi answer.
-    #[serde(default = "default_csi_scale")]
-    pub scale: [f64; 2],
-    #[serde(default = "default_index_factor")]
-    pub index_factor: String,
-    #[serde(default)]
-    pub weights: CsiWeights,
-    #[serde(default = "default_min_respondents")]
-    pub min_respondents: u64,
-    /// factor -> its items.
-    #[serde(default)]
-    pub factors: BTreeMap<String, Vec<String>>,
-    /// factor -> the factors that drive it.
-    #[serde(default)]
-    pub paths: BTreeMap<String, Vec<String>>,
-    /// cskpi extension: the PLS inner weighting scheme (default "path").
-    #[serde(default)]
-    pub scheme: Scheme,
-    /// cskpi extension: scale items to unit variance too (default false).
-    #[serde(default)]
-    pub scaled: bool,
-    /// cskpi extension: PLS stopping tolerance (default 1e-6).
-    #[serde(default = "default_tolerance")]
-    pub tolerance: f64,
-    /// cskpi extension: PLS iteration cap (default 100).
-    #[serde(default = "default_max_iterations")]
-    pub max_iterations: usize,
-}
+/// A size in bytes, written as the job file and the command line write it:
+/// "512M", "4G", "1.5GiB", "1073741824" (units of 1024, "B"/"iB" optional).
+/// One parser for both: serde and clap go through `FromStr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ByteSize(usize);
 
-/// `csi.weights`: "pls", or a table item -> weight.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum CsiWeights {
-    Method(String),
-    Items(BTreeMap<String, f64>),
-}
-
-impl Default for CsiWeights {
-    fn default() -> Self {
-        Self::Method("pls".into())
+impl ByteSize {
+    pub fn bytes(self) -> usize {
+        self.0
     }
 }
 
-fn default_csi_scale() -> [f64; 2] {
-    [1.0, 10.0]
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let invalid = || format!("{text:?} is not a size like 512M, 4G or 1.5GiB");
+        let t = text.trim().to_ascii_uppercase();
+        let t = t.trim_end_matches("IB").trim_end_matches('B');
+        let (number, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+            Some((i, _)) => (&t[..i], &t[i..]),
+            None => (t, ""),
+        };
+        let multiplier: f64 = match unit {
+            "" => 1.0,
+            "K" => 1024.0,
+            "M" => 1024.0 * 1024.0,
+            "G" => 1024.0 * 1024.0 * 1024.0,
+            "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+            _ => return Err(invalid()),
+        };
+        let value: f64 = number.trim().parse().map_err(|_| invalid())?;
+        if value > 0.0 {
+            Ok(Self((value * multiplier) as usize))
+        } else {
+            Err(invalid())
+        }
+    }
 }
-fn default_index_factor() -> String {
-    "satisfaction".into()
+
+impl TryFrom<String> for ByteSize {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
 }
-fn default_min_respondents() -> u64 {
-    30
-}
-fn default_tolerance() -> f64 {
-    1e-6
-}
-fn default_max_iterations() -> usize {
-    100
+
+impl From<ByteSize> for String {
+    fn from(size: ByteSize) -> String {
+        size.0.to_string()
+    }
 }
 
 /// `[feedback]`: the theme taxonomy of comments (spec 4.6).
@@ -312,9 +302,20 @@ impl JobConfig {
     }
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: JobConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::from("<string>"),
-            message: e.message().to_string(),
+        let config: JobConfig = toml::from_str(text).map_err(|e| {
+            // The line itself: the bare message does not name the key.
+            let message = match e.span() {
+                Some(span) => {
+                    let line = text[..span.start].matches('\n').count();
+                    let written = text.lines().nth(line).unwrap_or("").trim();
+                    format!("line {} ({written}): {}", line + 1, e.message())
+                }
+                None => e.message().to_string(),
+            };
+            ConfigError::Parse {
+                path: PathBuf::from("<string>"),
+                message,
+            }
         })?;
         config.check()?;
         Ok(config)
@@ -463,6 +464,23 @@ pub fn parse_month(text: &str) -> Result<NaiveDate, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::csi::CsiWeights;
+
+    #[test]
+    fn sizes() {
+        let bytes = |text: &str| text.parse::<ByteSize>().map(ByteSize::bytes);
+        assert_eq!(bytes("512M"), Ok(512 << 20));
+        assert_eq!(bytes("4G"), Ok(4 << 30));
+        assert_eq!(bytes("1.5GiB"), Ok(3 << 29));
+        assert_eq!(bytes("1024"), Ok(1024));
+        assert!(
+            bytes("lots")
+                .unwrap_err()
+                .contains("\"lots\" is not a size")
+        );
+        assert!(bytes("0").is_err());
+    }
+    use crate::csi::pls::Scheme;
 
     #[test]
     fn minimal_job_gets_spec_defaults() {

@@ -18,7 +18,7 @@ use crate::config::JobConfig;
 use crate::error::Error;
 use crate::feedback::Taxonomy;
 use crate::kpi;
-use crate::output::Staging;
+use crate::output::{OutputTable, Staging};
 use crate::session;
 use crate::sql::SqlParams;
 use crate::validate::{self, InputCounts};
@@ -106,7 +106,7 @@ pub async fn validate_job(
 }
 
 /// The rejected rows of every input, published after the KPI tables.
-pub const REJECTS: kpi::OutputTable = kpi::OutputTable {
+pub const REJECTS: OutputTable = OutputTable {
     name: "rejects",
     order_by: "input, key, reason, raw_row",
     partition_by: None,
@@ -114,8 +114,8 @@ pub const REJECTS: kpi::OutputTable = kpi::OutputTable {
 };
 
 /// The tables a run publishes, in the order they are written.
-pub fn output_tables() -> Vec<kpi::OutputTable> {
-    let mut tables: Vec<kpi::OutputTable> = kpi::FAMILIES
+pub fn output_tables() -> Vec<OutputTable> {
+    let mut tables: Vec<OutputTable> = kpi::FAMILIES
         .iter()
         .flat_map(|f| f.outputs.iter().copied())
         .collect();

@@ -14,12 +14,10 @@ use object_store::aws::AmazonS3Builder;
 use object_store::{ClientOptions, RetryConfig};
 use url::Url;
 
-use crate::config::{JobConfig, S3Config};
+use crate::config::{ByteSize, JobConfig, S3Config};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("invalid memory limit {0:?}: expected a size such as 512M or 4G")]
-    MemoryLimit(String),
     #[error("cannot use temporary directory {dir}: {message}")]
     TempDir { dir: String, message: String },
     #[error("invalid location {location:?}: {message}")]
@@ -80,13 +78,10 @@ fn apply_env_overrides(
 /// The engine's memory pool (spilling operators share it fairly) and spill
 /// directory.
 pub fn runtime(
-    memory_limit: Option<&str>,
+    memory_limit: Option<ByteSize>,
     temp_dir: Option<&std::path::Path>,
 ) -> Result<Arc<RuntimeEnv>, SessionError> {
-    let limit = match memory_limit {
-        Some(text) => parse_size(text).ok_or_else(|| SessionError::MemoryLimit(text.into()))?,
-        None => DEFAULT_MEMORY_LIMIT,
-    };
+    let limit = memory_limit.map_or(DEFAULT_MEMORY_LIMIT, ByteSize::bytes);
     let pool = TrackConsumersPool::new(
         FairSpillPool::new(limit),
         std::num::NonZeroUsize::new(5).expect("non-zero"),
@@ -172,7 +167,7 @@ pub fn prefer_hash_joins(
 pub fn build(job: &JobConfig) -> Result<SessionContext, SessionError> {
     let ctx = context(
         session_config()?,
-        runtime(job.run.memory_limit.as_deref(), job.run.temp_dir.as_deref())?,
+        runtime(job.run.memory_limit, job.run.temp_dir.as_deref())?,
     );
     let input = &job.input;
     let locations = [
@@ -237,26 +232,6 @@ pub fn register_s3_bucket(
     Ok(())
 }
 
-/// "512M", "4G", "1.5GiB", "1073741824" -> bytes.
-pub fn parse_size(text: &str) -> Option<usize> {
-    let t = text.trim().to_ascii_uppercase();
-    let t = t.trim_end_matches("IB").trim_end_matches('B');
-    let (number, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => (&t[..i], &t[i..]),
-        None => (t, ""),
-    };
-    let multiplier: f64 = match unit {
-        "" => 1.0,
-        "K" => 1024.0,
-        "M" => 1024.0 * 1024.0,
-        "G" => 1024.0 * 1024.0 * 1024.0,
-        "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    let value: f64 = number.trim().parse().ok()?;
-    (value > 0.0).then_some((value * multiplier) as usize)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,14 +266,5 @@ mod tests {
             Some("false")
         );
         assert!(set_options(&ctx, &[("datafusion.no_such_option", "1")]).is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("512M"), Some(512 << 20));
-        assert_eq!(parse_size("4G"), Some(4 << 30));
-        assert_eq!(parse_size("1.5GiB"), Some(3 << 29));
-        assert_eq!(parse_size("1024"), Some(1024));
-        assert_eq!(parse_size("lots"), None);
     }
 }

@@ -1,11 +1,13 @@
 //! Customer satisfaction index (spec 4.7): the `[csi]` model, checked, and
 //! the PLS path modelling estimator of its weights ([`pls`]).
 
+mod config;
 pub mod pls;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::{CsiConfig, CsiWeights};
+pub(crate) use config::default_csi_scale;
+pub use config::{CsiConfig, CsiWeights};
 
 /// Column names of the respondent table that an item code cannot take.
 const RESERVED: &[&str] = &["response_id", "customer_id", "segment", "complete"];

@@ -25,12 +25,13 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use nalgebra::DMatrix;
 
-use super::{KpiFamily, OutputTable, Registration};
+use super::{KpiFamily, Registration};
 use crate::calendar::{self, RunWindow};
 use crate::config::JobConfig;
 use crate::csi::pls::{self, Fit};
 use crate::csi::{CsiError, CsiModel};
 use crate::error::Error;
+use crate::output::OutputTable;
 use crate::sql::{self, SqlParams, quote_ident, quote_literal};
 
 pub const FAMILY: KpiFamily = KpiFamily {

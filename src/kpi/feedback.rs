@@ -1,6 +1,7 @@
 //! Comment themes and sentiment (spec 4.6): `sql/feedback.sql`.
 
-use super::{KpiFamily, OutputTable, Registration};
+use super::{KpiFamily, Registration};
+use crate::output::OutputTable;
 use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {

@@ -1,6 +1,7 @@
 //! The customer health score (spec 4.9): `sql/health.sql`.
 
-use super::{KpiFamily, OutputTable, Registration};
+use super::{KpiFamily, Registration};
+use crate::output::OutputTable;
 use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {

@@ -20,21 +20,8 @@ use datafusion::prelude::SessionContext;
 use crate::calendar::RunWindow;
 use crate::config::JobConfig;
 use crate::error::Error;
+use crate::output::OutputTable;
 use crate::sql::{self, Materialize, SqlParams, SqlScript};
-
-/// A published table: the view it comes from and the order rows are written
-/// in (stable order keeps repeated runs byte-for-byte comparable).
-#[derive(Debug, Clone, Copy)]
-pub struct OutputTable {
-    pub name: &'static str,
-    pub order_by: &'static str,
-    /// Big tables are hive-partitioned by this column (kept in the files).
-    pub partition_by: Option<&'static str>,
-    /// Each partition value's rows are queried and sorted on their own,
-    /// rather than the whole table in one sort: for a table over a view
-    /// stored one file per value (`KpiFamily::materialize_by_value`).
-    pub sorted_per_partition: bool,
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct KpiFamily {

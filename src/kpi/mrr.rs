@@ -1,6 +1,7 @@
 //! MRR, its movements, NRR, GRR and quick ratio (spec 4.3): `sql/mrr.sql`.
 
-use super::{KpiFamily, OutputTable, Registration};
+use super::{KpiFamily, Registration};
+use crate::output::OutputTable;
 use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {

@@ -1,6 +1,7 @@
 //! Customers, churn rate, CRR and renewals (spec 4.1, 4.2): `sql/retention.sql`.
 
-use super::{KpiFamily, OutputTable, Registration};
+use super::{KpiFamily, Registration};
+use crate::output::OutputTable;
 use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {

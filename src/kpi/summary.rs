@@ -2,7 +2,8 @@
 //! `sql/summary.sql`. It reads the other families' monthly tables, so it
 //! comes last.
 
-use super::{KpiFamily, OutputTable, Registration};
+use super::{KpiFamily, Registration};
+use crate::output::OutputTable;
 use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {

@@ -1,6 +1,7 @@
 //! First contact resolution and resolution time (spec 4.4): `sql/support.sql`.
 
-use super::{KpiFamily, OutputTable, Registration};
+use super::{KpiFamily, Registration};
+use crate::output::OutputTable;
 use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {

@@ -1,6 +1,7 @@
 //! NPS with its margin of error, and CSAT (spec 4.5): `sql/surveys.sql`.
 
-use super::{KpiFamily, OutputTable, Registration};
+use super::{KpiFamily, Registration};
+use crate::output::OutputTable;
 use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {

@@ -1,6 +1,7 @@
 //! CRC, CLV and the customer profitability score (spec 4.8): `sql/value.sql`.
 
-use super::{KpiFamily, OutputTable, Registration};
+use super::{KpiFamily, Registration};
+use crate::output::OutputTable;
 use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {

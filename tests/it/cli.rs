@@ -93,9 +93,29 @@ fn run_takes_a_memory_limit_and_a_temp_dir_and_leaves_it_empty() {
         "--memory-limit",
         "lots",
     ]);
-    assert!(!o.status.success());
+    // a bad value on the command line is a usage error
+    assert_eq!(o.status.code(), Some(cskpi::error::exit_code::USAGE));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("invalid memory limit \"lots\""), "{stderr}");
+    assert!(stderr.contains("--memory-limit"), "{stderr}");
+    assert!(stderr.contains("\"lots\" is not a size"), "{stderr}");
+
+    // in the job file, a configuration error
+    let text = std::fs::read_to_string(&job).unwrap();
+    let bad = match text.find("[run]\n") {
+        Some(at) => format!(
+            "{}memory_limit = \"lots\"\n{}",
+            &text[..at + 6],
+            &text[at + 6..]
+        ),
+        None => format!("{text}\n[run]\nmemory_limit = \"lots\"\n"),
+    };
+    let bad_job = f.dir.path().join("bad-memory.toml");
+    std::fs::write(&bad_job, bad).unwrap();
+    let o = cskpi(&["run", "--config", bad_job.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(cskpi::error::exit_code::CONFIG));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("memory_limit"), "{stderr}");
+    assert!(stderr.contains("\"lots\" is not a size"), "{stderr}");
 }
 
 #[test]
