@@ -93,16 +93,11 @@ pub struct InputFile {
 
 /// The location configured for a table, if any.
 pub fn location_of<'a>(job: &'a JobConfig, table: &str) -> Option<&'a str> {
-    let i = &job.input;
-    match table {
-        "customers" => Some(&i.customers),
-        "orders" => Some(&i.orders),
-        "tickets" => Some(&i.tickets),
-        "surveys" => i.surveys.as_deref(),
-        "usage" => i.usage.as_deref(),
-        "costs" => i.costs.as_deref(),
-        _ => None,
-    }
+    job.input
+        .locations()
+        .into_iter()
+        .find(|(name, _)| *name == table)
+        .and_then(|(_, location)| location)
 }
 
 /// Registers every configured input, failing on the first schema error.

@@ -45,6 +45,28 @@ pub struct JobConfig {
     pub csi: Option<CsiConfig>,
     #[serde(default)]
     pub feedback: FeedbackConfig,
+    /// Built from the sections above and checked once, when the job file
+    /// is read.
+    #[serde(skip)]
+    built: Built,
+}
+
+/// What the job's sections describe, built from them once.
+#[derive(Debug, Clone)]
+struct Built {
+    csi_model: Option<CsiModel>,
+    taxonomy: Taxonomy,
+    health_weights: HealthWeights,
+}
+
+impl Default for Built {
+    fn default() -> Self {
+        Self {
+            csi_model: None,
+            taxonomy: Taxonomy::built_in(),
+            health_weights: HealthConfig::default().weights_over_defaults(),
+        }
+    }
 }
 
 /// Locations of the input tables: a file, a directory or an `s3://` URL.
@@ -59,6 +81,37 @@ pub struct InputConfig {
     pub costs: Option<String>,
 }
 
+impl InputConfig {
+    /// Every input table with its location, if configured: the one list of
+    /// the six inputs' fields (in the order of `inputs::ALL`).
+    pub fn locations(&self) -> [(&'static str, Option<&str>); 6] {
+        [
+            ("customers", Some(&self.customers)),
+            ("orders", Some(&self.orders)),
+            ("tickets", Some(&self.tickets)),
+            ("surveys", self.surveys.as_deref()),
+            ("usage", self.usage.as_deref()),
+            ("costs", self.costs.as_deref()),
+        ]
+    }
+
+    /// The configured locations, to rewrite them.
+    fn locations_mut(&mut self) -> impl Iterator<Item = &mut String> {
+        [
+            Some(&mut self.customers),
+            Some(&mut self.orders),
+            Some(&mut self.tickets),
+        ]
+        .into_iter()
+        .chain([
+            self.surveys.as_mut(),
+            self.usage.as_mut(),
+            self.costs.as_mut(),
+        ])
+        .flatten()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
@@ -69,7 +122,7 @@ pub struct OutputConfig {
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// First reported month, `YYYY-MM` (or a date; its month is used).
-    pub from: Option<String>,
+    pub from: Option<Month>,
     #[serde(default = "default_segment_by")]
     pub segment_by: String,
     #[serde(default = "default_max_reject_ratio")]
@@ -183,6 +236,28 @@ pub struct HealthConfig {
     #[serde(default = "default_yellow_min")]
     pub yellow_min: f64,
 }
+impl HealthConfig {
+    /// `weights` over the defaults: a component the job does not name keeps
+    /// its default weight (set it to 0 to leave it out).
+    fn weights_over_defaults(&self) -> HealthWeights {
+        let weight = |name: &str| {
+            let default = HEALTH_COMPONENTS
+                .iter()
+                .find(|(c, _)| *c == name)
+                .map(|(_, w)| *w)
+                .expect("a known component");
+            self.weights.get(name).copied().unwrap_or(default)
+        };
+        HealthWeights {
+            usage: weight("usage"),
+            nps: weight("nps"),
+            csat: weight("csat"),
+            support: weight("support"),
+            mrr_trend: weight("mrr_trend"),
+        }
+    }
+}
+
 impl Default for HealthConfig {
     fn default() -> Self {
         Self {
@@ -302,7 +377,7 @@ impl JobConfig {
     }
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: JobConfig = toml::from_str(text).map_err(|e| {
+        let mut config: JobConfig = toml::from_str(text).map_err(|e| {
             // The line itself: the bare message does not name the key.
             let message = match e.span() {
                 Some(span) => {
@@ -318,6 +393,16 @@ impl JobConfig {
             }
         })?;
         config.check()?;
+        config.built = Built {
+            csi_model: config
+                .csi
+                .as_ref()
+                .map(|c| CsiModel::new(c).map_err(|e| ConfigError::Invalid(format!("csi: {e}"))))
+                .transpose()?,
+            taxonomy: Taxonomy::from_config(config.feedback.themes.as_ref())
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            health_weights: config.health.weights_over_defaults(),
+        };
         Ok(config)
     }
 
@@ -331,11 +416,6 @@ impl JobConfig {
         if self.run.segment_by.trim().is_empty() {
             return Err(ConfigError::Invalid("run.segment_by is empty".into()));
         }
-        if let Some(from) = &self.run.from {
-            parse_month(from)?;
-        }
-        self.csi_model()?;
-        self.feedback_taxonomy()?;
         for (key, weight) in &self.health.weights {
             if !HEALTH_COMPONENTS.iter().any(|(c, _)| c == key) {
                 let known: Vec<&str> = HEALTH_COMPONENTS.iter().map(|(c, _)| *c).collect();
@@ -383,42 +463,23 @@ impl JobConfig {
     }
 
     /// The checked CSI model, if the job has a `[csi]` section.
-    pub fn csi_model(&self) -> Result<Option<CsiModel>, ConfigError> {
-        self.csi
-            .as_ref()
-            .map(|c| CsiModel::new(c).map_err(|e| ConfigError::Invalid(format!("csi: {e}"))))
-            .transpose()
+    pub fn csi_model(&self) -> Option<&CsiModel> {
+        self.built.csi_model.as_ref()
     }
 
-    /// `[health.weights]` over the defaults: a component the job does not
-    /// name keeps its default weight (set it to 0 to leave it out).
+    /// `[health.weights]` over the defaults.
     pub fn health_weights(&self) -> HealthWeights {
-        let weight = |name: &str| {
-            let default = HEALTH_COMPONENTS
-                .iter()
-                .find(|(c, _)| *c == name)
-                .map(|(_, w)| *w)
-                .expect("a known component");
-            self.health.weights.get(name).copied().unwrap_or(default)
-        };
-        HealthWeights {
-            usage: weight("usage"),
-            nps: weight("nps"),
-            csat: weight("csat"),
-            support: weight("support"),
-            mrr_trend: weight("mrr_trend"),
-        }
+        self.built.health_weights
     }
 
     /// The theme taxonomy comments are read with.
-    pub fn feedback_taxonomy(&self) -> Result<Taxonomy, ConfigError> {
-        Taxonomy::from_config(self.feedback.themes.as_ref())
-            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    pub fn feedback_taxonomy(&self) -> &Taxonomy {
+        &self.built.taxonomy
     }
 
     /// The first reported month, if the job sets one.
-    pub fn from_month(&self) -> Result<Option<NaiveDate>, ConfigError> {
-        self.run.from.as_deref().map(parse_month).transpose()
+    pub fn from_month(&self) -> Option<NaiveDate> {
+        self.run.from.map(Month::first_day)
     }
 
     fn resolve_relative_paths(&mut self, base: &Path) {
@@ -433,14 +494,7 @@ impl JobConfig {
                 *p = s;
             }
         };
-        let i = &mut self.input;
-        for p in [&mut i.customers, &mut i.orders, &mut i.tickets] {
-            resolve(p);
-        }
-        for p in [&mut i.surveys, &mut i.usage, &mut i.costs]
-            .into_iter()
-            .flatten()
-        {
+        for p in self.input.locations_mut() {
             resolve(p);
         }
         resolve(&mut self.output.path);
@@ -452,13 +506,42 @@ impl JobConfig {
     }
 }
 
-/// `YYYY-MM` or `YYYY-MM-DD` -> the first day of that month.
-pub fn parse_month(text: &str) -> Result<NaiveDate, ConfigError> {
-    let t = text.trim();
-    let date = NaiveDate::parse_from_str(&format!("{t}-01"), "%Y-%m-%d")
-        .or_else(|_| NaiveDate::parse_from_str(t, "%Y-%m-%d"))
-        .map_err(|_| ConfigError::Invalid(format!("run.from: expected YYYY-MM, got {text:?}")))?;
-    Ok(crate::calendar::month_start(date))
+/// A calendar month, written `YYYY-MM` (or a date, whose month is meant);
+/// serde reads it through `FromStr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Month(NaiveDate);
+
+impl Month {
+    pub fn first_day(self) -> NaiveDate {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Month {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let date = NaiveDate::parse_from_str(&format!("{t}-01"), "%Y-%m-%d")
+            .or_else(|_| NaiveDate::parse_from_str(t, "%Y-%m-%d"))
+            .map_err(|_| format!("expected a month YYYY-MM, got {text:?}"))?;
+        Ok(Self(crate::calendar::month_start(date)))
+    }
+}
+
+impl TryFrom<String> for Month {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<Month> for String {
+    fn from(month: Month) -> String {
+        month.0.format("%Y-%m").to_string()
+    }
 }
 
 #[cfg(test)]
@@ -524,13 +607,13 @@ mod tests {
              value = ['v1']\n[csi.paths]\nsatisfaction = ['value']\n"
         ))
         .unwrap();
-        let model = c.csi_model().unwrap().unwrap();
+        let model = c.csi_model().unwrap();
         assert_eq!(model.settings.scheme, Scheme::Centroid);
         assert!(model.settings.scaled);
         assert!(JobConfig::parse(&format!("{base}[csi]\nscheme = 'circle'\n")).is_err());
         let c = JobConfig::parse(base).unwrap();
         assert_eq!(c.csi_scale(), (1.0, 10.0));
-        assert!(c.csi_model().unwrap().is_none());
+        assert!(c.csi_model().is_none());
         let err = JobConfig::parse(&format!(
             "{base}[csi]\nscale = [5, 1]\n[csi.factors]\ns = ['a']\n"
         ))
@@ -567,7 +650,6 @@ mod tests {
         .unwrap();
         let names: Vec<_> = c
             .feedback_taxonomy()
-            .unwrap()
             .theme_names()
             .map(String::from)
             .collect();
@@ -576,19 +658,32 @@ mod tests {
             JobConfig::parse(&format!("{base}[feedback.themes]\npricing = []\n")).unwrap_err();
         assert!(err.to_string().contains("pricing"), "{err}");
         let c = JobConfig::parse(base).unwrap();
-        assert!(c.feedback_taxonomy().unwrap().theme_names().count() > 5);
+        assert!(c.feedback_taxonomy().theme_names().count() > 5);
+    }
+
+    #[test]
+    fn input_locations_name_every_input_in_order() {
+        let base =
+            "[input]\ncustomers='c'\norders='o'\ntickets='t'\nusage='u/'\n[output]\npath='out'\n";
+        let c = JobConfig::parse(base).unwrap();
+        let names: Vec<&str> = c.input.locations().iter().map(|(n, _)| *n).collect();
+        let inputs: Vec<&str> = crate::inputs::ALL.iter().map(|t| t.name).collect();
+        assert_eq!(names, inputs);
+        assert_eq!(c.input.locations()[4], ("usage", Some("u/")));
+        assert_eq!(c.input.locations()[3], ("surveys", None));
     }
 
     #[test]
     fn from_accepts_month_or_date() {
-        assert_eq!(
-            parse_month("2025-03").unwrap(),
-            NaiveDate::from_ymd_opt(2025, 3, 1).unwrap()
-        );
-        assert_eq!(
-            parse_month("2025-03-17").unwrap(),
-            NaiveDate::from_ymd_opt(2025, 3, 1).unwrap()
-        );
-        assert!(parse_month("March").is_err());
+        let base = "[input]\ncustomers='c'\norders='o'\ntickets='t'\n[output]\npath='out'\n";
+        let from = |value: &str| {
+            JobConfig::parse(&format!("{base}[run]\nfrom = '{value}'\n")).map(|c| c.from_month())
+        };
+        let march = NaiveDate::from_ymd_opt(2025, 3, 1);
+        assert_eq!(from("2025-03").unwrap(), march);
+        assert_eq!(from("2025-03-17").unwrap(), march);
+        let err = from("March").unwrap_err();
+        assert!(err.to_string().contains("from = 'March'"), "{err}");
+        assert_eq!(JobConfig::parse(base).unwrap().from_month(), None);
     }
 }

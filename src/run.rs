@@ -214,7 +214,7 @@ pub async fn register_input_views(
     validate::register_rejects_view(ctx).await?;
     let window = window(ctx, job, as_of).await?;
     register_months(ctx, &window)?;
-    register_taxonomy(ctx, &job.feedback_taxonomy()?)?;
+    register_taxonomy(ctx, job.feedback_taxonomy())?;
     Ok(window)
 }
 
@@ -234,7 +234,7 @@ pub async fn window(
     job: &JobConfig,
     as_of: NaiveDate,
 ) -> Result<RunWindow, Error> {
-    let first_month = match job.from_month()? {
+    let first_month = match job.from_month() {
         Some(m) => m,
         None => {
             let batches = ctx

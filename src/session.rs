@@ -169,22 +169,13 @@ pub fn build(job: &JobConfig) -> Result<SessionContext, SessionError> {
         session_config()?,
         runtime(job.run.memory_limit, job.run.temp_dir.as_deref())?,
     );
-    let input = &job.input;
-    let locations = [
-        Some(&input.customers),
-        Some(&input.orders),
-        Some(&input.tickets),
-        input.surveys.as_ref(),
-        input.usage.as_ref(),
-        input.costs.as_ref(),
-        Some(&job.output.path),
-    ];
-    for location in locations.into_iter().flatten() {
+    let inputs = job.input.locations().into_iter().filter_map(|(_, l)| l);
+    for location in inputs.chain([job.output.path.as_str()]) {
         if location.starts_with("s3://") {
             register_s3_bucket(&ctx, location, job.s3.as_ref())?;
         }
     }
-    crate::udf::register_all(&ctx, Arc::new(job.feedback_taxonomy()?));
+    crate::udf::register_all(&ctx, Arc::new(job.feedback_taxonomy().clone()));
     Ok(ctx)
 }
 

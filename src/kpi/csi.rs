@@ -91,7 +91,7 @@ pub async fn register(
     params: &SqlParams,
     lazily: bool,
 ) -> Result<(), Error> {
-    let model = job.csi_model()?;
+    let model = job.csi_model();
     let period = calendar::to_date32(window.as_of_month());
     let Some(model) = model else {
         tracing::info!("no [csi] model in the job file: the csi tables are empty");
@@ -99,17 +99,17 @@ pub async fn register(
     };
     let params = params
         .clone()
-        .raw("csi_items", item_list(&model))
+        .raw("csi_items", item_list(model))
         .integer("csi_item_count", model.items.len() as i64)
-        .raw("csi_item_columns", pivot_columns(&model));
+        .raw("csi_item_columns", pivot_columns(model));
     sql::run_script(ctx, &sql::CSI, &params, None).await?;
     if !lazily {
-        let estimates = estimate(ctx, &model, window).await?;
-        return register_tables(ctx, tables(Some(&model), &estimates, period)?);
+        let estimates = estimate(ctx, model, window).await?;
+        return register_tables(ctx, tables(Some(model), &estimates, period)?);
     }
-    let empty = tables(Some(&model), &[], period)?;
+    let empty = tables(Some(model), &[], period)?;
     let estimation = Arc::new(LazyEstimation {
-        model,
+        model: model.clone(),
         window: *window,
         tables: tokio::sync::OnceCell::new(),
     });
