@@ -13,8 +13,7 @@ WHERE s.survey = 'csi'
 
 -- complete: the respondent answered every configured item. (response_id,
 -- item) is the surveys key, so COUNT(*) counts distinct items; COUNT(DISTINCT)
--- kept a set per respondent and doubled the run's peak memory at 100k
--- customers.
+-- kept a set per respondent and doubled the run's peak memory.
 CREATE OR REPLACE VIEW csi_respondents AS
 SELECT a.response_id, a.customer_id,
        COALESCE(cs.segment, 'unknown') AS segment,

@@ -28,8 +28,8 @@ FROM lines;
 -- customer's first month with mrr >= 0.005 (5000 micro-units).
 -- customer_mrr_months (a Rust aggregate, src/udf/customer_mrr_months.rs)
 -- works this out from each customer's lines in one grouping by customer:
--- grouping the line months by customer and month instead (16 M groups at
--- 1M customers) and joining each customer's first paid month took twice
+-- grouping the line months by customer and month instead (a group per
+-- customer-month) and joining each customer's first paid month took twice
 -- as long and spilled. Segments join the 1 M customers, not their months.
 CREATE OR REPLACE VIEW customer_mrr_pairs AS
 WITH by_customer AS (

@@ -89,7 +89,7 @@ SELECT order_id FROM renewal_lines WHERE renewed;
 -- takes a customer's lines and windows and answers every line by binary
 -- search over the customer's sorted starts: one grouping of the lines by
 -- customer instead of sorting lines and windows together and running a
--- window over each customer (3x the time at 1M customers).
+-- window over each customer (several times slower; benches/README.md).
 CREATE OR REPLACE VIEW renewal_customers AS
 WITH by_customer AS (
     SELECT customer_key,

@@ -13,8 +13,8 @@
 -- taken of every row up to as_of, without looking up its customer (rows of
 -- customers who signed up after as_of are invisible): a superset of the
 -- visible rows' hashes is enough to find their repeats, and the look-up of
--- every row took longer than the hashing (17.4 against 20.9 s of validation
--- at 1M customers). A run finds `<table>_repeated_hashes` by sorting the hashes
+-- every row took longer than the hashing (benches/README.md, "Measured
+-- reasons"). A run finds `<table>_repeated_hashes` by sorting the hashes
 -- instead (src/repeated_hashes.rs), when the memory pool can hold them. A run stores each
 -- `<table>_duplicates` view (a handful of keys) before the checks read it,
 -- so the planner knows it is the small side of the join.

@@ -3,10 +3,11 @@
 //! statistics prune the rest) and sorts a bucket, not the whole view.
 //!
 //! `mrr_movements` is published one file per month, each sorted by
-//! customer; its 15.6 M rows (1M customers) came from one sort of the whole
-//! stored view by month and customer, which spilled about a gigabyte under
-//! a 2 GB memory limit. Bucketing the stored view by month while it is
-//! written (which happens anyway) leaves one in-memory sort per month.
+//! customer; its rows came from one sort of the whole stored view by month
+//! and customer, which spilled under the memory limit at 1M customers.
+//! Bucketing the stored view by month while it is written (which happens
+//! anyway) leaves one in-memory sort per month (benches/README.md,
+//! "Measured reasons").
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;

@@ -3,7 +3,7 @@
 //! Finding duplicate keys is the heaviest check of validation: every key of
 //! every row must be compared with all the others (60 M usage days at 1 M
 //! customers). A hash aggregation keeps a table entry per distinct key and,
-//! at that size, spills (26 s for usage at 1 M customers on two cores).
+//! at that size, spills (benches/README.md, "Measured reasons").
 //! Collecting the keys' 64-bit hashes (8 bytes each) and sorting them takes
 //! a fraction of that; the few repeated hashes are then checked on the real
 //! key columns in SQL (sql/validate.sql), so a collision cannot reject a

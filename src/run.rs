@@ -418,7 +418,7 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
     // A handful of rows out of the stored checked inputs: decode only those.
     // (A filter that keeps few rows; turned on for every scan, where the
     // clean views keep nearly all rows, decoding filters first made a
-    // 1M-customer run slower, 194 s against 135 s.)
+    // run slower: benches/README.md, "Measured reasons".)
     let pushdown_before = session::set_options(
         &ctx,
         &[("datafusion.execution.parquet.pushdown_filters", "true")],

@@ -264,8 +264,8 @@ pub async fn materialize_view(
     options.global.compression = Some(SCRATCH_COMPRESSION.into());
     // Rows in event order hold nearly every customer in each row group: a
     // dictionary of the customer columns grows as large as the column and
-    // is then dropped for plain encoding, work for nothing (A/B at 1M,
-    // date layout: validation -1 s, the families reading them unchanged).
+    // is then dropped for plain encoding, work for nothing (benches/README.md,
+    // "Measured reasons").
     for column in [inputs::CUSTOMER_KEY, "customer_id"] {
         if schema.field_with_name(column).is_ok() {
             let options = options.column_specific_options.entry(column.into());

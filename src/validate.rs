@@ -55,8 +55,8 @@ pub struct InputCounts {
 /// and probed by every partition of the input as it is read. A build side
 /// over DataFusion's single-partition thresholds (128k rows) would
 /// otherwise be split by hash, and every input row repartitioned by
-/// customer_id (moved between threads) to meet its half: 22.5 against
-/// 20.9 s of validation at 1M customers. The thresholds are usize::MAX:
+/// customer_id (moved between threads) to meet its half, which was slower
+/// (benches/README.md, "Measured reasons"). The thresholds are usize::MAX:
 /// no build side of the checks is split.
 const CHECK_JOINS: [(&str, &str); 3] = [
     ("datafusion.optimizer.prefer_hash_join", "true"),

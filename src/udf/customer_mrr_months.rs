@@ -12,8 +12,8 @@
 //!   paid_micros`, the same in every entry (null when there is none).
 //!
 //! `as_of` and `paid_micros` are constants. Grouped by customer this
-//! replaces a grouping of every line month by customer and month (16 M
-//! groups at 1M customers, spilling) and a join with each customer's first
+//! replaces a grouping of every line month by customer and month (a group
+//! per customer-month, spilling) and a join with each customer's first
 //! paid month.
 
 use std::sync::Arc;
