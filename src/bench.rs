@@ -15,7 +15,8 @@ use futures::StreamExt;
 use crate::config::JobConfig;
 use crate::datagen::{DEFAULT_ROWS_PER_FILE, GenOptions, Layout, generate};
 use crate::error::Error;
-use crate::run::{RunOptions, open_inputs, run_job};
+use crate::run::{RunOptions, run_job};
+use crate::views::open_inputs;
 
 /// Peak resident memory of this process (Linux), in MiB: since the start,
 /// or since the last `reset_peak_rss`.

@@ -26,6 +26,7 @@ pub mod shell;
 pub mod sql;
 pub mod udf;
 pub mod validate;
+pub mod views;
 pub mod whole_group_plan;
 
 pub use error::Error;

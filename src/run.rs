@@ -1,27 +1,23 @@
 //! `cskpi run`: job file -> session -> inputs -> clean views -> KPI views ->
 //! published tables, in that one direction.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{NaiveDate, Utc};
-use datafusion::arrow::array::{Array, AsArray, Date32Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Schema};
-use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::DataType;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
-use crate::calendar::{self, RunWindow};
-use crate::catalog::{self, RegisteredInput};
+use crate::calendar::RunWindow;
+use crate::catalog::RegisteredInput;
 use crate::config::JobConfig;
 use crate::error::Error;
-use crate::feedback::Taxonomy;
 use crate::kpi;
 use crate::output::{OutputTable, Staging};
 use crate::session;
-use crate::sql::SqlParams;
 use crate::validate::{self, InputCounts};
+use crate::views;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -64,9 +60,9 @@ pub async fn validate_job(
     job: &JobConfig,
     options: &RunOptions,
 ) -> Result<ValidationReport, Error> {
-    let as_of = resolve_as_of(job, options);
-    let (ctx, _) = open_inputs(job).await?;
-    let window = register_input_views(&ctx, job, as_of, None).await?;
+    let as_of = views::resolve_as_of(job, options.as_of);
+    let (ctx, _) = views::open_inputs(job).await?;
+    let window = views::register_input_views(&ctx, job, as_of, None).await?;
     let inputs = validate::count_rows(&ctx).await?;
     let batches = ctx
         .sql(
@@ -94,7 +90,7 @@ pub async fn validate_job(
     let problem =
         match validate::enforce_reject_ratio(&ctx, &inputs, job.run.max_reject_ratio).await {
             Err(e) => Some(e.into()),
-            Ok(()) => register_kpi_views(&ctx, job, &window).await.err(),
+            Ok(()) => views::register_kpi_views(&ctx, job, &window).await.err(),
         };
     Ok(ValidationReport {
         as_of,
@@ -121,188 +117,6 @@ pub fn output_tables() -> Vec<OutputTable> {
         .collect();
     tables.push(REJECTS);
     tables
-}
-
-pub fn resolve_as_of(job: &JobConfig, options: &RunOptions) -> NaiveDate {
-    options
-        .as_of
-        .or(job.run.as_of)
-        .unwrap_or_else(|| Utc::now().date_naive() - chrono::Duration::days(1))
-}
-
-/// Parameters of the bundled SQL for a run window.
-pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
-    let as_of = window.as_of;
-    let (csi_min, csi_max) = job.csi_scale();
-    let health = job.health_weights();
-    let next_month = window.months_before_as_of(-1);
-    SqlParams::default()
-        .date("as_of", as_of)
-        .date("as_of_month", window.as_of_month())
-        .date("as_of_next_month", next_month)
-        .date("first_month", window.first_month)
-        .raw(
-            "as_of_end",
-            format!("TIMESTAMP '{} 00:00:00'", as_of + chrono::Duration::days(1)),
-        )
-        .integer("grace_days", job.renewal.grace_days as i64)
-        // window [period_end - 7, period_end + grace] spans grace + 8 days
-        .integer("renewal_bin_days", job.renewal.grace_days as i64 + 8)
-        .number("csat_positive_min", job.csat.positive_min)
-        .number("csi_scale_min", csi_min)
-        .number("csi_scale_max", csi_max)
-        .date("trailing_first_month", window.months_before_as_of(11))
-        .number("gross_margin", job.value.gross_margin)
-        .number("max_lifetime_months", job.value.max_lifetime_months)
-        .date("health_mrr_base_month", window.months_before_as_of(3))
-        .number("w_usage", health.usage)
-        .number("w_nps", health.nps)
-        .number("w_csat", health.csat)
-        .number("w_support", health.support)
-        .number("w_mrr_trend", health.mrr_trend)
-        .number("green_min", job.health.green_min)
-        .number("yellow_min", job.health.yellow_min)
-        .ident("segment_by", &job.run.segment_by)
-}
-
-/// Builds the session for a job and registers its inputs (schema checked).
-pub async fn open_inputs(job: &JobConfig) -> Result<(SessionContext, Vec<RegisteredInput>), Error> {
-    let ctx = session::build(job)?;
-    let registered = catalog::register_inputs(&ctx, job).await?;
-    Ok((ctx, registered))
-}
-
-/// A session over a job's inputs with every view registered and nothing
-/// materialised: what ad hoc SQL queries.
-pub async fn open_views(
-    job: &JobConfig,
-    as_of: NaiveDate,
-) -> Result<(SessionContext, RunWindow), Error> {
-    let (ctx, _) = open_inputs(job).await?;
-    let window = register_views(&ctx, job, as_of).await?;
-    Ok((ctx, window))
-}
-
-/// Registers everything between the typed inputs and the KPI views: the
-/// checked views, their clean views and `rejects`, `kpi_months` and every
-/// KPI family's views, all of them views (an interactive session or a SQL
-/// test; a run stores some of them as it goes, see `run_job`).
-pub async fn register_views(
-    ctx: &SessionContext,
-    job: &JobConfig,
-    as_of: NaiveDate,
-) -> Result<RunWindow, Error> {
-    let window = register_input_views(ctx, job, as_of, None).await?;
-    register_kpi_views(ctx, job, &window).await?;
-    Ok(window)
-}
-
-/// The checked and clean views of the inputs, `rejects`, and the reference
-/// tables of the reporting window (`kpi_months`, `feedback_taxonomy`).
-pub async fn register_input_views(
-    ctx: &SessionContext,
-    job: &JobConfig,
-    as_of: NaiveDate,
-    materialize_in: Option<&std::path::Path>,
-) -> Result<RunWindow, Error> {
-    // Validation only depends on as_of; the reporting window comes after.
-    let provisional = RunWindow {
-        as_of,
-        first_month: calendar::month_start(as_of),
-    };
-    validate::register_checked_views(ctx, &sql_params(job, &provisional), materialize_in).await?;
-    validate::register_rejects_view(ctx).await?;
-    let window = window(ctx, job, as_of).await?;
-    register_months(ctx, &window)?;
-    register_taxonomy(ctx, job.feedback_taxonomy())?;
-    Ok(window)
-}
-
-/// Every KPI family's views over the clean views.
-pub async fn register_kpi_views(
-    ctx: &SessionContext,
-    job: &JobConfig,
-    window: &RunWindow,
-) -> Result<(), Error> {
-    kpi::register_views(ctx, job, window, &sql_params(job, window)).await?;
-    Ok(())
-}
-
-/// The reporting window: run.from, or the month of the earliest visible signup.
-pub async fn window(
-    ctx: &SessionContext,
-    job: &JobConfig,
-    as_of: NaiveDate,
-) -> Result<RunWindow, Error> {
-    let first_month = match job.from_month() {
-        Some(m) => m,
-        None => {
-            let batches = ctx
-                .sql("SELECT MIN(signup_date) FROM customers")
-                .await?
-                .collect()
-                .await?;
-            let earliest = batches
-                .first()
-                .map(|b| b.column(0).as_primitive::<Date32Type>())
-                .filter(|a| a.len() == 1 && !a.is_null(0))
-                .map(|a| calendar::from_date32(a.value(0)));
-            calendar::month_start(earliest.unwrap_or(as_of))
-        }
-    };
-    Ok(RunWindow {
-        as_of,
-        first_month: first_month.min(calendar::month_start(as_of)),
-    })
-}
-
-/// Registers `kpi_months`, one row per reported month, and
-/// `trailing_months`, the 12 months ending with as_of's month.
-pub fn register_months(ctx: &SessionContext, window: &RunWindow) -> Result<(), Error> {
-    for (name, months) in [
-        ("kpi_months", window.months()),
-        ("trailing_months", window.trailing_months()),
-    ] {
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            "month",
-            DataType::Date32,
-            false,
-        )]));
-        let months = Date32Array::from(
-            months
-                .into_iter()
-                .map(calendar::to_date32)
-                .collect::<Vec<_>>(),
-        );
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(months)])?;
-        ctx.register_table(
-            name,
-            Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
-        )?;
-    }
-    Ok(())
-}
-
-/// Registers `feedback_taxonomy`, one row per theme and keyword, the
-/// taxonomy `comment_themes()` matches with.
-pub fn register_taxonomy(ctx: &SessionContext, taxonomy: &Taxonomy) -> Result<(), Error> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("theme", DataType::Utf8, false),
-        Field::new("keyword", DataType::Utf8, false),
-    ]));
-    let (themes, keywords): (Vec<&str>, Vec<&str>) = taxonomy.keywords().unzip();
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(StringArray::from(themes)),
-            Arc::new(StringArray::from(keywords)),
-        ],
-    )?;
-    ctx.register_table(
-        "feedback_taxonomy",
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
-    )?;
-    Ok(())
 }
 
 struct Stages {
@@ -363,12 +177,12 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
         started.format("%Y%m%dT%H%M%SZ"),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let as_of = resolve_as_of(job, options);
+    let as_of = views::resolve_as_of(job, options.as_of);
     let mut stages = Stages::new(options.progress);
     tracing::info!(%run_id, %as_of, output = %job.output.path, "run");
 
     stages.start("inputs");
-    let (ctx, registered) = open_inputs(job).await?;
+    let (ctx, registered) = views::open_inputs(job).await?;
     for input in &registered {
         tracing::info!(table = %input.table, location = %input.location, files = input.files.len(), "input");
     }
@@ -387,7 +201,7 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
                 work_dir.display()
             ))
         })?;
-    let window = register_input_views(&ctx, job, as_of, Some(scratch.path())).await?;
+    let window = views::register_input_views(&ctx, job, as_of, Some(scratch.path())).await?;
     let counts = validate::count_rows(&ctx).await?;
     for c in &counts {
         tracing::info!(table = %c.table, rows_in = c.visible, rejected = c.rejected, "validated");
@@ -401,7 +215,7 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
     session::prefer_hash_joins(&ctx)?;
     // Each family's stage covers its views and writing its tables, so the
     // timings say what every family costs.
-    let params = sql_params(job, &window);
+    let params = kpi::sql_params(job, &window);
     kpi::register_dimensions(&ctx, &params, Some(scratch.path())).await?;
     let mut staging = Staging::begin(&ctx, &job.output.path, &run_id).await?;
     let mut outputs = Vec::new();

@@ -29,6 +29,7 @@ use rustyline::error::ReadlineError;
 use crate::config::JobConfig;
 use crate::error::Error;
 use crate::run;
+use crate::views;
 
 /// The schema the last run's published tables are registered in.
 pub const LAST_RUN_SCHEMA: &str = "last_run";
@@ -59,14 +60,8 @@ pub async fn open_session(
     job: &JobConfig,
     as_of: Option<NaiveDate>,
 ) -> Result<SessionContext, Error> {
-    let as_of = run::resolve_as_of(
-        job,
-        &run::RunOptions {
-            as_of,
-            progress: false,
-        },
-    );
-    let (ctx, _) = run::open_views(job, as_of).await?;
+    let as_of = views::resolve_as_of(job, as_of);
+    let (ctx, _) = views::open_views(job, as_of).await?;
     // The run prefers sort-merge joins (they spill); planned over the views,
     // they trip a DataFusion 55 sanity check when a query filters a join key
     // with a constant (WHERE month = DATE '...'). Interactive queries use

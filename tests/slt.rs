@@ -59,7 +59,7 @@ impl CskpiDb {
         cskpi::catalog::register_typed_views(&self.ctx)
             .await
             .map_err(|e| DbError(e.to_string()))?;
-        cskpi::run::register_views(&self.ctx, &job, as_of)
+        cskpi::views::register_views(&self.ctx, &job, as_of)
             .await
             .map_err(|e| DbError(e.to_string()))?;
         Ok(())

@@ -118,3 +118,39 @@ pub async fn register_family(
     }
     Ok(())
 }
+
+/// The parameters of the bundled SQL (`${name}` in sql/*.sql) for a run
+/// window: the contract between the job file and the KPI scripts.
+pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
+    let as_of = window.as_of;
+    let (csi_min, csi_max) = job.csi_scale();
+    let health = job.health_weights();
+    let next_month = window.months_before_as_of(-1);
+    SqlParams::default()
+        .date("as_of", as_of)
+        .date("as_of_month", window.as_of_month())
+        .date("as_of_next_month", next_month)
+        .date("first_month", window.first_month)
+        .raw(
+            "as_of_end",
+            format!("TIMESTAMP '{} 00:00:00'", as_of + chrono::Duration::days(1)),
+        )
+        .integer("grace_days", job.renewal.grace_days as i64)
+        // window [period_end - 7, period_end + grace] spans grace + 8 days
+        .integer("renewal_bin_days", job.renewal.grace_days as i64 + 8)
+        .number("csat_positive_min", job.csat.positive_min)
+        .number("csi_scale_min", csi_min)
+        .number("csi_scale_max", csi_max)
+        .date("trailing_first_month", window.months_before_as_of(11))
+        .number("gross_margin", job.value.gross_margin)
+        .number("max_lifetime_months", job.value.max_lifetime_months)
+        .date("health_mrr_base_month", window.months_before_as_of(3))
+        .number("w_usage", health.usage)
+        .number("w_nps", health.nps)
+        .number("w_csat", health.csat)
+        .number("w_support", health.support)
+        .number("w_mrr_trend", health.mrr_trend)
+        .number("green_min", job.health.green_min)
+        .number("yellow_min", job.health.yellow_min)
+        .ident("segment_by", &job.run.segment_by)
+}

@@ -189,14 +189,14 @@ async fn views_estimate_when_a_csi_table_is_first_read() {
     f.job_extra = CONFIGURED
         .replace("value = ['v1']", "value = ['v1', 'v2']")
         .replace("v1 = 1.0\n", "v1 = 1.0\nv2 = 1.0\n");
-    let (ctx, _) = cskpi::run::open_views(&f.job(), as_of).await.unwrap();
+    let (ctx, _) = cskpi::views::open_views(&f.job(), as_of).await.unwrap();
     let customers = scalar(ctx.clone(), "SELECT count(*) AS n FROM customers").await;
     assert!(customers.is_ok(), "{customers:?}");
     let err = scalar(ctx, "SELECT csi FROM csi_index").await.unwrap_err();
     assert!(err.to_string().contains("v2"), "{err}");
 
     f.job_extra = CONFIGURED.into();
-    let (ctx, _) = cskpi::run::open_views(&f.job(), as_of).await.unwrap();
+    let (ctx, _) = cskpi::views::open_views(&f.job(), as_of).await.unwrap();
     let index = scalar(
         ctx,
         "SELECT segment, respondents, csi FROM csi_index WHERE segment = 'all'",

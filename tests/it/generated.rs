@@ -195,7 +195,7 @@ async fn survey_udafs_agree_with_survey_monthly() {
     let dir = tempfile::tempdir().unwrap();
     let job = dataset(dir.path(), 300, 11).await;
     let as_of = super::fixture::date("2025-06-30");
-    let (ctx, _) = cskpi::run::open_views(&job, as_of).await.unwrap();
+    let (ctx, _) = cskpi::views::open_views(&job, as_of).await.unwrap();
     let sql = "
         WITH nps_all AS (
             SELECT month, segment, score FROM nps_responses
@@ -245,7 +245,7 @@ async fn renewal_customers_agree_with_renewal_lines() {
     let dir = tempfile::tempdir().unwrap();
     let job = dataset(dir.path(), 300, 5).await;
     let as_of = super::fixture::date("2025-06-30");
-    let (ctx, _) = cskpi::run::open_views(&job, as_of).await.unwrap();
+    let (ctx, _) = cskpi::views::open_views(&job, as_of).await.unwrap();
     let sql = "
         WITH by_lines AS (
             SELECT customer_id, CAST(date_trunc('month', period_end) AS DATE) AS due_month,
