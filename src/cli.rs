@@ -11,6 +11,7 @@ use crate::datagen::{self, GenOptions, Layout};
 use crate::error::Error;
 use crate::kpi::definitions;
 use crate::run::{self, RunOptions};
+use crate::session::SessionError;
 use crate::shell::{self, Format, ShellOptions};
 
 #[derive(Debug, Parser)]
@@ -303,7 +304,10 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             layout,
             engine,
         } => {
-            let tmp = tempfile::tempdir().map_err(|e| Error::Io(e.to_string()))?;
+            let tmp = tempfile::tempdir().map_err(|e| SessionError::TempDir {
+                dir: std::env::temp_dir().display().to_string(),
+                message: e.to_string(),
+            })?;
             let dir = dir.unwrap_or_else(|| tmp.path().join(format!("gen-{customers}")));
             let job_path = crate::bench::prepare_data(customers, layout, &dir).await?;
             crate::bench::run_benchmark(customers, &engine.load(&job_path)?).await

@@ -30,8 +30,15 @@ pub enum Error {
     Gen(#[from] GenError),
     #[error("query engine: {0}")]
     Engine(#[from] datafusion::error::DataFusionError),
-    #[error("{0}")]
-    Io(String),
+    /// Reading or writing a file, stdin, stdout or the terminal outside
+    /// the engine (the shell); `what` names it, `source` keeps the io error
+    /// (its kind tells a closed pipe from a failure).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A command used the wrong way (e.g. `--format parquet` without `-o`).
     #[error("{0}")]
     Usage(String),

@@ -195,11 +195,9 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
                 .prefix("cskpi-work-")
                 .tempdir_in(&work_dir)
         })
-        .map_err(|e| {
-            Error::Io(format!(
-                "cannot create a work directory in {}: {e}",
-                work_dir.display()
-            ))
+        .map_err(|e| session::SessionError::TempDir {
+            dir: work_dir.display().to_string(),
+            message: format!("cannot create a work directory: {e}"),
         })?;
     let window = views::register_input_views(&ctx, job, as_of, Some(scratch.path())).await?;
     let counts = validate::count_rows(&ctx).await?;

@@ -47,12 +47,12 @@ pub fn session_config() -> Result<SessionConfig, SessionError> {
     // Partition columns stay inside the files too, for readers without hive support.
     options.execution.keep_partition_by_columns = true;
     options.execution.parquet.compression = Some("zstd(3)".into());
-    // A hash join keeps its whole build side in memory and cannot spill, and
-    // in ad hoc queries over inputs of tens of millions of rows the build
-    // side is often the big one; sort-merge joins sort (and spill) instead,
-    // so memory stays within the pool whatever the input size. A run plans
-    // its own queries with hash joins (see `run::run_job`): each of its
-    // joins has a side of at most one row per customer.
+    // A hash join keeps its whole build side in memory and cannot spill;
+    // sort-merge joins sort (and spill) instead, so memory stays within the
+    // pool whatever the input size: the default for any query. A run turns
+    // hash joins on for its own queries (each of its joins has a side of at
+    // most one row per customer), and so does the shell (`shell::open_session`),
+    // both through `set_options`.
     options.optimizer.prefer_hash_join = false;
     apply_env_overrides(options)?;
     Ok(config)

@@ -29,6 +29,7 @@ use rustyline::error::ReadlineError;
 use crate::config::JobConfig;
 use crate::error::Error;
 use crate::run;
+use crate::session;
 use crate::views;
 
 /// The schema the last run's published tables are registered in.
@@ -55,6 +56,29 @@ pub struct ShellOptions {
     pub output: Option<PathBuf>,
 }
 
+/// Maps an io error to an error naming what was read or written.
+fn io_error(what: impl std::fmt::Display) -> impl Fn(io::Error) -> Error {
+    let what = what.to_string();
+    move |source| Error::Io {
+        what: what.clone(),
+        source,
+    }
+}
+
+/// A terminal (line editor) failure, with the io error it may carry.
+fn terminal_error(e: ReadlineError) -> Error {
+    match e {
+        ReadlineError::Io(source) => Error::Io {
+            what: "terminal".into(),
+            source,
+        },
+        other => Error::Io {
+            what: "terminal".into(),
+            source: io::Error::other(other.to_string()),
+        },
+    }
+}
+
 /// The session the shell queries: inputs, views, last run, UDFs.
 pub async fn open_session(
     job: &JobConfig,
@@ -62,14 +86,12 @@ pub async fn open_session(
 ) -> Result<SessionContext, Error> {
     let as_of = views::resolve_as_of(job, as_of);
     let (ctx, _) = views::open_views(job, as_of).await?;
-    // The run prefers sort-merge joins (they spill); planned over the views,
-    // they trip a DataFusion 55 sanity check when a query filters a join key
-    // with a constant (WHERE month = DATE '...'). Interactive queries use
-    // hash joins.
-    ctx.sql("SET datafusion.optimizer.prefer_hash_join = true")
-        .await?
-        .collect()
-        .await?;
+    // Hash joins, as a run plans its own queries: the session's default of
+    // sort-merge joins, planned over the views, trips a DataFusion 55 sanity
+    // check when a query filters a join key with a constant (WHERE month =
+    // DATE '...'). Through set_options, so that an option set in the
+    // environment still wins, as in a run.
+    session::set_options(&ctx, &[("datafusion.optimizer.prefer_hash_join", "true")])?;
     register_last_run(&ctx, &job.output.path).await?;
     Ok(ctx)
 }
@@ -124,8 +146,7 @@ impl Printer {
                 .first()
                 .map(|b| b.schema())
                 .ok_or_else(|| Error::Usage("the query returned no schema".into()))?;
-            let file =
-                File::create(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+            let file = File::create(path).map_err(io_error(path.display()))?;
             let mut writer =
                 ArrowWriter::try_new(file, schema, None).map_err(DataFusionError::from)?;
             for batch in batches {
@@ -134,7 +155,7 @@ impl Printer {
             writer.close().map_err(DataFusionError::from)?;
             return Ok(());
         }
-        let mut out: Box<dyn Write> = match &self.output {
+        let out: Box<dyn Write> = match &self.output {
             Some(path) => Box::new(
                 File::options()
                     .create(true)
@@ -142,13 +163,20 @@ impl Printer {
                     .write(true)
                     .truncate(self.results == 1)
                     .open(path)
-                    .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?,
+                    .map_err(io_error(path.display()))?,
             ),
             None => Box::new(io::stdout().lock()),
         };
+        let mut out = PipeWatch {
+            inner: out,
+            closed: false,
+        };
         let written = write_batches(&mut out, self.format, batches);
         match written {
-            Err(e) if is_broken_pipe(&e) => return Ok(()),
+            // The reader of stdout went away (`| head`): not an error for a
+            // script. Told by the io error's kind as it happens, because
+            // writers (arrow's CSV writer) keep only its text.
+            Err(_) if out.closed => return Ok(()),
             other => other?,
         }
         if self.format == Format::Table {
@@ -166,10 +194,33 @@ impl Printer {
     }
 }
 
-/// The reader of stdout went away (`| head`): not an error for a script.
-/// Writers wrap the io error in their own, so its text is what is left.
-fn is_broken_pipe(e: &Error) -> bool {
-    e.to_string().contains("Broken pipe")
+/// A writer that notes when its reader has gone (a broken pipe).
+struct PipeWatch<W: Write> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: Write> PipeWatch<W> {
+    fn watch<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &result
+            && e.kind() == io::ErrorKind::BrokenPipe
+        {
+            self.closed = true;
+        }
+        result
+    }
+}
+
+impl<W: Write> Write for PipeWatch<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let result = self.inner.write(buf);
+        self.watch(result)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let result = self.inner.flush();
+        self.watch(result)
+    }
 }
 
 fn write_batches(
@@ -178,11 +229,11 @@ fn write_batches(
     batches: &[RecordBatch],
 ) -> Result<(), Error> {
     let arrow = |e: datafusion::arrow::error::ArrowError| Error::Engine(e.into());
-    let io = |e: io::Error| Error::Io(e.to_string());
+    let io = io_error("output");
     match format {
         Format::Table => {
             let text = pretty_format_batches(batches).map_err(arrow)?;
-            writeln!(out, "{text}").map_err(io)?;
+            writeln!(out, "{text}").map_err(&io)?;
         }
         Format::Csv => {
             let mut writer = CsvWriterBuilder::new().with_header(true).build(&mut *out);
@@ -205,9 +256,9 @@ fn write_batches(
             }
             writer.finish().map_err(arrow)?;
             if batches.iter().all(|b| b.num_rows() == 0) {
-                write!(out, "[]").map_err(io)?;
+                write!(out, "[]").map_err(&io)?;
             }
-            writeln!(out).map_err(io)?;
+            writeln!(out).map_err(&io)?;
         }
         Format::Ndjson => {
             let mut writer: LineDelimitedWriter<&mut dyn Write> = JsonWriterBuilder::new()
@@ -220,7 +271,7 @@ fn write_batches(
         }
         Format::Parquet => unreachable!("written by Printer::print"),
     }
-    out.flush().map_err(io)
+    out.flush().map_err(&io)
 }
 
 /// What a piece of input asks for.
@@ -399,8 +450,7 @@ impl Shell {
                 .await?
             }
             ("\\i", [file]) => {
-                let text =
-                    std::fs::read_to_string(file).map_err(|e| Error::Io(format!("{file}: {e}")))?;
+                let text = std::fs::read_to_string(file).map_err(io_error(file))?;
                 return Box::pin(self.run_text(&text, cancellable)).await;
             }
             ("\\pset", ["format", format]) => {
@@ -450,8 +500,7 @@ impl Shell {
 
     /// The interactive loop; errors are printed and the shell goes on.
     pub async fn interactive(&mut self) -> Result<(), Error> {
-        let mut editor =
-            rustyline::DefaultEditor::new().map_err(|e| Error::Io(format!("terminal: {e}")))?;
+        let mut editor = rustyline::DefaultEditor::new().map_err(terminal_error)?;
         let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cskpi_history"));
         if let Some(h) = &history {
             let _ = editor.load_history(h);
@@ -494,7 +543,7 @@ impl Shell {
                 // Ctrl-C while typing: drop the statement being typed.
                 Err(ReadlineError::Interrupted) => buffer.clear(),
                 Err(ReadlineError::Eof) => break,
-                Err(e) => return Err(Error::Io(format!("terminal: {e}"))),
+                Err(e) => return Err(terminal_error(e)),
             }
         }
         save_history(&mut editor, history.as_deref());
@@ -524,16 +573,13 @@ pub async fn run(job: &JobConfig, options: ShellOptions) -> Result<(), Error> {
     }
     let mut texts = options.commands.clone();
     if let Some(file) = &options.file {
-        texts.push(
-            std::fs::read_to_string(file)
-                .map_err(|e| Error::Io(format!("{}: {e}", file.display())))?,
-        );
+        texts.push(std::fs::read_to_string(file).map_err(io_error(file.display()))?);
     }
     if !scripted {
         let mut text = String::new();
         io::stdin()
             .read_to_string(&mut text)
-            .map_err(|e| Error::Io(format!("stdin: {e}")))?;
+            .map_err(io_error("stdin"))?;
         texts.push(text);
     }
     for text in texts {
