@@ -1,0 +1,274 @@
+//! Writes the output tables and publishes them safely (spec section 5).
+//!
+//! A small table is one Parquet file, `<path>/<table>/part-0.parquet`; a big
+//! one is hive-partitioned, `<path>/<table>/<column>=<value>/part-0.parquet`,
+//! with the partition column kept inside the files too. A run
+//! first writes every table into a staging area beside the outputs,
+//! `<path>/.cskpi-staging-<run_id>/`, and publishes only when all of them are
+//! written; `_manifest.json` is replaced last. A run that fails or is killed
+//! before publishing leaves the previous outputs as they were, and its
+//! staging area is removed by the next run.
+//!
+//! Where tables are published is a [`Target`]: local disk ([`local`]) or S3
+//! ([`s3`]); how a table's rows become files is [`partitioned`].
+
+mod local;
+mod partitioned;
+mod s3;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
+use object_store::path::Path as ObjectPath;
+
+use crate::sql;
+use local::LocalTarget;
+use partitioned::{row_count, write_each_partition, write_partitioned, write_single};
+use s3::S3Target;
+
+/// A published table: the view it comes from and the order rows are written
+/// in (stable order keeps repeated runs byte-for-byte comparable).
+#[derive(Debug, Clone, Copy)]
+pub struct OutputTable {
+    pub name: &'static str,
+    pub order_by: &'static str,
+    /// Big tables are hive-partitioned by this column (kept in the files).
+    pub partition_by: Option<&'static str>,
+    /// Each partition value's rows are queried and sorted on their own,
+    /// rather than the whole table in one sort: for a table over a view
+    /// stored one file per value (`KpiFamily::materialize_by_value`).
+    pub sorted_per_partition: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("output {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("output {path}: {source}")]
+    Store {
+        path: String,
+        source: object_store::Error,
+    },
+    #[error("output {path}: another cskpi run is publishing there (lock {lock} is held)")]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error("output {0}: not a valid location")]
+    Location(String),
+    #[error("writing output table {table}: {source}")]
+    Write {
+        table: String,
+        source: DataFusionError,
+    },
+}
+
+const STAGING_PREFIX: &str = ".cskpi-staging-";
+pub const MANIFEST: &str = "_manifest.json";
+/// The data file of an unpartitioned table (and of each partition).
+pub const TABLE_FILE: &str = "part-0.parquet";
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
+    move |source| OutputError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn store_error(path: &str) -> impl FnOnce(object_store::Error) -> OutputError + '_ {
+    move |source| OutputError::Store {
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// Where a run's tables are staged and published.
+#[async_trait]
+trait Target: Send + Sync {
+    /// The staged table's directory, as a path or URL DataFusion writes to.
+    fn staged_dir(&self, table: &str) -> Result<String, OutputError>;
+
+    /// Gives the staged files of a table their published names: the files
+    /// of each directory (the table's or a partition's), in name order,
+    /// become part-0.parquet, part-1.parquet, ...
+    async fn name_staged_files(&self, table: &str) -> Result<Vec<StagedFile>, OutputError>;
+
+    /// Puts every staged table in place, then the manifest, then removes
+    /// the staging area.
+    async fn publish(&self, tables: &[StagedTable], manifest: Vec<u8>) -> Result<(), OutputError>;
+
+    /// The run ends without publishing: remove what can be removed now.
+    fn abandon(&self);
+}
+
+/// A staged table and its files.
+struct StagedTable {
+    name: String,
+    files: Vec<StagedFile>,
+}
+
+/// A staged file: its published name, relative to the table's directory,
+/// and the key it is staged under when that is not the name (S3).
+struct StagedFile {
+    name: String,
+    staged_key: Option<ObjectPath>,
+}
+
+/// A run's staged outputs. Dropped without `publish`, a local staging
+/// directory removes itself; an S3 one is removed by the next run.
+pub struct Staging {
+    target: Box<dyn Target>,
+    location: String,
+    tables: Vec<StagedTable>,
+    published: bool,
+}
+
+impl Staging {
+    /// Prepares the output location and removes what killed runs left.
+    pub async fn begin(
+        ctx: &SessionContext,
+        path: &str,
+        run_id: &str,
+    ) -> Result<Self, OutputError> {
+        let target: Box<dyn Target> = if path.starts_with("s3://") {
+            Box::new(S3Target::begin(ctx, path, run_id).await?)
+        } else {
+            Box::new(LocalTarget::begin(path, run_id)?)
+        };
+        Ok(Self {
+            target,
+            location: path.to_string(),
+            tables: Vec::new(),
+            published: false,
+        })
+    }
+
+    /// Where the outputs are published, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Writes `SELECT * FROM <table> ORDER BY <order_by>` as zstd Parquet:
+    /// one file, or one file per value of the table's partition column
+    /// (an empty partitioned table is one empty file). Returns the rows.
+    pub async fn write_table(
+        &mut self,
+        ctx: &SessionContext,
+        table: &OutputTable,
+    ) -> Result<u64, OutputError> {
+        let name = table.name;
+        let write = |source| OutputError::Write {
+            table: name.into(),
+            source,
+        };
+        let query = format!("SELECT * FROM {name} ORDER BY {}", table.order_by);
+        if let Some(dir) = sql::explain_dir() {
+            sql::explain_analyze(ctx, &query, &dir, &format!("output-{name}"))
+                .await
+                .map_err(write)?;
+        }
+        let frame = ctx.sql(&query).await.map_err(write)?;
+        let dir = self.target.staged_dir(name)?;
+        let rows = match table.partition_by {
+            Some(column) if table.sorted_per_partition => {
+                write_each_partition(ctx, table, &dir, column)
+                    .await
+                    .map_err(write)?
+            }
+            Some(column) => {
+                let rows = write_partitioned(ctx, frame.clone(), &dir, column)
+                    .await
+                    .map_err(write)?;
+                if rows == 0 {
+                    write_single(frame, &dir).await.map_err(write)?;
+                }
+                rows
+            }
+            None => row_count(&write_single(frame, &dir).await.map_err(write)?),
+        };
+        let files = self.target.name_staged_files(name).await?;
+        self.tables.push(StagedTable {
+            name: name.into(),
+            files,
+        });
+        Ok(rows)
+    }
+
+    /// Puts every staged table in place, then writes the manifest.
+    pub async fn publish(mut self, manifest: &serde_json::Value) -> Result<(), OutputError> {
+        let text = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
+        self.target.publish(&self.tables, text).await?;
+        self.published = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.published {
+            self.target.abandon();
+        }
+    }
+}
+
+/// (staged, published) names: within each directory, files in name order
+/// become part-0.parquet, part-1.parquet, ...
+fn published_names(mut staged: Vec<String>) -> Vec<(String, String)> {
+    staged.sort();
+    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    staged
+        .into_iter()
+        .map(|file| {
+            let dir = file
+                .rsplit_once('/')
+                .map(|(d, _)| d.to_string())
+                .unwrap_or_default();
+            let n = count.entry(dir.clone()).or_default();
+            let name = format!("part-{n}.parquet");
+            *n += 1;
+            let published = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
+            (file, published)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_files_get_part_numbers_per_directory() {
+        let staged = vec![
+            "month=2025-02-01/x9.parquet".to_string(),
+            "month=2025-01-01/b.parquet".to_string(),
+            "month=2025-01-01/a.parquet".to_string(),
+            "part-0.parquet".to_string(),
+        ];
+        let named = published_names(staged);
+        assert_eq!(
+            named,
+            [
+                (
+                    "month=2025-01-01/a.parquet",
+                    "month=2025-01-01/part-0.parquet"
+                ),
+                (
+                    "month=2025-01-01/b.parquet",
+                    "month=2025-01-01/part-1.parquet"
+                ),
+                (
+                    "month=2025-02-01/x9.parquet",
+                    "month=2025-02-01/part-0.parquet"
+                ),
+                ("part-0.parquet", "part-0.parquet"),
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! Writes one output table's rows as Parquet: one file, or one file per
+//! value of its partition column (hive style, the column kept in the files).
+
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::partition;
+use datafusion::arrow::datatypes::UInt64Type;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
+use datafusion::error::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::{OutputTable, TABLE_FILE};
+
+/// Writes `frame`, whose rows come sorted by `column` (the table's order
+/// starts with it), as one file per value, `<dir><column>=<value>/part-0.parquet`,
+/// the column kept in the files. Returns the rows written.
+///
+/// DataFusion's own partitioned write formats every row's value as a
+/// string to route it (a date through strftime) and feeds each file small
+/// pieces. Sorted rows come a value at a time, so each run of a value is
+/// handed as it comes to an ordinary single-file write of its own (which
+/// encodes columns in parallel); a value's file is finished while the next
+/// value's rows arrive.
+pub(super) async fn write_partitioned(
+    ctx: &SessionContext,
+    frame: DataFrame,
+    dir: &str,
+    column: &str,
+) -> Result<u64, DataFusionError> {
+    let mut batches = frame.execute_stream().await?;
+    let schema = batches.schema();
+    let index = schema.index_of(column)?;
+    let mut open: Option<(String, mpsc::Sender<RecordBatch>)> = None;
+    let mut files = JoinSet::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut rows = 0u64;
+    'batches: while let Some(batch) = batches.try_next().await? {
+        let values = batch.column(index);
+        for run in partition(std::slice::from_ref(values))?.ranges() {
+            let value = array_value_to_string(values, run.start)?;
+            if open.as_ref().is_none_or(|(current, _)| *current != value) {
+                // The previous value's rows are all sent: let its file finish.
+                drop(open.take());
+                if !seen.insert(value.clone()) {
+                    return Err(DataFusionError::Internal(format!(
+                        "rows to partition by {column} are not sorted by it ({column}={value} seen twice)"
+                    )));
+                }
+                let (sender, receiver) = mpsc::channel(4);
+                let rows_of_value = ChannelPartition {
+                    schema: Arc::clone(&schema),
+                    receiver: Mutex::new(Some(receiver)),
+                };
+                let table = StreamingTable::try_new(
+                    Arc::clone(&schema),
+                    vec![Arc::new(rows_of_value) as Arc<dyn PartitionStream>],
+                )?;
+                let file = ctx.read_table(Arc::new(table))?;
+                let value_dir = format!("{dir}{column}={value}/");
+                files.spawn(async move { write_single(file, &value_dir).await.map(|_| ()) });
+                open = Some((value, sender));
+            }
+            if let Some((_, sender)) = &open
+                && sender
+                    .send(batch.slice(run.start, run.len()))
+                    .await
+                    .is_err()
+            {
+                // The file's write failed; its error is reported below.
+                break 'batches;
+            }
+            rows += run.len() as u64;
+        }
+    }
+    drop(open);
+    while let Some(written) = files.join_next().await {
+        written.map_err(|e| DataFusionError::External(Box::new(e)))??;
+    }
+    Ok(rows)
+}
+
+/// Writes table `table` partitioned by `column`, a date, one value after
+/// another: `SELECT * FROM <table> WHERE <column> = <value> ORDER BY
+/// <order_by>` into `<dir><column>=<value>/part-0.parquet` (an empty table
+/// is one empty file). Returns the rows written. Each value's sort is its
+/// own: for tables over a view stored one file per value, whose other
+/// values' files the filter skips.
+pub(super) async fn write_each_partition(
+    ctx: &SessionContext,
+    table: &OutputTable,
+    dir: &str,
+    column: &str,
+) -> Result<u64, DataFusionError> {
+    let name = table.name;
+    let values = ctx
+        .sql(&format!(
+            "SELECT DISTINCT {column} FROM {name} ORDER BY {column}"
+        ))
+        .await?
+        .collect()
+        .await?;
+    let mut rows = 0u64;
+    let mut files = 0;
+    for batch in &values {
+        let values = batch.column(0);
+        if values.data_type() != &DataType::Date32 {
+            return Err(DataFusionError::Plan(format!(
+                "{name}: written one {column} at a time, which must be a date, not {}",
+                values.data_type()
+            )));
+        }
+        for row in 0..values.len() {
+            let value = array_value_to_string(values, row)?;
+            let of_value = match values.is_null(row) {
+                true => format!("{column} IS NULL"),
+                false => format!("{column} = DATE '{value}'"),
+            };
+            let frame = ctx
+                .sql(&format!(
+                    "SELECT * FROM {name} WHERE {of_value} ORDER BY {}",
+                    table.order_by
+                ))
+                .await?;
+            rows += row_count(&write_single(frame, &format!("{dir}{column}={value}/")).await?);
+            files += 1;
+        }
+    }
+    if files == 0 {
+        let empty = ctx
+            .sql(&format!("SELECT * FROM {name} ORDER BY {}", table.order_by))
+            .await?;
+        write_single(empty, dir).await?;
+    }
+    Ok(rows)
+}
+
+/// Writes `frame` as the one file `<dir>part-0.parquet`.
+pub(super) async fn write_single(
+    frame: DataFrame,
+    dir: &str,
+) -> Result<Vec<RecordBatch>, DataFusionError> {
+    frame
+        .write_parquet(
+            &format!("{dir}{TABLE_FILE}"),
+            DataFrameWriteOptions::new().with_single_file_output(true),
+            None,
+        )
+        .await
+}
+
+/// The rows of one partition value, as a stream DataFusion can read once.
+#[derive(Debug)]
+struct ChannelPartition {
+    schema: SchemaRef,
+    receiver: Mutex<Option<mpsc::Receiver<RecordBatch>>>,
+}
+
+impl PartitionStream for ChannelPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let receiver = self.receiver.lock().map(|mut r| r.take()).ok().flatten();
+        let batches = futures::stream::unfold(receiver, |receiver| async move {
+            let mut receiver = receiver?;
+            let batch = receiver.recv().await?;
+            Some((Ok(batch), Some(receiver)))
+        });
+        Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            batches,
+        ))
+    }
+}
+
+pub(super) fn row_count(result: &[RecordBatch]) -> u64 {
+    result
+        .first()
+        .map(|b| b.column(0).as_primitive::<UInt64Type>().value(0))
+        .unwrap_or(0)
+}
