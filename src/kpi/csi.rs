@@ -25,6 +25,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use nalgebra::DMatrix;
 
+use super::definitions::{KpiDefinition, kpi};
 use super::{KpiFamily, Registration};
 use crate::calendar::{self, RunWindow};
 use crate::config::JobConfig;
@@ -59,8 +60,50 @@ pub const FAMILY: KpiFamily = KpiFamily {
     ],
     materialize: &[],
     materialize_by_value: &[],
+    kpis: KPIS,
+    tests: &["tests/it/csi.rs", "tests/it/csi_reference.rs"],
     registration: Registration::CsiEstimation,
 };
+
+/// The KPIs the family publishes (`cskpi kpis`, docs/KPIS.md).
+pub const KPIS: &[KpiDefinition] = &[
+    kpi!(
+        "csi",
+        "Customer satisfaction index",
+        "4.7",
+        "0-100",
+        ["surveys"],
+        "csi_index.csi",
+        "the score of csi.index_factor"
+    ),
+    kpi!(
+        "csi_factor_score",
+        "CSI factor score",
+        "4.7",
+        "0-100",
+        ["surveys"],
+        "csi_factors.score",
+        "(sum_i w_i * mean_i / sum_i w_i - scale_min) / (scale_max - scale_min) * 100 over the factor's items, w the PLS (or configured) outer weights"
+    ),
+    kpi!(
+        "csi_r_squared",
+        "R² of a CSI factor",
+        "4.7",
+        "0-1",
+        ["surveys"],
+        "csi_factors.r_squared",
+        "share of the factor score's variance explained by its drivers (PLS inner model)"
+    ),
+    kpi!(
+        "csi_path_coefficient",
+        "CSI path coefficient",
+        "4.7",
+        "standardised coefficient",
+        ["surveys"],
+        "csi_paths.path_coefficient",
+        "least-squares coefficient of from_factor in the regression of to_factor's score on its drivers (standardised scores)"
+    ),
+];
 
 /// The complete respondents' answers of one group, and how many
 /// respondents of the group were left out for a missing item.

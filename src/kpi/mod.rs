@@ -34,6 +34,10 @@ pub struct KpiFamily {
     /// column, as (view, column), so that a query of one value reads only
     /// its files (an output written per partition value).
     pub materialize_by_value: &'static [(&'static str, &'static str)],
+    /// The KPIs it publishes, each a column of one of its outputs.
+    pub kpis: &'static [definitions::KpiDefinition],
+    /// The test files that check its numbers (paths from the crate root).
+    pub tests: &'static [&'static str],
     /// How the family's views are made.
     pub registration: Registration,
 }

@@ -15,4 +15,5 @@ mod retention;
 mod s3;
 mod shell;
 mod support;
+mod surveys;
 mod value;
