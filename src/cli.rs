@@ -69,18 +69,36 @@ impl EngineArgs {
     }
 }
 
+/// The job a command works on, its point in time and the engine's limits.
+/// (Each command gives `--config` its short flag: `-c`, or `-C` for `sql`,
+/// where `-c` runs a command.)
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobArgs {
+    /// The job file (TOML).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Point-in-time date: anything dated later is invisible (default: the
+    /// job's run.as_of, or yesterday, UTC).
+    #[arg(long)]
+    pub as_of: Option<NaiveDate>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+impl JobArgs {
+    /// The job file with the engine settings applied.
+    pub fn load(&self) -> Result<JobConfig, Error> {
+        self.engine.load(&self.config)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Compute every KPI of a job and publish the output tables.
+    #[command(mut_arg("config", |a| a.short('c')))]
     Run {
-        /// The job file (TOML).
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Point-in-time date: anything dated later is invisible (default: yesterday, UTC).
-        #[arg(long)]
-        as_of: Option<NaiveDate>,
         #[command(flatten)]
-        engine: EngineArgs,
+        job: JobArgs,
     },
     /// Write a deterministic synthetic data set in the input schema, plus a job.toml.
     Gen {
@@ -112,13 +130,10 @@ pub enum Command {
     },
     /// SQL over the inputs (at as_of), the KPI views, the last run's outputs
     /// (schema last_run) and the KPI UDFs: a shell, or -c / -f / stdin.
+    #[command(mut_arg("config", |a| a.short('C')))]
     Sql {
-        /// The job file (TOML).
-        #[arg(long, short = 'C')]
-        config: PathBuf,
-        /// Point-in-time date for the inputs and views (default: the job's, or yesterday).
-        #[arg(long)]
-        as_of: Option<NaiveDate>,
+        #[command(flatten)]
+        job: JobArgs,
         /// Run this SQL (or backslash command) and exit; repeatable.
         #[arg(short = 'c', long = "command")]
         commands: Vec<String>,
@@ -131,8 +146,6 @@ pub enum Command {
         /// Write results to this file instead of stdout (required for parquet).
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
-        #[command(flatten)]
-        engine: EngineArgs,
     },
     /// List every KPI with its formula, unit, inputs and output column.
     Kpis {
@@ -144,15 +157,10 @@ pub enum Command {
     },
     /// Check a job file and its inputs (schemas, row errors, reject ratio)
     /// without writing anything.
+    #[command(mut_arg("config", |a| a.short('c')))]
     Validate {
-        /// The job file (TOML).
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Point-in-time date (default: the job's, or yesterday).
-        #[arg(long)]
-        as_of: Option<NaiveDate>,
         #[command(flatten)]
-        engine: EngineArgs,
+        job: JobArgs,
     },
     /// Generate a data set (unless DIR already has one) and time a run on it.
     Bench {
@@ -173,14 +181,10 @@ pub enum Command {
 /// Runs a parsed command; returns what to print on success.
 pub async fn execute(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Run {
-            config,
-            as_of,
-            engine,
-        } => {
-            let job = engine.load(&config)?;
+        Command::Run { job: args } => {
+            let job = args.load()?;
             let options = RunOptions {
-                as_of,
+                as_of: args.as_of,
                 progress: std::io::stderr().is_terminal(),
             };
             let report = run::run_job(&job, &options).await?;
@@ -223,23 +227,21 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Sql {
-            config,
-            as_of,
+            job: args,
             commands,
             file,
             format,
             output,
-            engine,
         } => {
-            let job = engine.load(&config)?;
+            let job = args.load()?;
             let options = ShellOptions {
-                as_of,
+                as_of: args.as_of,
                 commands,
                 file,
                 format,
                 output,
             };
-            shell::run(&job, options).await
+            Ok(shell::run(&job, options).await?)
         }
         Command::Kpis { name, markdown } => {
             if markdown {
@@ -257,21 +259,17 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Validate {
-            config,
-            as_of,
-            engine,
-        } => {
-            let job = engine.load(&config)?;
+        Command::Validate { job: args } => {
+            let job = args.load()?;
             let options = RunOptions {
-                as_of,
+                as_of: args.as_of,
                 progress: false,
             };
             let report = run::validate_job(&job, &options).await?;
             println!(
                 "as_of {}: inputs and job file {}",
                 report.as_of,
-                config.display()
+                args.config.display()
             );
             for c in &report.inputs {
                 let ratio = if c.visible > 0 {

@@ -31,8 +31,8 @@ pub enum Error {
     #[error("query engine: {0}")]
     Engine(#[from] datafusion::error::DataFusionError),
     /// Reading or writing a file, stdin, stdout or the terminal outside
-    /// the engine (the shell); `what` names it, `source` keeps the io error
-    /// (its kind tells a closed pipe from a failure).
+    /// the engine (the shell's `ShellError::Io`); `what` names it, `source`
+    /// keeps the io error.
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -77,11 +77,17 @@ impl Error {
 
     /// One line for the terminal or a scheduler's log.
     pub fn one_line(&self) -> String {
-        self.to_string()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ")
+        one_line(self)
     }
+}
+
+/// An error's message on one line: its lines trimmed and joined.
+pub fn one_line(error: &dyn std::fmt::Display) -> String {
+    error
+        .to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

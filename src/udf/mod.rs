@@ -54,6 +54,15 @@ pub fn aggregate_udfs() -> Vec<AggregateUDF> {
         .collect()
 }
 
+/// The name of every function cskpi adds, scalar then aggregate (for help).
+pub fn names() -> Vec<String> {
+    let scalars = scalar_udfs(Arc::new(Taxonomy::built_in()));
+    let scalar_names = scalars.iter().map(|u| u.name().to_string());
+    let aggregates = aggregate_udfs();
+    let aggregate_names = aggregates.iter().map(|u| u.name().to_string());
+    scalar_names.chain(aggregate_names).collect()
+}
+
 pub fn register_all(ctx: &SessionContext, taxonomy: Arc<Taxonomy>) {
     for udf in scalar_udfs(taxonomy) {
         ctx.register_udf(udf);
