@@ -24,9 +24,9 @@ fn main() {
         .unwrap();
     runtime
         .block_on(async {
-            let job_path = cskpi::bench::prepare_data(customers, layout, &dir).await?;
+            let job_path = cskpi::cli::bench::prepare_data(customers, layout, &dir).await?;
             let job = cskpi::config::JobConfig::load(&job_path)?;
-            cskpi::bench::run_benchmark(customers, &job).await
+            cskpi::cli::bench::run_benchmark(customers, &job).await
         })
         .unwrap();
 }

@@ -60,7 +60,7 @@ fn register(ctx: &SessionContext, name: &str, columns: Vec<(&str, ArrayRef)>) {
 /// `lines`: monthly subscription lines of 10,000 customers, ten each.
 fn tables() -> SessionContext {
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
-    cskpi::udf::register_all(&ctx, Arc::new(cskpi::feedback::Taxonomy::built_in()));
+    cskpi::engine::udf::register_all(&ctx, Arc::new(cskpi::feedback::Taxonomy::built_in()));
     let comments: StringArray = (0..ROWS)
         .map(|i| Some(format!("{} (#{i})", COMMENTS[i % COMMENTS.len()])))
         .collect();

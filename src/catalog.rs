@@ -23,8 +23,8 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 
 use crate::config::JobConfig;
+use crate::engine::sql::quote_ident;
 use crate::inputs::{self, TableSpec};
-use crate::sql::quote_ident;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {

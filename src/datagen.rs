@@ -53,7 +53,7 @@ pub enum GenError {
         source: datafusion::error::DataFusionError,
     },
     #[error("gen: {0}")]
-    Session(#[from] crate::session::SessionError),
+    Session(#[from] crate::engine::session::SessionError),
 }
 
 /// How the event tables (orders, tickets, surveys, usage, costs) are laid
@@ -1028,9 +1028,9 @@ const EVENT_TABLES: [EventTable; 5] = [
 /// `<out>/<table>/` in event order (DataFusion sorts, spilling to disk when
 /// a table does not fit in memory).
 async fn lay_out_by_date(from: &Path, out: &Path, rows_per_file: usize) -> Result<(), GenError> {
-    let ctx = crate::session::context(
-        crate::session::session_config()?,
-        crate::session::runtime(None, None)?,
+    let ctx = crate::engine::session::context(
+        crate::engine::session::session_config()?,
+        crate::engine::session::runtime(None, None)?,
     );
     for table in &EVENT_TABLES {
         let engine = |source| GenError::Layout {

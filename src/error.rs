@@ -5,9 +5,9 @@ use crate::catalog::InputError;
 use crate::config::ConfigError;
 use crate::csi::CsiError;
 use crate::datagen::GenError;
+use crate::engine::session::SessionError;
+use crate::engine::sql::SqlError;
 use crate::output::OutputError;
-use crate::session::SessionError;
-use crate::sql::SqlError;
 use crate::validate::ValidationError;
 
 #[derive(Debug, thiserror::Error)]

@@ -12,10 +12,10 @@ use sha2::{Digest, Sha256};
 use crate::calendar::RunWindow;
 use crate::catalog::RegisteredInput;
 use crate::config::JobConfig;
+use crate::engine::session;
 use crate::error::Error;
 use crate::kpi;
 use crate::output::{OutputTable, Staging};
-use crate::session;
 use crate::validate::{self, InputCounts};
 use crate::views;
 

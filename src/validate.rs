@@ -16,8 +16,8 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 
+use crate::engine::sql::{self, SqlError, SqlParams, quote_ident, quote_literal};
 use crate::inputs::{self, TableSpec};
-use crate::sql::{self, SqlError, SqlParams, quote_ident, quote_literal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ValidationError {
@@ -92,9 +92,9 @@ pub async fn register_checked_views(
         table: "(every input)".into(),
         source,
     };
-    let joins_before = crate::session::set_options(ctx, &CHECK_JOINS).map_err(engine)?;
+    let joins_before = crate::engine::session::set_options(ctx, &CHECK_JOINS).map_err(engine)?;
     let result = store_checks(ctx, params, dir).await;
-    crate::session::restore_options(ctx, joins_before).map_err(engine)?;
+    crate::engine::session::restore_options(ctx, joins_before).map_err(engine)?;
     result
 }
 
@@ -136,7 +136,7 @@ fn store_check<'c>(
                 "SELECT h FROM {}",
                 quote_ident(&format!("{table}_key_hashes"))
             );
-            if crate::repeated_hashes::register(ctx, name, &query).await? {
+            if crate::engine::repeated_hashes::register(ctx, name, &query).await? {
                 return Ok(());
             }
             tracing::info!(

@@ -14,10 +14,10 @@ use datafusion::prelude::SessionContext;
 use crate::calendar::{self, RunWindow};
 use crate::catalog::{self, RegisteredInput};
 use crate::config::JobConfig;
+use crate::engine::session;
 use crate::error::Error;
 use crate::feedback::Taxonomy;
 use crate::kpi;
-use crate::session;
 use crate::validate;
 
 /// The day a run or a session reports as of: the command line's, else the

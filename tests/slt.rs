@@ -23,11 +23,11 @@ struct DbError(String);
 
 impl CskpiDb {
     fn new() -> Self {
-        let ctx = cskpi::session::context(
-            cskpi::session::session_config().expect("session config"),
-            cskpi::session::runtime(None, None).unwrap(),
+        let ctx = cskpi::engine::session::context(
+            cskpi::engine::session::session_config().expect("session config"),
+            cskpi::engine::session::runtime(None, None).unwrap(),
         );
-        cskpi::udf::register_all(
+        cskpi::engine::udf::register_all(
             &ctx,
             std::sync::Arc::new(cskpi::feedback::Taxonomy::built_in()),
         );

@@ -31,9 +31,9 @@ use crate::calendar::{self, RunWindow};
 use crate::config::JobConfig;
 use crate::csi::pls::{self, Fit};
 use crate::csi::{CsiError, CsiModel};
+use crate::engine::sql::{self, SqlParams, quote_ident, quote_literal};
 use crate::error::Error;
 use crate::output::OutputTable;
-use crate::sql::{self, SqlParams, quote_ident, quote_literal};
 
 pub const FAMILY: KpiFamily = KpiFamily {
     name: "csi",

@@ -19,9 +19,9 @@ use datafusion::prelude::SessionContext;
 
 use crate::calendar::RunWindow;
 use crate::config::JobConfig;
+use crate::engine::sql::{self, Materialize, SqlParams, SqlScript};
 use crate::error::Error;
 use crate::output::OutputTable;
-use crate::sql::{self, Materialize, SqlParams, SqlScript};
 
 #[derive(Debug, Clone, Copy)]
 pub struct KpiFamily {

@@ -3,8 +3,8 @@
 //! comes last.
 
 use super::{KpiFamily, Registration};
+use crate::engine::sql;
 use crate::output::OutputTable;
-use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {
     name: "summary",

@@ -2,8 +2,8 @@
 
 use super::definitions::{KpiDefinition, kpi};
 use super::{KpiFamily, Registration};
+use crate::engine::sql;
 use crate::output::OutputTable;
-use crate::sql;
 
 pub const FAMILY: KpiFamily = KpiFamily {
     name: "value",

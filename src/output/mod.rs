@@ -23,7 +23,7 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use object_store::path::Path as ObjectPath;
 
-use crate::sql;
+use crate::engine::sql;
 use local::LocalTarget;
 use partitioned::{row_count, write_each_partition, write_partitioned, write_single};
 use s3::S3Target;

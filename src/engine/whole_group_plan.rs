@@ -23,7 +23,7 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 
 /// Physical optimizer rule: a partial and a final aggregation of only
-/// whole-group aggregates ([`crate::udf::WHOLE_GROUP_AGGREGATES`]) become
+/// whole-group aggregates ([`crate::engine::udf::WHOLE_GROUP_AGGREGATES`]) become
 /// one aggregation after a repartition of the input rows by group key.
 #[derive(Debug, Default)]
 pub struct AggregateWholeGroupsOnce;
@@ -61,7 +61,7 @@ fn one_stage(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPl
         && last
             .aggr_expr()
             .iter()
-            .all(|a| crate::udf::WHOLE_GROUP_AGGREGATES.contains(&a.fun().name()));
+            .all(|a| crate::engine::udf::WHOLE_GROUP_AGGREGATES.contains(&a.fun().name()));
     if *last.mode() != AggregateMode::FinalPartitioned || !whole_groups_only {
         return Ok(None);
     }
@@ -103,13 +103,13 @@ mod tests {
     /// Plans `query` in a cskpi session with two partitions over a table of
     /// order lines, and returns the physical plan as text.
     async fn plan(query: &str) -> String {
-        let ctx = crate::session::context(
-            crate::session::session_config()
+        let ctx = crate::engine::session::context(
+            crate::engine::session::session_config()
                 .unwrap()
                 .with_target_partitions(2),
-            crate::session::runtime(None, None).unwrap(),
+            crate::engine::session::runtime(None, None).unwrap(),
         );
-        crate::udf::register_all(&ctx, Arc::new(crate::feedback::Taxonomy::built_in()));
+        crate::engine::udf::register_all(&ctx, Arc::new(crate::feedback::Taxonomy::built_in()));
         ctx.sql(
             "CREATE TABLE lines (customer_id VARCHAR, period_start DATE, period_end DATE, \
              monthly BIGINT) AS VALUES ('a', DATE '2025-01-01', DATE '2025-02-01', 10), \

@@ -1,4 +1,8 @@
-//! The command line: argument parsing and what each command prints.
+//! The command line: argument parsing and what each command prints;
+//! `cskpi bench` in [`bench`], `cskpi sql` in [`shell`].
+
+pub mod bench;
+pub mod shell;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -8,11 +12,11 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{ByteSize, JobConfig};
 use crate::datagen::{self, GenOptions, Layout};
+use crate::engine::session::SessionError;
 use crate::error::Error;
 use crate::kpi::definitions;
 use crate::run::{self, RunOptions};
-use crate::session::SessionError;
-use crate::shell::{self, Format, ShellOptions};
+use shell::{Format, ShellOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -307,8 +311,8 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
                 message: e.to_string(),
             })?;
             let dir = dir.unwrap_or_else(|| tmp.path().join(format!("gen-{customers}")));
-            let job_path = crate::bench::prepare_data(customers, layout, &dir).await?;
-            crate::bench::run_benchmark(customers, &engine.load(&job_path)?).await
+            let job_path = bench::prepare_data(customers, layout, &dir).await?;
+            bench::run_benchmark(customers, &engine.load(&job_path)?).await
         }
     }
 }

@@ -26,8 +26,9 @@ use datafusion::sql::parser::DFParser;
 use rustyline::error::ReadlineError;
 
 use crate::config::JobConfig;
+use crate::engine::{session, udf};
 use crate::error::{Error, one_line};
-use crate::{run, session, udf, views};
+use crate::{run, views};
 
 pub use command::MetaCommand;
 use input::{Step, split_input};
@@ -243,8 +244,8 @@ impl Shell {
                     &format!(
                         "SELECT column_name, data_type, is_nullable FROM information_schema.columns \
                          WHERE table_name = {} AND table_schema = {} ORDER BY ordinal_position",
-                        crate::sql::quote_literal(name),
-                        crate::sql::quote_literal(schema)
+                        crate::engine::sql::quote_literal(name),
+                        crate::engine::sql::quote_literal(schema)
                     ),
                     cancellable,
                 )

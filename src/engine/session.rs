@@ -110,8 +110,10 @@ pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContex
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
-        .with_physical_optimizer_rule(Arc::new(crate::whole_group_plan::AggregateWholeGroupsOnce))
-        .with_physical_optimizer_rule(Arc::new(crate::compact::CompactBeforeSort))
+        .with_physical_optimizer_rule(Arc::new(
+            crate::engine::whole_group_plan::AggregateWholeGroupsOnce,
+        ))
+        .with_physical_optimizer_rule(Arc::new(crate::engine::compact::CompactBeforeSort))
         .build();
     SessionContext::new_with_state(state)
 }
@@ -175,7 +177,7 @@ pub fn build(job: &JobConfig) -> Result<SessionContext, SessionError> {
             register_s3_bucket(&ctx, location, job.s3.as_ref())?;
         }
     }
-    crate::udf::register_all(&ctx, Arc::new(job.feedback_taxonomy().clone()));
+    crate::engine::udf::register_all(&ctx, Arc::new(job.feedback_taxonomy().clone()));
     Ok(ctx)
 }
 

@@ -27,47 +27,47 @@ pub struct SqlScript {
 
 pub const VALIDATE: SqlScript = SqlScript {
     name: "validate",
-    text: include_str!("../sql/validate.sql"),
+    text: include_str!("../../sql/validate.sql"),
 };
 pub const DIMENSIONS: SqlScript = SqlScript {
     name: "dimensions",
-    text: include_str!("../sql/dimensions.sql"),
+    text: include_str!("../../sql/dimensions.sql"),
 };
 pub const RETENTION: SqlScript = SqlScript {
     name: "retention",
-    text: include_str!("../sql/retention.sql"),
+    text: include_str!("../../sql/retention.sql"),
 };
 pub const SUPPORT: SqlScript = SqlScript {
     name: "support",
-    text: include_str!("../sql/support.sql"),
+    text: include_str!("../../sql/support.sql"),
 };
 pub const SURVEYS: SqlScript = SqlScript {
     name: "surveys",
-    text: include_str!("../sql/surveys.sql"),
+    text: include_str!("../../sql/surveys.sql"),
 };
 pub const MRR: SqlScript = SqlScript {
     name: "mrr",
-    text: include_str!("../sql/mrr.sql"),
+    text: include_str!("../../sql/mrr.sql"),
 };
 pub const FEEDBACK: SqlScript = SqlScript {
     name: "feedback",
-    text: include_str!("../sql/feedback.sql"),
+    text: include_str!("../../sql/feedback.sql"),
 };
 pub const VALUE: SqlScript = SqlScript {
     name: "value",
-    text: include_str!("../sql/value.sql"),
+    text: include_str!("../../sql/value.sql"),
 };
 pub const HEALTH: SqlScript = SqlScript {
     name: "health",
-    text: include_str!("../sql/health.sql"),
+    text: include_str!("../../sql/health.sql"),
 };
 pub const CSI: SqlScript = SqlScript {
     name: "csi",
-    text: include_str!("../sql/csi.sql"),
+    text: include_str!("../../sql/csi.sql"),
 };
 pub const SUMMARY: SqlScript = SqlScript {
     name: "summary",
-    text: include_str!("../sql/summary.sql"),
+    text: include_str!("../../sql/summary.sql"),
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -227,7 +227,7 @@ pub async fn run_script(
             continue;
         };
         if let Some((_, column)) = m.by_value.iter().find(|(view, _)| *view == name) {
-            crate::bucketed::materialize_view(ctx, &name, m.dir, column)
+            crate::engine::bucketed::materialize_view(ctx, &name, m.dir, column)
                 .await
                 .map_err(engine)?;
         } else if m.views.contains(&name.as_str()) {

@@ -1,0 +1,12 @@
+//! DataFusion around the KPIs: the one session ([`session`]), the bundled
+//! SQL and how views are stored ([`sql`], [`bucketed`]), every UDF and UDAF
+//! ([`udf`]), and the planner and execution pieces the KPIs need
+//! ([`whole_group_plan`], [`compact`], [`repeated_hashes`]).
+
+pub mod bucketed;
+pub mod compact;
+pub mod repeated_hashes;
+pub mod session;
+pub mod sql;
+pub mod udf;
+pub mod whole_group_plan;
