@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need beyond
 # Rust (moto_server, an S3-compatible server the S3 tests start on
-# loopback), then runs every test.
+# loopback), then runs every test. The target directory lives outside the
+# clone ($HOME/.cache/cskpi/target unless CARGO_TARGET_DIR is set), so a
+# developer's build and CI's (.ci/run) warm each other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cskpi/target}"
 
 # Console scripts of the interpreter pip installs into (pyenv shims appear
 # only after a rehash, so put the real directory on PATH).
