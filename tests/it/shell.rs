@@ -276,6 +276,24 @@ async fn views_last_run_udfs_files_and_stdin() {
     );
 }
 
+/// `\?` lists every command and every function the session has from cskpi
+/// (the registry, not a hand-kept list); a wrong command exits 2.
+#[tokio::test]
+async fn help_lists_the_commands_and_every_cskpi_function() {
+    let f = fixture().await;
+    let help = stdout(&cskpi_sql(&f, &["-c", "\\?"]));
+    for command in ["\\d NAME", "\\i FILE", "\\pset format", "\\q"] {
+        assert!(help.contains(command), "{command} missing:\n{help}");
+    }
+    let functions = cskpi::engine::udf::names();
+    assert!(functions.iter().any(|name| name == "key_hash"));
+    for name in &functions {
+        assert!(help.contains(name.as_str()), "{name} missing:\n{help}");
+    }
+    let wrong = cskpi_sql(&f, &["-c", "\\pset format xml"]);
+    assert_eq!(wrong.status.code(), Some(cskpi::error::exit_code::USAGE));
+}
+
 fn spawn_shell(f: &Fixture) -> OsSession {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cskpi"));
     command
