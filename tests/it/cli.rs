@@ -83,6 +83,10 @@ fn run_takes_a_memory_limit_and_a_temp_dir_and_leaves_it_empty() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(f.out_dir().join("_manifest.json").exists());
+    // Logs to a pipe (a scheduler's log file) carry no colour escapes.
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("INFO"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log:?}");
     // The run kept its intermediate files there and removed them.
     assert_eq!(std::fs::read_dir(&temp).unwrap().count(), 0);
 
