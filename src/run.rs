@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::calendar::RunWindow;
 use crate::catalog::RegisteredInput;
 use crate::config::JobConfig;
-use crate::engine::session;
+use crate::engine::{scratch, session};
 use crate::error::Error;
 use crate::kpi;
 use crate::output::{OutputTable, Staging};
@@ -181,6 +181,15 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
     let mut stages = Stages::new(options.progress);
     tracing::info!(%run_id, %as_of, output = %job.output.path, "run");
 
+    // The run's scratch directory holds its stored views and the engine's
+    // spill files: a killed run leaves one directory, which the next run
+    // removes (engine/scratch.rs).
+    let work_dir = job.run.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let scratch = scratch::create(&work_dir)?;
+    let mut spilling_in_scratch = job.clone();
+    spilling_in_scratch.run.temp_dir = Some(scratch.path().join("spill"));
+    let job = &spilling_in_scratch;
+
     stages.start("inputs");
     let (ctx, registered) = views::open_inputs(job).await?;
     for input in &registered {
@@ -188,17 +197,6 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
     }
 
     stages.start("validation");
-    let work_dir = job.run.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let scratch = std::fs::create_dir_all(&work_dir)
-        .and_then(|()| {
-            tempfile::Builder::new()
-                .prefix("cskpi-work-")
-                .tempdir_in(&work_dir)
-        })
-        .map_err(|e| session::SessionError::TempDir {
-            dir: work_dir.display().to_string(),
-            message: format!("cannot create a work directory: {e}"),
-        })?;
     let window = views::register_input_views(&ctx, job, as_of, Some(scratch.path())).await?;
     let counts = validate::count_rows(&ctx).await?;
     for c in &counts {

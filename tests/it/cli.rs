@@ -261,3 +261,57 @@ fn sql_dir_replaces_the_bundled_sql() {
     );
     assert!(!text.contains("unknown customer_id"), "{text}");
 }
+
+/// A SIGKILLed run cannot remove its scratch directory; the next run does
+/// (and its own as it ends).
+#[tokio::test]
+async fn the_next_run_removes_a_killed_runs_scratch() {
+    let dir = tempfile::tempdir().unwrap();
+    generate_dataset(dir.path(), 2000, 5, "2024-01-01", "2025-06-30").await;
+    let job = dir.path().join("job.toml");
+    let work = dir.path().join("work");
+    let args = [
+        "run",
+        "--config",
+        job.to_str().unwrap(),
+        "--temp-dir",
+        work.to_str().unwrap(),
+    ];
+    let mut killed = Command::new(env!("CARGO_BIN_EXE_cskpi"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let scratch = loop {
+        let owned = std::fs::read_dir(&work).ok().and_then(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.join("owner").is_file())
+        });
+        if let Some(scratch) = owned {
+            break scratch;
+        }
+        assert!(
+            killed.try_wait().unwrap().is_none(),
+            "the run ended before its scratch directory was seen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert!(scratch.exists(), "a killed run leaves its scratch");
+
+    let o = cskpi(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!scratch.exists(), "the next run removes it");
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("no longer alive"), "{log}");
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
