@@ -56,19 +56,15 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    pub fn apply(&self, job: &mut JobConfig) {
-        if let Some(limit) = &self.memory_limit {
-            job.run.memory_limit = Some(*limit);
+    /// The job file with these settings applied.
+    pub fn load(&self, path: &std::path::Path) -> Result<JobConfig, Error> {
+        let mut job = JobConfig::load(path)?;
+        if let Some(limit) = self.memory_limit {
+            job.run.memory_limit = Some(limit);
         }
         if let Some(dir) = &self.temp_dir {
             job.run.temp_dir = Some(dir.clone());
         }
-    }
-
-    /// The job file with these settings applied.
-    pub fn load(&self, path: &std::path::Path) -> Result<JobConfig, Error> {
-        let mut job = JobConfig::load(path)?;
-        self.apply(&mut job);
         Ok(job)
     }
 }

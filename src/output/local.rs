@@ -82,8 +82,8 @@ impl Target for LocalTarget {
                 fs::rename(&from, &to).map_err(io(&to))?;
             }
             named.push(StagedFile {
+                staged: published.clone(),
                 name: published,
-                staged_key: None,
             });
         }
         Ok(named)

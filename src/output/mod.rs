@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
-use object_store::path::Path as ObjectPath;
 
 use crate::engine::sql;
 use local::LocalTarget;
@@ -109,11 +108,11 @@ struct StagedTable {
     files: Vec<StagedFile>,
 }
 
-/// A staged file: its published name, relative to the table's directory,
-/// and the key it is staged under when that is not the name (S3).
+/// A staged file: its published name and its name in the staging area,
+/// both relative to the table's directory.
 struct StagedFile {
     name: String,
-    staged_key: Option<ObjectPath>,
+    staged: String,
 }
 
 /// A run's staged outputs. Dropped without `publish`, a local staging

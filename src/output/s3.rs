@@ -2,7 +2,6 @@
 //! key; an S3 copy or put of one object is atomic, so a reader gets the old
 //! file or the new one, never a part.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -102,12 +101,11 @@ impl Target for S3Target {
                     .to_string()
             })
             .collect();
-        let by_relative: HashMap<String, ObjectPath> = relative.iter().cloned().zip(keys).collect();
         Ok(published_names(relative)
             .into_iter()
             .map(|(staged, published)| StagedFile {
                 name: published,
-                staged_key: Some(by_relative[&staged].clone()),
+                staged,
             })
             .collect())
     }
@@ -116,12 +114,13 @@ impl Target for S3Target {
         let store = &self.store;
         for table in tables {
             let live_dir = child(&self.root, &table.name);
+            let staged_dir = child(&self.staging, &table.name);
             let mut live_keys = Vec::new();
             for file in &table.files {
                 let live = child(&live_dir, &file.name);
-                let staged = file.staged_key.as_ref().expect("S3 files have staged keys");
+                let staged = child(&staged_dir, &file.staged);
                 store
-                    .copy(staged, &live)
+                    .copy(&staged, &live)
                     .await
                     .map_err(store_error(live.as_ref()))?;
                 live_keys.push(live);
