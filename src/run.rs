@@ -10,12 +10,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::calendar::RunWindow;
-use crate::catalog::RegisteredInput;
+use crate::catalog::{self, RegisteredInput};
 use crate::config::JobConfig;
 use crate::engine::{scratch, session};
 use crate::error::Error;
 use crate::kpi;
-use crate::output::{OutputTable, Staging};
+use crate::output::{self, OutputTable, Recovery, Staging};
 use crate::validate::{self, InputCounts};
 use crate::views;
 
@@ -191,10 +191,17 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
     let job = &spilling_in_scratch;
 
     stages.start("inputs");
-    let (ctx, registered) = views::open_inputs(job).await?;
+    let ctx = session::build(job)?;
+    let registered = catalog::register_inputs(&ctx, job).await?;
     for input in &registered {
         tracing::info!(table = %input.table, location = %input.location, files = input.files.len(), "input");
     }
+
+    // Before any work: a publication a dead run left is finished (forward
+    // or back), and a second run on the same output is refused. (After the
+    // inputs are listed, so that missing inputs are the error a run with
+    // missing inputs reports.)
+    let mut staging = Staging::begin(&ctx, &job.output.path, &run_id).await?;
 
     stages.start("validation");
     let window = views::register_input_views(&ctx, job, as_of, Some(scratch.path())).await?;
@@ -213,7 +220,6 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
     // timings say what every family costs.
     let params = kpi::sql_params(job, &window);
     kpi::register_dimensions(&ctx, &params, Some(scratch.path())).await?;
-    let mut staging = Staging::begin(&ctx, &job.output.path, &run_id).await?;
     let mut outputs = Vec::new();
     for family in kpi::FAMILIES {
         stages.start(family.name);
@@ -267,6 +273,13 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
         outputs,
         timings,
     })
+}
+
+/// `cskpi recover`: finishes a publication a dead run left at the job's
+/// output (forward or back, see output/journal.rs).
+pub async fn recover(job: &JobConfig) -> Result<Recovery, Error> {
+    let ctx = session::build(job)?;
+    Ok(output::recover(&ctx, &job.output.path).await?)
 }
 
 /// Hash of the effective job (after defaults), so a changed knob shows.

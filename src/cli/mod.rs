@@ -162,6 +162,14 @@ pub enum Command {
         #[command(flatten)]
         job: JobArgs,
     },
+    /// Finish a publication a killed or failed run left at the job's output
+    /// (roll it back, or forward when every table was in place); exits 0
+    /// when the output holds one run.
+    Recover {
+        /// The job file (TOML).
+        #[arg(short = 'c', long)]
+        config: PathBuf,
+    },
     /// Generate a data set (unless DIR already has one) and time a run on it.
     Bench {
         /// Number of customers to generate.
@@ -295,6 +303,12 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
                     Ok(())
                 }
             }
+        }
+        Command::Recover { config } => {
+            let job = JobConfig::load(&config)?;
+            let recovery = run::recover(&job).await?;
+            println!("{}: {recovery}", job.output.path);
+            Ok(())
         }
         Command::Bench {
             customers,

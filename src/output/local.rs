@@ -1,7 +1,10 @@
 //! Publishing on local disk: each `<path>/<table>/` directory is swapped
 //! with its staged copy in one atomic `renameat2(RENAME_EXCHANGE)` (a plain
-//! rename when the table is new). A lock file keeps two runs from
-//! publishing at once.
+//! rename when the table is new), so the previous files end up in the
+//! staging area until the journal's publication is over. The staged
+//! directory's inode, in the journal, tells later which of the two a
+//! table's directory is. A lock file keeps two runs from publishing at
+//! once.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -9,19 +12,19 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use super::{
-    MANIFEST, OutputError, STAGING_PREFIX, StagedFile, StagedTable, Target, io, published_names,
+    JOURNAL, Journal, JournalTable, MANIFEST, OutputError, STAGING_PREFIX, StagedTable, Target, io,
+    published_names,
 };
 
 pub(super) struct LocalTarget {
     root: PathBuf,
-    staging: PathBuf,
+    staging_name: String,
     _lock: File,
 }
 
 impl LocalTarget {
-    /// Takes the output directory's lock and removes the staging
-    /// directories that killed runs left.
-    pub(super) fn begin(path: &str, run_id: &str) -> Result<Self, OutputError> {
+    /// Takes the output directory's lock (held until dropped).
+    pub(super) fn open(path: &str, run_id: &str) -> Result<Self, OutputError> {
         let root = PathBuf::from(path.strip_prefix("file://").unwrap_or(path));
         fs::create_dir_all(&root).map_err(io(&root))?;
         let lock_path = root.join(".cskpi.lock");
@@ -41,8 +44,56 @@ impl LocalTarget {
             }
             Err(fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
-        for entry in fs::read_dir(&root).map_err(io(&root))? {
-            let entry = entry.map_err(io(&root))?;
+        Ok(Self {
+            root,
+            staging_name: format!("{STAGING_PREFIX}{run_id}"),
+            _lock: lock,
+        })
+    }
+
+    fn staging(&self) -> PathBuf {
+        self.root.join(&self.staging_name)
+    }
+
+    /// Makes the root directory's entries (renames, a new journal) durable.
+    fn sync_root(&self) -> Result<(), OutputError> {
+        File::open(&self.root)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.root))
+    }
+}
+
+#[async_trait]
+impl Target for LocalTarget {
+    fn staging_name(&self) -> &str {
+        &self.staging_name
+    }
+
+    fn staged_dir(&self, table: &str) -> Result<String, OutputError> {
+        let dir = self.staging().join(table);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(format!("{}/", dir.display()))
+    }
+
+    /// Renames the staged files to their published names in place.
+    async fn name_staged_files(&self, table: &str) -> Result<Vec<String>, OutputError> {
+        let root = self.staging().join(table);
+        let mut staged = Vec::new();
+        collect_files(&root, &root, &mut staged)?;
+        let mut named = Vec::new();
+        for (relative, published) in published_names(staged) {
+            if relative != published {
+                let (from, to) = (root.join(&relative), root.join(&published));
+                fs::rename(&from, &to).map_err(io(&to))?;
+            }
+            named.push(published);
+        }
+        Ok(named)
+    }
+
+    async fn remove_leftover_staging(&self) -> Result<(), OutputError> {
+        for entry in fs::read_dir(&self.root).map_err(io(&self.root))? {
+            let entry = entry.map_err(io(&self.root))?;
             if entry
                 .file_name()
                 .to_string_lossy()
@@ -52,63 +103,147 @@ impl LocalTarget {
                 fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
             }
         }
-        let staging = root.join(format!("{STAGING_PREFIX}{run_id}"));
-        fs::create_dir_all(&staging).map_err(io(&staging))?;
-        Ok(Self {
-            root,
-            staging,
-            _lock: lock,
+        Ok(())
+    }
+
+    async fn stage_manifest(&self, manifest: &[u8]) -> Result<(), OutputError> {
+        let path = self.staging().join(MANIFEST);
+        fs::write(&path, manifest).map_err(io(&path))
+    }
+
+    async fn keep_previous(&self, table: &StagedTable) -> Result<JournalTable, OutputError> {
+        let staged = self.staging().join(&table.name);
+        let live = self.root.join(&table.name);
+        let previous_files = if live.exists() {
+            let mut files = Vec::new();
+            collect_files(&live, &live, &mut files)?;
+            files.sort();
+            Some(files)
+        } else {
+            None
+        };
+        // The exchange leaves the previous directory where the new one was.
+        let at = format!("{}/{}", self.staging_name, table.name);
+        Ok(JournalTable {
+            name: table.name.clone(),
+            new_at: at.clone(),
+            new_files: table.files.clone(),
+            previous_at: at,
+            previous_files,
+            new_inode: Some(inode(&staged)?),
         })
     }
-}
 
-#[async_trait]
-impl Target for LocalTarget {
-    fn staged_dir(&self, table: &str) -> Result<String, OutputError> {
-        let dir = self.staging.join(table);
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(format!("{}/", dir.display()))
+    async fn replace(&self, table: &JournalTable) -> Result<(), OutputError> {
+        swap_into_place(&self.root.join(&table.new_at), &self.root.join(&table.name))?;
+        self.sync_root()
     }
 
-    /// Renames the staged files to their published names in place.
-    async fn name_staged_files(&self, table: &str) -> Result<Vec<StagedFile>, OutputError> {
-        let root = self.staging.join(table);
-        let mut staged = Vec::new();
-        collect_files(&root, &root, &mut staged)?;
-        let mut named = Vec::new();
-        for (relative, published) in published_names(staged) {
-            if relative != published {
-                let (from, to) = (root.join(&relative), root.join(&published));
-                fs::rename(&from, &to).map_err(io(&to))?;
+    async fn restore(&self, table: &JournalTable) -> Result<(), OutputError> {
+        let live = self.root.join(&table.name);
+        let kept = self.root.join(&table.previous_at);
+        // Between the two renames of the fallback swap, the previous
+        // directory waits under its `.previous` name.
+        let waiting = kept.with_extension("previous");
+        let live_is_new = live.exists() && Some(inode(&live)?) == table.new_inode;
+        if !live.exists() && waiting.exists() {
+            fs::rename(&waiting, &live).map_err(io(&live))?;
+        } else if live_is_new {
+            if table.previous_files.is_none() {
+                fs::remove_dir_all(&live).map_err(io(&live))?;
+            } else if waiting.exists() {
+                fs::rename(&live, &kept).map_err(io(&kept))?;
+                fs::rename(&waiting, &live).map_err(io(&live))?;
+            } else {
+                swap_into_place(&kept, &live)?;
             }
-            named.push(StagedFile {
-                staged: published.clone(),
-                name: published,
-            });
         }
-        Ok(named)
+        self.sync_root()
     }
 
-    async fn publish(&self, tables: &[StagedTable], manifest: Vec<u8>) -> Result<(), OutputError> {
-        for table in tables {
-            swap_into_place(
-                &self.staging.join(&table.name),
-                &self.root.join(&table.name),
-            )?;
+    async fn all_in_place(&self, journal: &Journal) -> Result<bool, OutputError> {
+        for table in &journal.tables {
+            let live = self.root.join(&table.name);
+            if !live.exists() || Some(inode(&live)?) != table.new_inode {
+                return Ok(false);
+            }
         }
-        let tmp = self.staging.join(MANIFEST);
-        fs::write(&tmp, manifest).map_err(io(&tmp))?;
-        let manifest_path = self.root.join(MANIFEST);
-        fs::rename(&tmp, &manifest_path).map_err(io(&manifest_path))?;
-        // The staging directory now holds the previous run's tables.
-        fs::remove_dir_all(&self.staging).map_err(io(&self.staging))
+        Ok(true)
+    }
+
+    async fn publish_manifest(&self, staging: &str) -> Result<(), OutputError> {
+        let staged = self.root.join(staging).join(MANIFEST);
+        let live = self.root.join(MANIFEST);
+        File::open(&staged)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&staged))?;
+        fs::rename(&staged, &live).map_err(io(&live))?;
+        self.sync_root()
+    }
+
+    async fn remove_staging(&self, staging: &str) -> Result<(), OutputError> {
+        let dir = self.root.join(staging);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&dir)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn read_journal(&self) -> Result<Option<Journal>, OutputError> {
+        let path = self.root.join(JOURNAL);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| OutputError::Journal {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    async fn write_journal(&self, journal: &Journal) -> Result<(), OutputError> {
+        let tmp = self.root.join(format!(".{JOURNAL}.tmp"));
+        let text = serde_json::to_vec_pretty(journal).expect("journal serialises");
+        let mut file = File::create(&tmp).map_err(io(&tmp))?;
+        std::io::Write::write_all(&mut file, &text)
+            .and_then(|()| file.sync_all())
+            .map_err(io(&tmp))?;
+        let path = self.root.join(JOURNAL);
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.sync_root()
+    }
+
+    async fn remove_journal(&self) -> Result<(), OutputError> {
+        let path = self.root.join(JOURNAL);
+        fs::remove_file(&path).map_err(io(&path))?;
+        self.sync_root()
+    }
+
+    async fn manifest_run_id(&self) -> Result<Option<String>, OutputError> {
+        let path = self.root.join(MANIFEST);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(super::run_id_of_manifest(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
     }
 
     fn abandon(&self) {
-        if self.staging.exists() {
-            let _ = fs::remove_dir_all(&self.staging);
+        let staging = self.staging();
+        if staging.exists() {
+            let _ = fs::remove_dir_all(&staging);
         }
     }
+}
+
+#[cfg(unix)]
+fn inode(path: &Path) -> Result<u64, OutputError> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(fs::metadata(path).map_err(io(path))?.ino())
 }
 
 /// Every file under `dir`, relative to `root`, with `/` separators.

@@ -5,13 +5,15 @@
 //! with the partition column kept inside the files too. A run
 //! first writes every table into a staging area beside the outputs,
 //! `<path>/.cskpi-staging-<run_id>/`, and publishes only when all of them are
-//! written; `_manifest.json` is replaced last. A run that fails or is killed
-//! before publishing leaves the previous outputs as they were, and its
-//! staging area is removed by the next run.
+//! written, under a write-ahead journal ([`journal`]) that makes the
+//! publication all or nothing across tables: a run that fails or is killed
+//! at any moment leaves (after the next run or `cskpi recover`) every
+//! table and `_manifest.json` from one run.
 //!
 //! Where tables are published is a [`Target`]: local disk ([`local`]) or S3
 //! ([`s3`]); how a table's rows become files is [`partitioned`].
 
+mod journal;
 mod local;
 mod partitioned;
 mod s3;
@@ -23,6 +25,8 @@ use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 
 use crate::engine::sql;
+pub use journal::{JOURNAL, Recovery};
+use journal::{Journal, JournalTable};
 use local::LocalTarget;
 use partitioned::{row_count, write_each_partition, write_partitioned, write_single};
 use s3::S3Target;
@@ -62,6 +66,10 @@ pub enum OutputError {
         table: String,
         source: DataFusionError,
     },
+    #[error("output {path}: unreadable publish journal: {message}")]
+    Journal { path: String, message: String },
+    #[error("publishing: step {step} failed (injected by CSKPI_FAULT_PUBLISH)")]
+    Injected { step: usize },
 }
 
 const STAGING_PREFIX: &str = ".cskpi-staging-";
@@ -83,64 +91,101 @@ fn store_error(path: &str) -> impl FnOnce(object_store::Error) -> OutputError + 
     }
 }
 
-/// Where a run's tables are staged and published.
+/// Where a run's tables are staged and published: the steps the
+/// journal's protocol ([`journal::publish`], [`journal::recover`]) is made
+/// of. Paths in a [`Journal`] are relative to the output path.
 #[async_trait]
 trait Target: Send + Sync {
+    /// This run's staging area, relative to the output path.
+    fn staging_name(&self) -> &str;
+
     /// The staged table's directory, as a path or URL DataFusion writes to.
     fn staged_dir(&self, table: &str) -> Result<String, OutputError>;
 
     /// Gives the staged files of a table their published names: the files
     /// of each directory (the table's or a partition's), in name order,
     /// become part-0.parquet, part-1.parquet, ...
-    async fn name_staged_files(&self, table: &str) -> Result<Vec<StagedFile>, OutputError>;
+    async fn name_staged_files(&self, table: &str) -> Result<Vec<String>, OutputError>;
 
-    /// Puts every staged table in place, then the manifest, then removes
-    /// the staging area.
-    async fn publish(&self, tables: &[StagedTable], manifest: Vec<u8>) -> Result<(), OutputError>;
+    /// Removes the staging areas of runs that died (after recovery, which
+    /// may need the one its journal names).
+    async fn remove_leftover_staging(&self) -> Result<(), OutputError>;
+
+    /// Writes the new manifest into the staging area.
+    async fn stage_manifest(&self, manifest: &[u8]) -> Result<(), OutputError>;
+
+    /// Makes sure the previous files of a table will survive its
+    /// replacement, and says where they and the new ones are.
+    async fn keep_previous(&self, table: &StagedTable) -> Result<JournalTable, OutputError>;
+
+    /// Puts the new files of a table in place.
+    async fn replace(&self, table: &JournalTable) -> Result<(), OutputError>;
+
+    /// Puts the previous files of a table back (repeatable).
+    async fn restore(&self, table: &JournalTable) -> Result<(), OutputError>;
+
+    /// Whether every table of the journal is already the new one, when the
+    /// target can tell (S3 cannot cheaply: false).
+    async fn all_in_place(&self, journal: &Journal) -> Result<bool, OutputError>;
+
+    /// Replaces the manifest with the one staged in `staging`.
+    async fn publish_manifest(&self, staging: &str) -> Result<(), OutputError>;
+
+    /// Removes a staging area (with the previous files kept in it).
+    async fn remove_staging(&self, staging: &str) -> Result<(), OutputError>;
+
+    async fn read_journal(&self) -> Result<Option<Journal>, OutputError>;
+
+    /// Writes the journal atomically: readers see the old one or the new.
+    async fn write_journal(&self, journal: &Journal) -> Result<(), OutputError>;
+
+    async fn remove_journal(&self) -> Result<(), OutputError>;
+
+    /// The run id in the published manifest, if there is one.
+    async fn manifest_run_id(&self) -> Result<Option<String>, OutputError>;
 
     /// The run ends without publishing: remove what can be removed now.
     fn abandon(&self);
 }
 
-/// A staged table and its files.
+/// A staged table and its files' published names, relative to the
+/// table's directory.
 struct StagedTable {
     name: String,
-    files: Vec<StagedFile>,
-}
-
-/// A staged file: its published name and its name in the staging area,
-/// both relative to the table's directory.
-struct StagedFile {
-    name: String,
-    staged: String,
+    files: Vec<String>,
 }
 
 /// A run's staged outputs. Dropped without `publish`, a local staging
 /// directory removes itself; an S3 one is removed by the next run.
 pub struct Staging {
     target: Box<dyn Target>,
+    run_id: String,
     location: String,
     tables: Vec<StagedTable>,
-    published: bool,
+    publishing_started: bool,
 }
 
 impl Staging {
-    /// Prepares the output location and removes what killed runs left.
+    /// Takes the output location (refused while another run holds it),
+    /// finishes a publication a dead run left (logged) and removes the
+    /// staging areas of dead runs.
     pub async fn begin(
         ctx: &SessionContext,
         path: &str,
         run_id: &str,
     ) -> Result<Self, OutputError> {
-        let target: Box<dyn Target> = if path.starts_with("s3://") {
-            Box::new(S3Target::begin(ctx, path, run_id).await?)
-        } else {
-            Box::new(LocalTarget::begin(path, run_id)?)
-        };
+        let target = open_target(ctx, path, run_id).await?;
+        let recovery = journal::recover(target.as_ref()).await?;
+        if recovery != Recovery::Consistent {
+            tracing::warn!(output = path, "{recovery}");
+        }
+        target.remove_leftover_staging().await?;
         Ok(Self {
             target,
+            run_id: run_id.to_string(),
             location: path.to_string(),
             tables: Vec::new(),
-            published: false,
+            publishing_started: false,
         })
     }
 
@@ -195,21 +240,50 @@ impl Staging {
         Ok(rows)
     }
 
-    /// Puts every staged table in place, then writes the manifest.
+    /// Puts every staged table in place, then writes the manifest, all or
+    /// nothing (see [`journal`]).
     pub async fn publish(mut self, manifest: &serde_json::Value) -> Result<(), OutputError> {
         let text = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
-        self.target.publish(&self.tables, text).await?;
-        self.published = true;
-        Ok(())
+        // Whatever happens now, the journal (not dropping) decides what is
+        // removed.
+        self.publishing_started = true;
+        journal::publish(self.target.as_ref(), &self.run_id, &self.tables, text).await
     }
+}
+
+/// `cskpi recover`: finishes a publication a dead run left at `path` (and
+/// removes dead runs' staging areas); refused while a run holds the output.
+pub async fn recover(ctx: &SessionContext, path: &str) -> Result<Recovery, OutputError> {
+    let target = open_target(ctx, path, "recover").await?;
+    let recovery = journal::recover(target.as_ref()).await?;
+    target.remove_leftover_staging().await?;
+    Ok(recovery)
+}
+
+async fn open_target(
+    ctx: &SessionContext,
+    path: &str,
+    run_id: &str,
+) -> Result<Box<dyn Target>, OutputError> {
+    Ok(if path.starts_with("s3://") {
+        Box::new(S3Target::open(ctx, path, run_id).await?)
+    } else {
+        Box::new(LocalTarget::open(path, run_id)?)
+    })
 }
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        if !self.published {
+        if !self.publishing_started {
             self.target.abandon();
         }
     }
+}
+
+/// The `run_id` of a manifest's text (`None` when it is not a manifest).
+fn run_id_of_manifest(bytes: &[u8]) -> Option<String> {
+    let manifest: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    Some(manifest.get("run_id")?.as_str()?.to_string())
 }
 
 /// (staged, published) names: within each directory, files in name order

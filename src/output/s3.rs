@@ -1,6 +1,9 @@
 //! Publishing on S3: each staged object is copied server-side over the live
 //! key; an S3 copy or put of one object is atomic, so a reader gets the old
-//! file or the new one, never a part.
+//! file or the new one, never a part. The previous files of each table are
+//! first copied server-side into the staging area, where they stay until
+//! the new manifest is in place, so an interrupted publication can be
+//! rolled back.
 
 use std::sync::Arc;
 
@@ -12,8 +15,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::{
-    MANIFEST, OutputError, STAGING_PREFIX, StagedFile, StagedTable, Target, published_names,
-    store_error,
+    JOURNAL, Journal, JournalTable, MANIFEST, OutputError, STAGING_PREFIX, StagedTable, Target,
+    published_names, store_error,
 };
 
 pub(super) struct S3Target {
@@ -22,13 +25,12 @@ pub(super) struct S3Target {
     bucket_url: String,
     /// the output prefix inside the bucket, without slashes at the ends
     root: ObjectPath,
-    staging: ObjectPath,
+    staging_name: String,
 }
 
 impl S3Target {
-    /// Finds the bucket's store in the session and removes the staging
-    /// areas that killed runs left.
-    pub(super) async fn begin(
+    /// Finds the bucket's store in the session.
+    pub(super) async fn open(
         ctx: &SessionContext,
         path: &str,
         run_id: &str,
@@ -47,110 +49,235 @@ impl S3Target {
                 table: "(all)".into(),
                 source,
             })?;
-        let root = ObjectPath::from(url.path().trim_matches('/'));
-        // Staging areas of killed runs: every key under <root>/.cskpi-staging-*.
-        let leftovers: Vec<ObjectPath> = store
-            .list(Some(&root))
-            .map_ok(|m| m.location)
-            .try_filter(|p| {
-                let relative = p.as_ref().strip_prefix(root.as_ref()).unwrap_or(p.as_ref());
-                futures::future::ready(relative.trim_start_matches('/').starts_with(STAGING_PREFIX))
-            })
-            .try_collect()
-            .await
-            .map_err(store_error(path))?;
-        for key in leftovers {
-            store
-                .delete(&key)
-                .await
-                .map_err(store_error(key.as_ref()))?;
-        }
-        let staging = child(&root, &format!("{STAGING_PREFIX}{run_id}"));
         Ok(Self {
             store,
             bucket_url,
-            root,
-            staging,
+            root: ObjectPath::from(url.path().trim_matches('/')),
+            staging_name: format!("{STAGING_PREFIX}{run_id}"),
         })
+    }
+
+    /// A key under the output prefix; `relative` may hold slashes.
+    fn key(&self, relative: &str) -> ObjectPath {
+        child(&self.root, relative)
+    }
+
+    /// Every key under `prefix`.
+    async fn list(&self, prefix: &ObjectPath) -> Result<Vec<ObjectPath>, OutputError> {
+        self.store
+            .list(Some(prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(store_error(prefix.as_ref()))
+    }
+
+    async fn copy(&self, from: &ObjectPath, to: &ObjectPath) -> Result<(), OutputError> {
+        self.store
+            .copy(from, to)
+            .await
+            .map_err(store_error(to.as_ref()))
+    }
+
+    async fn delete(&self, key: &ObjectPath) -> Result<(), OutputError> {
+        self.store
+            .delete(key)
+            .await
+            .map_err(store_error(key.as_ref()))
+    }
+
+    /// Copies `files` from `from/` over the table's live keys, then deletes
+    /// the table's other keys: afterwards the table is exactly `files`.
+    async fn make_table(
+        &self,
+        table: &str,
+        from: &str,
+        files: &[String],
+    ) -> Result<(), OutputError> {
+        let live_dir = self.key(table);
+        let mut wanted = Vec::with_capacity(files.len());
+        for file in files {
+            let live = child(&live_dir, file);
+            self.copy(&self.key(&format!("{from}/{file}")), &live)
+                .await?;
+            wanted.push(live);
+        }
+        for key in self.list(&live_dir).await? {
+            if !wanted.contains(&key) {
+                self.delete(&key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &ObjectPath) -> Result<Option<Vec<u8>>, OutputError> {
+        match self.store.get(key).await {
+            Ok(found) => Ok(Some(
+                found
+                    .bytes()
+                    .await
+                    .map_err(store_error(key.as_ref()))?
+                    .to_vec(),
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_error(key.as_ref())(e)),
+        }
     }
 }
 
 #[async_trait]
 impl Target for S3Target {
+    fn staging_name(&self) -> &str {
+        &self.staging_name
+    }
+
     fn staged_dir(&self, table: &str) -> Result<String, OutputError> {
-        Ok(format!("{}/{}/{table}/", self.bucket_url, self.staging))
+        Ok(format!(
+            "{}/{}/",
+            self.bucket_url,
+            self.key(&format!("{}/{table}", self.staging_name))
+        ))
     }
 
-    /// Lists the staged keys; the published names are used when publishing.
-    async fn name_staged_files(&self, table: &str) -> Result<Vec<StagedFile>, OutputError> {
-        let prefix = child(&self.staging, table);
-        let keys: Vec<ObjectPath> = self
-            .store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(store_error(prefix.as_ref()))?;
-        let relative: Vec<String> = keys
+    /// Copies each staged object to its published name in the staging
+    /// area (S3 has no rename), so publishing is plain copies.
+    async fn name_staged_files(&self, table: &str) -> Result<Vec<String>, OutputError> {
+        let prefix = self.key(&format!("{}/{table}", self.staging_name));
+        let relative: Vec<String> = self
+            .list(&prefix)
+            .await?
             .iter()
-            .map(|k| {
-                k.as_ref()
-                    .strip_prefix(prefix.as_ref())
-                    .unwrap_or(k.as_ref())
-                    .trim_start_matches('/')
-                    .to_string()
-            })
+            .map(|k| relative_to(k, &prefix))
             .collect();
-        Ok(published_names(relative)
-            .into_iter()
-            .map(|(staged, published)| StagedFile {
-                name: published,
-                staged,
-            })
-            .collect())
+        let mut named = Vec::with_capacity(relative.len());
+        for (staged, published) in published_names(relative) {
+            if staged != published {
+                let from = child(&prefix, &staged);
+                self.copy(&from, &child(&prefix, &published)).await?;
+                self.delete(&from).await?;
+            }
+            named.push(published);
+        }
+        Ok(named)
     }
 
-    async fn publish(&self, tables: &[StagedTable], manifest: Vec<u8>) -> Result<(), OutputError> {
-        let store = &self.store;
-        for table in tables {
-            let live_dir = child(&self.root, &table.name);
-            let staged_dir = child(&self.staging, &table.name);
-            let mut live_keys = Vec::new();
-            for file in &table.files {
-                let live = child(&live_dir, &file.name);
-                let staged = child(&staged_dir, &file.staged);
-                store
-                    .copy(&staged, &live)
-                    .await
-                    .map_err(store_error(live.as_ref()))?;
-                live_keys.push(live);
-            }
-            // Files of the previous run that this one did not
-            // replace (a partition that is gone, another layout).
-            let stale: Vec<ObjectPath> = store
-                .list(Some(&live_dir))
-                .map_ok(|m| m.location)
-                .try_filter(|p| futures::future::ready(!live_keys.contains(p)))
-                .try_collect()
-                .await
-                .map_err(store_error(live_dir.as_ref()))?;
-            for key in stale {
-                store
-                    .delete(&key)
-                    .await
-                    .map_err(store_error(key.as_ref()))?;
+    /// Every key under `<root>/.cskpi-staging-*`.
+    async fn remove_leftover_staging(&self) -> Result<(), OutputError> {
+        for key in self.list(&self.root).await? {
+            if relative_to(&key, &self.root).starts_with(STAGING_PREFIX) {
+                self.delete(&key).await?;
             }
         }
-        let manifest_path = child(&self.root, MANIFEST);
-        store
-            .put(&manifest_path, manifest.into())
+        Ok(())
+    }
+
+    async fn stage_manifest(&self, manifest: &[u8]) -> Result<(), OutputError> {
+        let key = self.key(&format!("{}/{MANIFEST}", self.staging_name));
+        self.store
+            .put(&key, manifest.to_vec().into())
             .await
-            .map_err(store_error(manifest_path.as_ref()))?;
-        delete_prefix(store.as_ref(), &self.staging).await
+            .map_err(store_error(key.as_ref()))?;
+        Ok(())
+    }
+
+    /// Copies the table's live files into `<staging>/.previous/<table>/`.
+    async fn keep_previous(&self, table: &StagedTable) -> Result<JournalTable, OutputError> {
+        let live_dir = self.key(&table.name);
+        let previous_at = format!("{}/.previous/{}", self.staging_name, table.name);
+        let mut previous = Vec::new();
+        for key in self.list(&live_dir).await? {
+            let file = relative_to(&key, &live_dir);
+            self.copy(&key, &self.key(&format!("{previous_at}/{file}")))
+                .await?;
+            previous.push(file);
+        }
+        previous.sort();
+        Ok(JournalTable {
+            name: table.name.clone(),
+            new_at: format!("{}/{}", self.staging_name, table.name),
+            new_files: table.files.clone(),
+            previous_at,
+            previous_files: (!previous.is_empty()).then_some(previous),
+            new_inode: None,
+        })
+    }
+
+    async fn replace(&self, table: &JournalTable) -> Result<(), OutputError> {
+        self.make_table(&table.name, &table.new_at, &table.new_files)
+            .await
+    }
+
+    async fn restore(&self, table: &JournalTable) -> Result<(), OutputError> {
+        let previous = table.previous_files.as_deref().unwrap_or_default();
+        self.make_table(&table.name, &table.previous_at, previous)
+            .await
+    }
+
+    async fn all_in_place(&self, _journal: &Journal) -> Result<bool, OutputError> {
+        Ok(false)
+    }
+
+    async fn publish_manifest(&self, staging: &str) -> Result<(), OutputError> {
+        self.copy(
+            &self.key(&format!("{staging}/{MANIFEST}")),
+            &self.key(MANIFEST),
+        )
+        .await
+    }
+
+    async fn remove_staging(&self, staging: &str) -> Result<(), OutputError> {
+        for key in self.list(&self.key(staging)).await? {
+            self.delete(&key).await?;
+        }
+        Ok(())
+    }
+
+    async fn read_journal(&self) -> Result<Option<Journal>, OutputError> {
+        let key = self.key(JOURNAL);
+        let Some(bytes) = self.get(&key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| OutputError::Journal {
+                path: format!("{}/{key}", self.bucket_url),
+                message: e.to_string(),
+            })
+    }
+
+    /// One PUT: atomic on S3.
+    async fn write_journal(&self, journal: &Journal) -> Result<(), OutputError> {
+        let key = self.key(JOURNAL);
+        let text = serde_json::to_vec_pretty(journal).expect("journal serialises");
+        self.store
+            .put(&key, text.into())
+            .await
+            .map_err(store_error(key.as_ref()))?;
+        Ok(())
+    }
+
+    async fn remove_journal(&self) -> Result<(), OutputError> {
+        self.delete(&self.key(JOURNAL)).await
+    }
+
+    async fn manifest_run_id(&self) -> Result<Option<String>, OutputError> {
+        Ok(self
+            .get(&self.key(MANIFEST))
+            .await?
+            .and_then(|bytes| super::run_id_of_manifest(&bytes)))
     }
 
     /// Left for the next run to remove (dropping cannot wait for the store).
     fn abandon(&self) {}
+}
+
+/// `key` without `prefix/`.
+fn relative_to(key: &ObjectPath, prefix: &ObjectPath) -> String {
+    key.as_ref()
+        .strip_prefix(prefix.as_ref())
+        .unwrap_or(key.as_ref())
+        .trim_start_matches('/')
+        .to_string()
 }
 
 fn child(parent: &ObjectPath, name: &str) -> ObjectPath {
@@ -159,20 +286,4 @@ fn child(parent: &ObjectPath, name: &str) -> ObjectPath {
     } else {
         ObjectPath::from(format!("{parent}/{name}"))
     }
-}
-
-async fn delete_prefix(store: &dyn ObjectStore, prefix: &ObjectPath) -> Result<(), OutputError> {
-    let keys: Vec<ObjectPath> = store
-        .list(Some(prefix))
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await
-        .map_err(store_error(prefix.as_ref()))?;
-    for key in keys {
-        store
-            .delete(&key)
-            .await
-            .map_err(store_error(key.as_ref()))?;
-    }
-    Ok(())
 }
