@@ -8,10 +8,12 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::DataType;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::calendar::RunWindow;
 use crate::catalog::{self, RegisteredInput};
 use crate::config::JobConfig;
+use crate::engine::sql::log_seconds;
 use crate::engine::{scratch, session};
 use crate::error::Error;
 use crate::kpi;
@@ -154,7 +156,9 @@ impl Stages {
 
     fn finish_current(&mut self) {
         if let Some((name, started)) = self.current.take() {
-            self.timings.push((name, started.elapsed().as_secs_f64()));
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::info!(stage = %name, elapsed_s = log_seconds(seconds), "done");
+            self.timings.push((name, seconds));
         }
     }
 
@@ -177,9 +181,23 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
         started.format("%Y%m%dT%H%M%SZ"),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
+    // Every log line of the run carries its id (in the `run` span).
+    let span = tracing::info_span!("run", %run_id);
+    execute_run(job, options, run_id, started, clock)
+        .instrument(span)
+        .await
+}
+
+async fn execute_run(
+    job: &JobConfig,
+    options: &RunOptions,
+    run_id: String,
+    started: chrono::DateTime<Utc>,
+    clock: Instant,
+) -> Result<RunReport, Error> {
     let as_of = views::resolve_as_of(job, options.as_of);
     let mut stages = Stages::new(options.progress);
-    tracing::info!(%run_id, %as_of, output = %job.output.path, "run");
+    tracing::info!(%as_of, output = %job.output.path, "run");
 
     // The run's scratch directory holds its stored views and the engine's
     // spill files: a killed run leaves one directory, which the next run
@@ -225,8 +243,16 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
         stages.start(family.name);
         kpi::register_family(&ctx, family, job, &window, &params, Some(scratch.path())).await?;
         for table in family.outputs {
+            let writing = Instant::now();
             let rows = staging.write_table(&ctx, table).await?;
-            tracing::info!(table = table.name, rows, "written");
+            let elapsed_s = log_seconds(writing.elapsed().as_secs_f64());
+            tracing::info!(
+                stage = family.name,
+                table = table.name,
+                rows,
+                elapsed_s,
+                "written"
+            );
             outputs.push((table.name.to_string(), rows));
         }
     }
@@ -239,9 +265,18 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
         &ctx,
         &[("datafusion.execution.parquet.pushdown_filters", "true")],
     )?;
+    let writing = Instant::now();
     let written = staging.write_table(&ctx, &REJECTS).await;
     session::restore_options(&ctx, pushdown_before)?;
     let rows = written?;
+    let elapsed_s = log_seconds(writing.elapsed().as_secs_f64());
+    tracing::info!(
+        stage = "rejects",
+        table = REJECTS.name,
+        rows,
+        elapsed_s,
+        "written"
+    );
     outputs.push((REJECTS.name.to_string(), rows));
 
     let output_location = staging.location().to_string();
@@ -264,6 +299,9 @@ pub async fn run_job(job: &JobConfig, options: &RunOptions) -> Result<RunReport,
     timings.pop();
     timings.push(("publishing".into(), total - before_publishing));
     timings.push(("total".into(), total));
+    let elapsed_s = log_seconds(total - before_publishing);
+    tracing::info!(stage = "publishing", elapsed_s, "done");
+    tracing::info!(elapsed_s = log_seconds(total), "run published");
     Ok(RunReport {
         run_id,
         as_of,

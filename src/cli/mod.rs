@@ -31,6 +31,16 @@ pub struct Cli {
     /// gen and bench, warn otherwise); RUST_LOG wins when set.
     #[arg(long, global = true)]
     pub log: Option<String>,
+    /// Log lines as text, or as one JSON object per line for log shippers
+    /// (fields at the top level, the run id under `span`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Cli {

@@ -279,10 +279,15 @@ pub async fn materialize_view(
         .await?;
     tracing::info!(
         view = name,
-        seconds = started.elapsed().as_secs_f64(),
+        elapsed_s = log_seconds(started.elapsed().as_secs_f64()),
         "materialized"
     );
     Ok(())
+}
+
+/// Seconds rounded to the millisecond, for log fields.
+pub fn log_seconds(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
 }
 
 /// Profiling aid: the folder named by CSKPI_EXPLAIN_DIR, if set.

@@ -315,3 +315,76 @@ async fn the_next_run_removes_a_killed_runs_scratch() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// `--log-format json`: every stderr line is one JSON object; the run id
+/// printed on stdout is on every line of the run, each written table says
+/// its stage, rows (as the summary counts them) and elapsed time, each
+/// stage its elapsed time; a failure is a JSON line with its exit code.
+#[test]
+fn json_logs_are_one_object_per_line_with_run_stage_table_rows_and_time() {
+    let f = fixture(0.6);
+    let job = f.dir.path().join("job.toml");
+    let o = cskpi(&[
+        "run",
+        "--config",
+        job.to_str().unwrap(),
+        "--log-format",
+        "json",
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run_id = stdout.split_whitespace().nth(1).unwrap().to_string();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["span"]["run_id"].as_str() == Some(run_id.as_str())),
+        "{lines:?}"
+    );
+    let written: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["message"] == "written").collect();
+    assert_eq!(written.len(), cskpi::run::output_tables().len());
+    // The summary on stdout: "  out mrr_monthly   N rows".
+    let summary_rows = |table: &str| -> u64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(table))
+            .unwrap();
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    for w in &written {
+        let table = w["table"].as_str().unwrap();
+        assert_eq!(w["rows"].as_u64(), Some(summary_rows(table)), "{w}");
+        assert!(w["stage"].is_string() && w["elapsed_s"].is_f64(), "{w}");
+    }
+    let stages: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["message"] == "done" && l["elapsed_s"].is_f64())
+        .map(|l| l["stage"].as_str().unwrap())
+        .collect();
+    for stage in ["inputs", "validation", "retention", "mrr", "publishing"] {
+        assert!(stages.contains(&stage), "{stage} not in {stages:?}");
+    }
+
+    let o = cskpi(&[
+        "run",
+        "--config",
+        "no-such-job.toml",
+        "--log-format",
+        "json",
+    ]);
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stderr).lines().last().unwrap()).unwrap();
+    assert_eq!(last["exit_code"], cskpi::error::exit_code::CONFIG);
+    assert_eq!(o.status.code(), Some(cskpi::error::exit_code::CONFIG));
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("cskpi: error: cannot read job file no-such-job.toml"),
+        "{last}"
+    );
+}
