@@ -116,6 +116,11 @@ impl InputConfig {
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     pub path: String,
+    /// cskpi extension, S3 outputs only: how long the output's lock holds
+    /// without renewal, i.e. how long a killed run's lock keeps other runs
+    /// out (a running run renews it every fifth of this).
+    #[serde(default = "default_lock_lease_seconds")]
+    pub lock_lease_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -156,6 +161,10 @@ impl Default for RunConfig {
 fn default_segment_by() -> String {
     "segment".into()
 }
+fn default_lock_lease_seconds() -> u64 {
+    300
+}
+
 fn default_max_reject_ratio() -> f64 {
     0.05
 }

@@ -219,105 +219,112 @@ async fn execute_run(
     // or back), and a second run on the same output is refused. (After the
     // inputs are listed, so that missing inputs are the error a run with
     // missing inputs reports.)
-    let mut staging = Staging::begin(&ctx, &job.output.path, &run_id).await?;
+    let mut staging = Staging::begin(&ctx, &job.output, &run_id).await?;
 
-    stages.start("validation");
-    let window = views::register_input_views(&ctx, job, as_of, Some(scratch.path())).await?;
-    let counts = validate::count_rows(&ctx).await?;
-    for c in &counts {
-        tracing::info!(table = %c.table, rows_in = c.visible, rejected = c.rejected, "validated");
-    }
-    validate::enforce_reject_ratio(&ctx, &counts, job.run.max_reject_ratio).await?;
-
-    // Every join of the KPI views has a side of at most one row per
-    // customer (segments, per-customer aggregates) or a few rows (months,
-    // segments): hash joins with that side as the build side stream the
-    // other once, where sort-merge joins sorted whole inputs by customer.
-    session::prefer_hash_joins(&ctx)?;
-    // Each family's stage covers its views and writing its tables, so the
-    // timings say what every family costs.
-    let params = kpi::sql_params(job, &window);
-    kpi::register_dimensions(&ctx, &params, Some(scratch.path())).await?;
-    let mut outputs = Vec::new();
-    for family in kpi::FAMILIES {
-        stages.start(family.name);
-        kpi::register_family(&ctx, family, job, &window, &params, Some(scratch.path())).await?;
-        for table in family.outputs {
-            let writing = Instant::now();
-            let rows = staging.write_table(&ctx, table).await?;
-            let elapsed_s = log_seconds(writing.elapsed().as_secs_f64());
-            tracing::info!(
-                stage = family.name,
-                table = table.name,
-                rows,
-                elapsed_s,
-                "written"
-            );
-            outputs.push((table.name.to_string(), rows));
+    // Whatever happens next, the output's lock is released (on S3 it is an
+    // object only this run can remove before its lease ends).
+    let published: Result<RunReport, Error> = async {
+        stages.start("validation");
+        let window = views::register_input_views(&ctx, job, as_of, Some(scratch.path())).await?;
+        let counts = validate::count_rows(&ctx).await?;
+        for c in &counts {
+            tracing::info!(table = %c.table, rows_in = c.visible, rejected = c.rejected, "validated");
         }
-    }
-    stages.start("rejects");
-    // A handful of rows out of the stored checked inputs: decode only those.
-    // (A filter that keeps few rows; turned on for every scan, where the
-    // clean views keep nearly all rows, decoding filters first made a
-    // run slower: benches/README.md, "Measured reasons".)
-    let pushdown_before = session::set_options(
-        &ctx,
-        &[("datafusion.execution.parquet.pushdown_filters", "true")],
-    )?;
-    let writing = Instant::now();
-    let written = staging.write_table(&ctx, &REJECTS).await;
-    session::restore_options(&ctx, pushdown_before)?;
-    let rows = written?;
-    let elapsed_s = log_seconds(writing.elapsed().as_secs_f64());
-    tracing::info!(
-        stage = "rejects",
-        table = REJECTS.name,
-        rows,
-        elapsed_s,
-        "written"
-    );
-    outputs.push((REJECTS.name.to_string(), rows));
+        validate::enforce_reject_ratio(&ctx, &counts, job.run.max_reject_ratio).await?;
 
-    let output_location = staging.location().to_string();
-    let mut timings = stages.done();
-    let before_publishing = clock.elapsed().as_secs_f64();
-    timings.push(("total".into(), before_publishing));
-    let manifest = manifest(
-        job,
-        &run_id,
-        &window,
-        started,
-        &registered,
-        &counts,
-        &outputs,
-        &timings,
-    );
-    staging.publish(&manifest).await?;
-    // The manifest cannot time its own publication; the report can.
-    let total = clock.elapsed().as_secs_f64();
-    timings.pop();
-    timings.push(("publishing".into(), total - before_publishing));
-    timings.push(("total".into(), total));
-    let elapsed_s = log_seconds(total - before_publishing);
-    tracing::info!(stage = "publishing", elapsed_s, "done");
-    tracing::info!(elapsed_s = log_seconds(total), "run published");
-    Ok(RunReport {
-        run_id,
-        as_of,
-        first_month: window.first_month,
-        output_path: output_location,
-        inputs: counts,
-        outputs,
-        timings,
-    })
+        // Every join of the KPI views has a side of at most one row per
+        // customer (segments, per-customer aggregates) or a few rows (months,
+        // segments): hash joins with that side as the build side stream the
+        // other once, where sort-merge joins sorted whole inputs by customer.
+        session::prefer_hash_joins(&ctx)?;
+        // Each family's stage covers its views and writing its tables, so the
+        // timings say what every family costs.
+        let params = kpi::sql_params(job, &window);
+        kpi::register_dimensions(&ctx, &params, Some(scratch.path())).await?;
+        let mut outputs = Vec::new();
+        for family in kpi::FAMILIES {
+            stages.start(family.name);
+            kpi::register_family(&ctx, family, job, &window, &params, Some(scratch.path())).await?;
+            for table in family.outputs {
+                let writing = Instant::now();
+                let rows = staging.write_table(&ctx, table).await?;
+                let elapsed_s = log_seconds(writing.elapsed().as_secs_f64());
+                tracing::info!(
+                    stage = family.name,
+                    table = table.name,
+                    rows,
+                    elapsed_s,
+                    "written"
+                );
+                outputs.push((table.name.to_string(), rows));
+            }
+        }
+        stages.start("rejects");
+        // A handful of rows out of the stored checked inputs: decode only those.
+        // (A filter that keeps few rows; turned on for every scan, where the
+        // clean views keep nearly all rows, decoding filters first made a
+        // run slower: benches/README.md, "Measured reasons".)
+        let pushdown_before = session::set_options(
+            &ctx,
+            &[("datafusion.execution.parquet.pushdown_filters", "true")],
+        )?;
+        let writing = Instant::now();
+        let written = staging.write_table(&ctx, &REJECTS).await;
+        session::restore_options(&ctx, pushdown_before)?;
+        let rows = written?;
+        let elapsed_s = log_seconds(writing.elapsed().as_secs_f64());
+        tracing::info!(
+            stage = "rejects",
+            table = REJECTS.name,
+            rows,
+            elapsed_s,
+            "written"
+        );
+        outputs.push((REJECTS.name.to_string(), rows));
+
+        let output_location = staging.location().to_string();
+        let mut timings = stages.done();
+        let before_publishing = clock.elapsed().as_secs_f64();
+        timings.push(("total".into(), before_publishing));
+        let manifest = manifest(
+            job,
+            &run_id,
+            &window,
+            started,
+            &registered,
+            &counts,
+            &outputs,
+            &timings,
+        );
+        staging.publish(&manifest).await?;
+        // The manifest cannot time its own publication; the report can.
+        let total = clock.elapsed().as_secs_f64();
+        timings.pop();
+        timings.push(("publishing".into(), total - before_publishing));
+        timings.push(("total".into(), total));
+        let elapsed_s = log_seconds(total - before_publishing);
+        tracing::info!(stage = "publishing", elapsed_s, "done");
+        tracing::info!(elapsed_s = log_seconds(total), "run published");
+        Ok(RunReport {
+            run_id,
+            as_of,
+            first_month: window.first_month,
+            output_path: output_location,
+            inputs: counts,
+            outputs,
+            timings,
+        })
+    }
+    .await;
+    staging.release().await;
+    published
 }
 
 /// `cskpi recover`: finishes a publication a dead run left at the job's
 /// output (forward or back, see output/journal.rs).
 pub async fn recover(job: &JobConfig) -> Result<Recovery, Error> {
     let ctx = session::build(job)?;
-    Ok(output::recover(&ctx, &job.output.path).await?)
+    Ok(output::recover(&ctx, &job.output).await?)
 }
 
 /// Hash of the effective job (after defaults), so a changed knob shows.

@@ -232,6 +232,9 @@ impl Target for LocalTarget {
         }
     }
 
+    /// The lock file's lock goes with the target.
+    async fn release(&self) {}
+
     fn abandon(&self) {
         let staging = self.staging();
         if staging.exists() {

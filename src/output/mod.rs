@@ -17,6 +17,7 @@ mod journal;
 mod local;
 mod partitioned;
 mod s3;
+mod s3_lock;
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,7 @@ use async_trait::async_trait;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 
+use crate::config::OutputConfig;
 use crate::engine::sql;
 pub use journal::{JOURNAL, Recovery};
 use journal::{Journal, JournalTable};
@@ -59,6 +61,15 @@ pub enum OutputError {
     },
     #[error("output {path}: another cskpi run is publishing there (lock {lock} is held)")]
     Locked { path: PathBuf, lock: PathBuf },
+    #[error(
+        "output {path}: another cskpi run is publishing there (lock {lock} held by run {holder} until {until}; a killed run's lock expires then)"
+    )]
+    LockedOnS3 {
+        path: String,
+        lock: String,
+        holder: String,
+        until: String,
+    },
     #[error("output {0}: not a valid location")]
     Location(String),
     #[error("writing output table {table}: {source}")]
@@ -146,6 +157,9 @@ trait Target: Send + Sync {
 
     /// The run ends without publishing: remove what can be removed now.
     fn abandon(&self);
+
+    /// Releases the output's lock.
+    async fn release(&self);
 }
 
 /// A staged table and its files' published names, relative to the
@@ -171,10 +185,11 @@ impl Staging {
     /// staging areas of dead runs.
     pub async fn begin(
         ctx: &SessionContext,
-        path: &str,
+        output: &OutputConfig,
         run_id: &str,
     ) -> Result<Self, OutputError> {
-        let target = open_target(ctx, path, run_id).await?;
+        let path = output.path.as_str();
+        let target = open_target(ctx, output, run_id).await?;
         let recovery = journal::recover(target.as_ref()).await?;
         if recovery != Recovery::Consistent {
             tracing::warn!(output = path, "{recovery}");
@@ -242,31 +257,43 @@ impl Staging {
 
     /// Puts every staged table in place, then writes the manifest, all or
     /// nothing (see [`journal`]).
-    pub async fn publish(mut self, manifest: &serde_json::Value) -> Result<(), OutputError> {
+    pub async fn publish(&mut self, manifest: &serde_json::Value) -> Result<(), OutputError> {
         let text = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
         // Whatever happens now, the journal (not dropping) decides what is
         // removed.
         self.publishing_started = true;
         journal::publish(self.target.as_ref(), &self.run_id, &self.tables, text).await
     }
+
+    /// Releases the output's lock (the run is over, published or not).
+    pub async fn release(&self) {
+        self.target.release().await;
+    }
 }
 
 /// `cskpi recover`: finishes a publication a dead run left at `path` (and
 /// removes dead runs' staging areas); refused while a run holds the output.
-pub async fn recover(ctx: &SessionContext, path: &str) -> Result<Recovery, OutputError> {
-    let target = open_target(ctx, path, "recover").await?;
-    let recovery = journal::recover(target.as_ref()).await?;
-    target.remove_leftover_staging().await?;
-    Ok(recovery)
+pub async fn recover(ctx: &SessionContext, output: &OutputConfig) -> Result<Recovery, OutputError> {
+    let target = open_target(ctx, output, "recover").await?;
+    let recovered = async {
+        let recovery = journal::recover(target.as_ref()).await?;
+        target.remove_leftover_staging().await?;
+        Ok(recovery)
+    }
+    .await;
+    target.release().await;
+    recovered
 }
 
 async fn open_target(
     ctx: &SessionContext,
-    path: &str,
+    output: &OutputConfig,
     run_id: &str,
 ) -> Result<Box<dyn Target>, OutputError> {
+    let path = output.path.as_str();
     Ok(if path.starts_with("s3://") {
-        Box::new(S3Target::open(ctx, path, run_id).await?)
+        let lease = std::time::Duration::from_secs(output.lock_lease_seconds);
+        Box::new(S3Target::open(ctx, path, run_id, lease).await?)
     } else {
         Box::new(LocalTarget::open(path, run_id)?)
     })

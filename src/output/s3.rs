@@ -6,6 +6,7 @@
 //! rolled back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -14,6 +15,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use super::s3_lock::{LOCK, S3Lock};
 use super::{
     JOURNAL, Journal, JournalTable, MANIFEST, OutputError, STAGING_PREFIX, StagedTable, Target,
     published_names, store_error,
@@ -26,14 +28,16 @@ pub(super) struct S3Target {
     /// the output prefix inside the bucket, without slashes at the ends
     root: ObjectPath,
     staging_name: String,
+    lock: S3Lock,
 }
 
 impl S3Target {
-    /// Finds the bucket's store in the session.
+    /// Finds the bucket's store in the session and takes the output's lock.
     pub(super) async fn open(
         ctx: &SessionContext,
         path: &str,
         run_id: &str,
+        lock_lease: Duration,
     ) -> Result<Self, OutputError> {
         let url = url::Url::parse(path).map_err(|_| OutputError::Location(path.into()))?;
         let bucket = url
@@ -49,11 +53,15 @@ impl S3Target {
                 table: "(all)".into(),
                 source,
             })?;
+        let root = ObjectPath::from(url.path().trim_matches('/'));
+        let lock =
+            S3Lock::take(store.clone(), child(&root, LOCK), path, run_id, lock_lease).await?;
         Ok(Self {
             store,
             bucket_url,
-            root: ObjectPath::from(url.path().trim_matches('/')),
+            root,
             staging_name: format!("{STAGING_PREFIX}{run_id}"),
+            lock,
         })
     }
 
@@ -269,6 +277,10 @@ impl Target for S3Target {
 
     /// Left for the next run to remove (dropping cannot wait for the store).
     fn abandon(&self) {}
+
+    async fn release(&self) {
+        self.lock.release().await;
+    }
 }
 
 /// `key` without `prefix/`.

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -35,6 +35,13 @@ use super::s3::{create_bucket, keys_under, s3_store, start_moto};
 const AS_OF: [&str; 2] = ["2025-04-30", "2025-05-31"];
 const PAUSE_MS: u64 = 160;
 const JOURNAL: &str = "_publish_journal.json";
+/// The S3 lock's lease in the tests' jobs: after a fault, the tests wait
+/// it out before the next run or recovery.
+const LEASE: Duration = Duration::from_secs(2);
+
+fn wait_for_lease() {
+    std::thread::sleep(LEASE + Duration::from_millis(500));
+}
 
 fn tables() -> usize {
     cskpi::run::output_tables().len()
@@ -76,7 +83,7 @@ impl Seen {
         } else if relative == "_manifest.json" {
             let manifest: serde_json::Value = serde_json::from_slice(&bytes()).unwrap();
             self.manifest_as_of = manifest["as_of"].as_str().map(str::to_string);
-        } else if !top.starts_with('.') {
+        } else if !top.starts_with('.') && relative != "_cskpi.lock" {
             self.tables.insert(relative.to_string(), bytes());
         }
     }
@@ -186,9 +193,8 @@ impl Proxy {
     }
 }
 
-enum Fault<'a> {
-    Kill,
-    Cut(&'a Proxy),
+fn kill(child: &mut Child) {
+    let _ = child.kill(); // SIGKILL
 }
 
 /// The log line that starts the wait before publishing step `k` (0: the
@@ -250,7 +256,7 @@ fn run_with_fault(
     envs: &[(&str, &str)],
     trigger: &str,
     delay: Duration,
-    fault: Fault,
+    fault: impl FnOnce(&mut Child),
 ) -> Finished {
     let mut child = cskpi(&["run", "--as-of", as_of], job, envs)
         .env("CSKPI_FAULT_PUBLISH", format!("pause={PAUSE_MS}"))
@@ -266,24 +272,20 @@ fn run_with_fault(
         }
     });
     let mut log = String::new();
-    let mut fired = false;
+    let mut fault = Some(fault);
     for line in received {
         log.push_str(&line);
         log.push('\n');
-        if !fired && line.ends_with(trigger) {
+        if line.ends_with(trigger)
+            && let Some(fault) = fault.take()
+        {
             std::thread::sleep(delay);
-            match fault {
-                Fault::Kill => {
-                    let _ = child.kill();
-                }
-                Fault::Cut(proxy) => proxy.cut(),
-            }
-            fired = true;
+            fault(&mut child);
         }
     }
     reader.join().unwrap();
     let status = child.wait().unwrap();
-    assert!(fired, "no log line ends with {trigger:?}:\n{log}");
+    assert!(fault.is_none(), "no log line ends with {trigger:?}:\n{log}");
     Finished {
         success: status.success(),
         log,
@@ -305,7 +307,14 @@ async fn data_set(dir: &Path, output: &str, extra: &str) -> PathBuf {
     generate_dataset(&data, 150, 5, "2024-06-01", "2025-05-31").await;
     let job = data.join("job.toml");
     let text = std::fs::read_to_string(&job).unwrap();
-    let text = text.replace("path = \"out/\"", &format!("path = \"{output}\""));
+    // A killed run's S3 lock keeps others out for LEASE seconds.
+    let text = text.replace(
+        "path = \"out/\"",
+        &format!(
+            "path = \"{output}\"\nlock_lease_seconds = {}",
+            LEASE.as_secs()
+        ),
+    );
     // Killed runs cannot remove their scratch: keep it in the test's dir.
     let text = text.replace("[run]\n", "[run]\nwork_dir = \"scratch\"\n");
     std::fs::write(&job, format!("{text}\n{extra}")).unwrap();
@@ -337,8 +346,11 @@ async fn killed_runs(job: &Path, place: &Place, envs: &[(&str, &str)], s3: bool,
         let new = 1 - current;
         let k = rng.random_range(0..=steps());
         let delay = Duration::from_millis(rng.random_range(0..PAUSE_MS / 2));
-        let killed = run_with_fault(job, AS_OF[new], envs, &step_line(k), delay, Fault::Kill);
+        let killed = run_with_fault(job, AS_OF[new], envs, &step_line(k), delay, kill);
         assert!(!killed.success, "trial {trial}: the run was killed");
+        if s3 {
+            wait_for_lease();
+        }
         let seen = place.seen().await;
         assert!(
             seen.journal || seen.which(&runs).is_some(),
@@ -503,14 +515,9 @@ async fn a_cut_network_to_s3_leaves_one_run_after_recovery() {
         let new = 1 - current;
         let trigger = cut.map(step_line).unwrap_or_else(|| before.clone());
         let delay = Duration::from_millis(rng.random_range(0..PAUSE_MS / 2));
-        let done = run_with_fault(
-            &job,
-            AS_OF[new],
-            &CREDENTIALS,
-            &trigger,
-            delay,
-            Fault::Cut(&proxy),
-        );
+        let done = run_with_fault(&job, AS_OF[new], &CREDENTIALS, &trigger, delay, |_| {
+            proxy.cut()
+        });
         let published = cut.is_some_and(|k| k > tables() + 2);
         if published {
             assert!(done.success, "cut at {cut:?}: {}", done.log);
@@ -525,6 +532,8 @@ async fn a_cut_network_to_s3_leaves_one_run_after_recovery() {
             "cut at {cut:?}: a mix of runs without a journal"
         );
         proxy.restore();
+        // A run that could not reach S3 could not release its lock either.
+        wait_for_lease();
         recover(&job, &CREDENTIALS);
         let after = place.seen().await;
         assert!(after.finished(), "cut at {cut:?}: {after:?}");
@@ -535,4 +544,69 @@ async fn a_cut_network_to_s3_leaves_one_run_after_recovery() {
         assert_eq!(after.which(&runs), Some(expected), "cut at {cut:?}");
         current = expected;
     }
+}
+
+/// Two runs on one S3 output: while the first publishes (longer than the
+/// lock's lease, so only its renewals keep the lock), a second is refused
+/// with one line naming the first; a lock whose lease ended (its run was
+/// killed) is taken over; no lock is left after a run.
+#[tokio::test]
+async fn a_second_run_on_an_s3_output_is_refused_until_the_lock_expires() {
+    let moto = start_moto();
+    create_bucket(&moto.endpoint, "locks");
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = format!(
+        "[s3]\nendpoint = \"{}\"\nregion = \"us-east-1\"\nallow_http = true\n",
+        moto.endpoint
+    );
+    let job = data_set(dir.path(), "s3://locks/kpis/", &s3).await;
+    let store = s3_store(&moto.endpoint, "locks");
+    let lock = ObjectPath::from("kpis/_cskpi.lock");
+    let mut second = None;
+    let first = run_with_fault(
+        &job,
+        AS_OF[0],
+        &CREDENTIALS,
+        &step_line(0),
+        LEASE + Duration::from_millis(800),
+        |_| second = Some(run(&job, AS_OF[1], &CREDENTIALS)),
+    );
+    assert!(first.success, "{}", first.log);
+    let second = second.unwrap();
+    assert!(!second.success);
+    let last = second.log.lines().last().unwrap();
+    let first_run = first.log.split("run{run_id=").nth(1).unwrap();
+    let first_run = &first_run[..first_run.find('}').unwrap()];
+    assert!(
+        last.starts_with(
+            "cskpi: error: output s3://locks/kpis/: another cskpi run is publishing there"
+        ) && last.contains(first_run),
+        "{last}"
+    );
+    assert!(store.head(&lock).await.is_err(), "the lock is released");
+
+    // A killed run's lock: refused while its lease runs, taken over after.
+    let dead = |expires: chrono::DateTime<chrono::Utc>| {
+        serde_json::json!({"run_id": "dead-run", "host": "h", "pid": 1, "expires_at": expires})
+            .to_string()
+    };
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    store.put(&lock, dead(later).into()).await.unwrap();
+    let refused = run(&job, AS_OF[1], &CREDENTIALS);
+    assert!(!refused.success);
+    assert!(
+        refused.log.lines().last().unwrap().contains("dead-run"),
+        "{}",
+        refused.log
+    );
+    let earlier = chrono::Utc::now() - chrono::Duration::seconds(1);
+    store.put(&lock, dead(earlier).into()).await.unwrap();
+    let taken = run(&job, AS_OF[1], &CREDENTIALS);
+    assert!(taken.success, "{}", taken.log);
+    assert!(
+        taken.log.contains("taking over an expired lock"),
+        "{}",
+        taken.log
+    );
+    assert!(store.head(&lock).await.is_err(), "the lock is released");
 }
