@@ -193,6 +193,11 @@ pub enum Command {
         layout: Layout,
         #[command(flatten)]
         engine: EngineArgs,
+        /// Only generate the data set (unless DIR has one) and exit: a
+        /// timed run in a fresh process then measures only itself (the
+        /// allocator keeps much of what generating freed).
+        #[arg(long)]
+        generate_only: bool,
     },
 }
 
@@ -325,6 +330,7 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             dir,
             layout,
             engine,
+            generate_only,
         } => {
             let tmp = tempfile::tempdir().map_err(|e| SessionError::TempDir {
                 dir: std::env::temp_dir().display().to_string(),
@@ -332,6 +338,9 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             })?;
             let dir = dir.unwrap_or_else(|| tmp.path().join(format!("gen-{customers}")));
             let job_path = bench::prepare_data(customers, layout, &dir).await?;
+            if generate_only {
+                return Ok(());
+            }
             bench::run_benchmark(customers, &engine.load(&job_path)?).await
         }
     }

@@ -84,10 +84,11 @@ impl S3Lock {
         self.renewing.abort();
         let ours = version.e_tag.clone();
         let current = self.store.head(&self.key).await.ok().and_then(|m| m.e_tag);
-        if ours.is_some() && current == ours {
-            if let Err(e) = self.store.delete(&self.key).await {
-                tracing::warn!(lock = %self.key, error = %e, "could not remove the output's lock; it expires with its lease");
-            }
+        if ours.is_some()
+            && current == ours
+            && let Err(e) = self.store.delete(&self.key).await
+        {
+            tracing::warn!(lock = %self.key, error = %e, "could not remove the output's lock; it expires with its lease");
         }
     }
 }
