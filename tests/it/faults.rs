@@ -461,6 +461,11 @@ fn moto_addr(endpoint: &str) -> SocketAddr {
     endpoint.trim_start_matches("http://").parse().unwrap()
 }
 
+/// The job's `[s3]` section for a server at `endpoint`.
+fn s3_section(endpoint: &str) -> String {
+    format!("[s3]\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\nallow_http = true\n")
+}
+
 const CREDENTIALS: [(&str, &str); 2] = [
     ("AWS_ACCESS_KEY_ID", "test"),
     ("AWS_SECRET_ACCESS_KEY", "test"),
@@ -471,10 +476,7 @@ async fn killed_while_publishing_on_s3_the_output_is_one_run() {
     let moto = start_moto();
     create_bucket(&moto.endpoint, "faults");
     let dir = tempfile::tempdir().unwrap();
-    let s3 = format!(
-        "[s3]\nendpoint = \"{}\"\nregion = \"us-east-1\"\nallow_http = true\n",
-        moto.endpoint
-    );
+    let s3 = s3_section(&moto.endpoint);
     let job = data_set(dir.path(), "s3://faults/kpis/", &s3).await;
     let place = Place::S3 {
         store: s3_store(&moto.endpoint, "faults"),
@@ -493,10 +495,7 @@ async fn a_cut_network_to_s3_leaves_one_run_after_recovery() {
     create_bucket(&moto.endpoint, "cuts");
     let proxy = Proxy::start(moto_addr(&moto.endpoint));
     let dir = tempfile::tempdir().unwrap();
-    let s3 = format!(
-        "[s3]\nendpoint = \"http://{}\"\nregion = \"us-east-1\"\nallow_http = true\n",
-        proxy.addr
-    );
+    let s3 = s3_section(&format!("http://{}", proxy.addr));
     let job = data_set(dir.path(), "s3://cuts/kpis/", &s3).await;
     let place = Place::S3 {
         store: s3_store(&moto.endpoint, "cuts"),
@@ -555,10 +554,7 @@ async fn a_second_run_on_an_s3_output_is_refused_until_the_lock_expires() {
     let moto = start_moto();
     create_bucket(&moto.endpoint, "locks");
     let dir = tempfile::tempdir().unwrap();
-    let s3 = format!(
-        "[s3]\nendpoint = \"{}\"\nregion = \"us-east-1\"\nallow_http = true\n",
-        moto.endpoint
-    );
+    let s3 = s3_section(&moto.endpoint);
     let job = data_set(dir.path(), "s3://locks/kpis/", &s3).await;
     let store = s3_store(&moto.endpoint, "locks");
     let lock = ObjectPath::from("kpis/_cskpi.lock");
