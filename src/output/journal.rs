@@ -39,6 +39,9 @@ pub(super) enum Phase {
     Replacing,
     /// Every table is the new run's; the manifest may not be yet.
     TablesInPlace,
+    /// A recovery put every table back to the previous run's files; what is
+    /// left is removing the staging area and the journal.
+    RolledBack,
 }
 
 /// One table of a publication, paths relative to the output path.
@@ -109,6 +112,7 @@ pub(super) async fn publish(
         phase: Phase::Replacing,
         tables: kept,
     };
+    target.ensure_locked().await?;
     target.write_journal(&journal).await?;
     let replaced = async {
         for table in &journal.tables {
@@ -163,17 +167,23 @@ pub(super) async fn recover(target: &dyn Target) -> Result<Recovery, OutputError
         return Ok(Recovery::Consistent);
     };
     let manifest_is_new = target.manifest_run_id().await?.as_deref() == Some(&journal.run_id);
-    let forward = manifest_is_new
-        || journal.phase == Phase::TablesInPlace
-        || target.all_in_place(&journal).await?;
+    let forward = journal.phase != Phase::RolledBack
+        && (manifest_is_new
+            || journal.phase == Phase::TablesInPlace
+            || target.all_in_place(&journal).await?);
     if forward {
         if !manifest_is_new {
             target.publish_manifest(&journal.staging).await?;
         }
-    } else {
+    } else if journal.phase != Phase::RolledBack {
         for table in journal.tables.iter().rev() {
             target.restore(table).await?;
         }
+        // Removing the staging area removes the previous files a repeated
+        // rollback would copy: say first that none is needed.
+        let mut rolled_back = journal.clone();
+        rolled_back.phase = Phase::RolledBack;
+        target.write_journal(&rolled_back).await?;
     }
     target.remove_staging(&journal.staging).await?;
     target.remove_journal().await?;

@@ -147,7 +147,14 @@ impl Target for LocalTarget {
         let waiting = kept.with_extension("previous");
         let live_is_new = live.exists() && Some(inode(&live)?) == table.new_inode;
         if !live.exists() && waiting.exists() {
-            fs::rename(&waiting, &live).map_err(io(&live))?;
+            // Between two renames of a fallback swap: `waiting` holds the
+            // previous directory (replacing) or the new one (restoring).
+            let previous = if Some(inode(&waiting)?) == table.new_inode {
+                &kept
+            } else {
+                &waiting
+            };
+            fs::rename(previous, &live).map_err(io(&live))?;
         } else if live_is_new {
             if table.previous_files.is_none() {
                 fs::remove_dir_all(&live).map_err(io(&live))?;
@@ -234,6 +241,11 @@ impl Target for LocalTarget {
 
     /// The lock file's lock goes with the target.
     async fn release(&self) {}
+
+    /// An flock cannot be lost while the file is open.
+    async fn ensure_locked(&self) -> Result<(), OutputError> {
+        Ok(())
+    }
 
     fn abandon(&self) {
         let staging = self.staging();

@@ -70,6 +70,10 @@ pub enum OutputError {
         holder: String,
         until: String,
     },
+    #[error(
+        "output {path}: this run lost the output's lock {lock} (its lease could not be renewed and another run may hold it); nothing was replaced"
+    )]
+    LockLost { path: String, lock: String },
     #[error("output {0}: not a valid location")]
     Location(String),
     #[error("writing output table {table}: {source}")]
@@ -160,6 +164,10 @@ trait Target: Send + Sync {
 
     /// Releases the output's lock.
     async fn release(&self);
+
+    /// Fails when this run no longer holds the output's lock (an S3 lease
+    /// another run took over): nothing may be replaced then.
+    async fn ensure_locked(&self) -> Result<(), OutputError>;
 }
 
 /// A staged table and its files' published names, relative to the
@@ -190,11 +198,18 @@ impl Staging {
     ) -> Result<Self, OutputError> {
         let path = output.path.as_str();
         let target = open_target(ctx, output, run_id).await?;
-        let recovery = journal::recover(target.as_ref()).await?;
-        if recovery != Recovery::Consistent {
-            tracing::warn!(output = path, "{recovery}");
+        let prepared = async {
+            let recovery = journal::recover(target.as_ref()).await?;
+            if recovery != Recovery::Consistent {
+                tracing::warn!(output = path, "{recovery}");
+            }
+            target.remove_leftover_staging().await
         }
-        target.remove_leftover_staging().await?;
+        .await;
+        if let Err(e) = prepared {
+            target.release().await;
+            return Err(e);
+        }
         Ok(Self {
             target,
             run_id: run_id.to_string(),

@@ -281,6 +281,10 @@ impl Target for S3Target {
     async fn release(&self) {
         self.lock.release().await;
     }
+
+    async fn ensure_locked(&self) -> Result<(), OutputError> {
+        self.lock.ensure_held().await
+    }
 }
 
 /// `key` without `prefix/`.

@@ -8,7 +8,7 @@
 //! the output for at most one lease.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use object_store::path::Path as ObjectPath;
@@ -31,10 +31,19 @@ struct LockText {
 pub(super) struct S3Lock {
     store: Arc<dyn ObjectStore>,
     key: ObjectPath,
-    /// The version this run last wrote: renewals and the release are
-    /// conditional on it.
-    version: Arc<Mutex<UpdateVersion>>,
+    output: String,
+    lease: Duration,
+    /// The lock as this run last wrote it; `None` once it is lost (another
+    /// run's lock is there).
+    held: Arc<Mutex<Option<Held>>>,
     renewing: tokio::task::JoinHandle<()>,
+}
+
+/// The version this run last wrote (renewals and the release are
+/// conditional on it) and when.
+struct Held {
+    version: UpdateVersion,
+    renewed_at: Instant,
 }
 
 /// What the lock object says.
@@ -60,29 +69,46 @@ impl S3Lock {
             }
             Err(e) => return Err(store_error(key.as_ref())(e)),
         };
-        let version = Arc::new(Mutex::new(version));
+        let held = Arc::new(Mutex::new(Some(Held {
+            version,
+            renewed_at: Instant::now(),
+        })));
         let renewing = tokio::spawn(renew(
             store.clone(),
             key.clone(),
             run_id.to_string(),
             lease,
-            version.clone(),
+            held.clone(),
         ));
         Ok(Self {
             store,
             key,
-            version,
+            output: output.to_string(),
+            lease,
+            held,
             renewing,
         })
     }
 
+    /// Fails unless the lock is this run's and renewed within its lease.
+    pub(super) async fn ensure_held(&self) -> Result<(), OutputError> {
+        match &*self.held.lock().await {
+            Some(held) if held.renewed_at.elapsed() < self.lease => Ok(()),
+            _ => Err(OutputError::LockLost {
+                path: self.output.clone(),
+                lock: self.key.to_string(),
+            }),
+        }
+    }
+
     /// Stops renewing and removes the lock if it is still this run's.
     pub(super) async fn release(&self) {
-        // A renewal holds the version while its put is in flight: waiting
-        // for it first means no renewal lands after the check below.
-        let version = self.version.lock().await;
+        // A renewal holds the lock state while its put is in flight:
+        // waiting for it first means no renewal lands after the check below.
+        let held = self.held.lock().await;
         self.renewing.abort();
-        let ours = version.e_tag.clone();
+        let Some(held) = &*held else { return };
+        let ours = held.version.e_tag.clone();
         let current = self.store.head(&self.key).await.ok().and_then(|m| m.e_tag);
         if ours.is_some()
             && current == ours
@@ -174,7 +200,7 @@ async fn renew(
     key: ObjectPath,
     run_id: String,
     lease: Duration,
-    version: Arc<Mutex<UpdateVersion>>,
+    held: Arc<Mutex<Option<Held>>>,
 ) {
     let holder = Holder {
         run_id: &run_id,
@@ -182,19 +208,49 @@ async fn renew(
     };
     loop {
         tokio::time::sleep(lease / 5).await;
-        let mut current = version.lock().await;
-        match put(
-            store.as_ref(),
-            &key,
-            &holder,
-            PutMode::Update(current.clone()),
-        )
-        .await
-        {
-            Ok(renewed) => *current = renewed,
+        let mut state = held.lock().await;
+        let Some(current) = state.as_mut() else {
+            return;
+        };
+        let mode = PutMode::Update(current.version.clone());
+        match put(store.as_ref(), &key, &holder, mode).await {
+            Ok(renewed) => {
+                current.version = renewed;
+                current.renewed_at = Instant::now();
+            }
+            // The lock changed: our own renewal whose answer was lost, or
+            // another run's lock after ours expired.
+            Err(object_store::Error::Precondition { .. }) => {
+                match ours_now(store.as_ref(), &key, &run_id).await {
+                    Some(version) => {
+                        current.version = version;
+                        current.renewed_at = Instant::now();
+                    }
+                    None => {
+                        tracing::error!(lock = %key, "the output's lock is another run's now");
+                        *state = None;
+                        return;
+                    }
+                }
+            }
             Err(e) => tracing::warn!(lock = %key, error = %e, "could not renew the output's lock"),
         }
     }
+}
+
+/// The lock's version if the lock is this process's run's.
+async fn ours_now(
+    store: &dyn ObjectStore,
+    key: &ObjectPath,
+    run_id: &str,
+) -> Option<UpdateVersion> {
+    let found = store.get(key).await.ok()?;
+    let e_tag = found.meta.e_tag.clone();
+    let text: LockText = serde_json::from_slice(&found.bytes().await.ok()?).ok()?;
+    (text.run_id == run_id && text.pid == std::process::id()).then_some(UpdateVersion {
+        e_tag,
+        version: None,
+    })
 }
 
 fn hostname() -> String {
