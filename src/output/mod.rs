@@ -196,24 +196,14 @@ impl Staging {
         output: &OutputConfig,
         run_id: &str,
     ) -> Result<Self, OutputError> {
-        let path = output.path.as_str();
-        let target = open_target(ctx, output, run_id).await?;
-        let prepared = async {
-            let recovery = journal::recover(target.as_ref()).await?;
-            if recovery != Recovery::Consistent {
-                tracing::warn!(output = path, "{recovery}");
-            }
-            target.remove_leftover_staging().await
-        }
-        .await;
-        if let Err(e) = prepared {
-            target.release().await;
-            return Err(e);
+        let (target, recovery) = open_recovered(ctx, output, run_id).await?;
+        if recovery != Recovery::Consistent {
+            tracing::warn!(output = %output.path, "{recovery}");
         }
         Ok(Self {
             target,
             run_id: run_id.to_string(),
-            location: path.to_string(),
+            location: output.path.clone(),
             tables: Vec::new(),
             publishing_started: false,
         })
@@ -289,15 +279,33 @@ impl Staging {
 /// `cskpi recover`: finishes a publication a dead run left at `path` (and
 /// removes dead runs' staging areas); refused while a run holds the output.
 pub async fn recover(ctx: &SessionContext, output: &OutputConfig) -> Result<Recovery, OutputError> {
-    let target = open_target(ctx, output, "recover").await?;
-    let recovered = async {
+    let (target, recovery) = open_recovered(ctx, output, "recover").await?;
+    target.release().await;
+    Ok(recovery)
+}
+
+/// Opens the output (taking its lock), finishes a publication a dead run
+/// left and removes dead runs' staging areas; on failure the lock is
+/// released.
+async fn open_recovered(
+    ctx: &SessionContext,
+    output: &OutputConfig,
+    run_id: &str,
+) -> Result<(Box<dyn Target>, Recovery), OutputError> {
+    let target = open_target(ctx, output, run_id).await?;
+    let prepared = async {
         let recovery = journal::recover(target.as_ref()).await?;
         target.remove_leftover_staging().await?;
         Ok(recovery)
     }
     .await;
-    target.release().await;
-    recovered
+    match prepared {
+        Ok(recovery) => Ok((target, recovery)),
+        Err(e) => {
+            target.release().await;
+            Err(e)
+        }
+    }
 }
 
 async fn open_target(
