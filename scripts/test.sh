@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need beyond
 # Rust (moto_server, an S3-compatible server the S3 tests start on
-# loopback), then runs every test. The target directory lives outside the
+# loopback; deltalake and pyarrow, the Delta tests' reader), then runs
+# every test. The target directory lives outside the
 # clone ($HOME/.cache/cskpi/target unless CARGO_TARGET_DIR is set), so a
 # developer's build and CI's (.ci/run) warm each other.
 set -euo pipefail
@@ -16,6 +17,13 @@ export PATH
 if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import flask, moto.server' >/dev/null 2>&1; then
   echo "installing moto[server] for the S3 tests" >&2
   python3 -m pip install --quiet 'moto[server]>=5,<6'
+fi
+
+# The Delta tests read cskpi's Delta tables back with an independent
+# reader, the Python deltalake package (delta-rs's own binding), and pyarrow.
+if ! python3 -c 'import deltalake, pyarrow' >/dev/null 2>&1; then
+  echo "installing deltalake and pyarrow for the Delta tests" >&2
+  python3 -m pip install --quiet 'deltalake>=1.1,<2' 'pyarrow>=15'
 fi
 
 cargo test --locked "$@"

@@ -121,6 +121,32 @@ pub struct OutputConfig {
     /// out (a running run renews it every fifth of this).
     #[serde(default = "default_lock_lease_seconds")]
     pub lock_lease_seconds: u64,
+    /// cskpi extension: `parquet` (plain Parquet files per table) or `delta`
+    /// (a Delta Lake table per table, one commit per run).
+    #[serde(default)]
+    pub format: OutputFormat,
+    /// cskpi extension, Delta outputs only: how many published runs' versions
+    /// of each table stay readable (time travel); older data files are
+    /// vacuumed after each run.
+    #[serde(default = "default_keep_versions")]
+    pub keep_versions: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    #[default]
+    Parquet,
+    Delta,
+}
+
+impl OutputFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Parquet => "parquet",
+            OutputFormat::Delta => "delta",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -163,6 +189,9 @@ fn default_segment_by() -> String {
 }
 fn default_lock_lease_seconds() -> u64 {
     300
+}
+fn default_keep_versions() -> u32 {
+    30
 }
 
 fn default_max_reject_ratio() -> f64 {
@@ -462,6 +491,11 @@ impl JobConfig {
         if self.output.path.trim().is_empty() {
             return Err(ConfigError::Invalid("output.path is empty".into()));
         }
+        if self.output.keep_versions == 0 {
+            return Err(ConfigError::Invalid(
+                "output.keep_versions must be at least 1 (the published run)".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -648,6 +682,24 @@ mod tests {
         assert!(JobConfig::parse(&format!("{base}[health.weights]\nnps = -1\n")).is_err());
         assert!(JobConfig::parse(&format!("{base}[health]\ngreen_min = 30\n")).is_err());
         assert!(JobConfig::parse(&format!("{base}[value]\nmax_lifetime_months = 0\n")).is_err());
+    }
+
+    #[test]
+    fn output_format_and_kept_versions_are_checked() {
+        let base = "[input]\ncustomers='c'\norders='o'\ntickets='t'\n[output]\npath='out'\n";
+        let c = JobConfig::parse(base).unwrap();
+        assert_eq!(
+            (c.output.format, c.output.keep_versions),
+            (OutputFormat::Parquet, 30)
+        );
+        let c = JobConfig::parse(&format!("{base}format = 'delta'\nkeep_versions = 3\n")).unwrap();
+        assert_eq!(
+            (c.output.format, c.output.keep_versions),
+            (OutputFormat::Delta, 3)
+        );
+        let err = JobConfig::parse(&format!("{base}keep_versions = 0\n")).unwrap_err();
+        assert!(err.to_string().contains("keep_versions"), "{err}");
+        assert!(JobConfig::parse(&format!("{base}format = 'iceberg'\n")).is_err());
     }
 
     #[test]

@@ -372,6 +372,7 @@ fn manifest(
         "config_hash": config_hash(job),
         "tool": "cskpi",
         "tool_version": env!("CARGO_PKG_VERSION"),
+        "format": job.output.format.name(),
         "started_at": started.to_rfc3339(),
         "finished_at": Utc::now().to_rfc3339(),
         "inputs": inputs,

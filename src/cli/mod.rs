@@ -44,12 +44,20 @@ pub enum LogFormat {
 }
 
 impl Cli {
-    /// The log level: `--log`, or the command's default.
-    pub fn log_level(&self) -> &str {
+    /// The log filter: `--log`, or the command's default.
+    pub fn log_level(&self) -> String {
         match (&self.log, &self.command) {
-            (Some(level), _) => level,
-            (None, Command::Run { .. } | Command::Gen { .. } | Command::Bench { .. }) => "info",
-            (None, _) => "warn",
+            (Some(level), _) => level.clone(),
+            // cskpi's own progress; other crates only warn (the Delta
+            // writer and its kernel log every snapshot and plan at info, and
+            // warn on every vacuum that keeping versions is an
+            // "experimental API", which cskpi relies on deliberately, and
+            // on every write that nanosecond timestamps become microseconds,
+            // as the Delta protocol requires and the README says).
+            (None, Command::Run { .. } | Command::Gen { .. } | Command::Bench { .. }) => {
+                "warn,cskpi=info,deltalake_core::operations::vacuum=error,deltalake_core::kernel::schema::cast=error".into()
+            }
+            (None, _) => "warn".into(),
         }
     }
 }

@@ -39,6 +39,8 @@ pub(super) enum Phase {
     Replacing,
     /// Every table is the new run's; the manifest may not be yet.
     TablesInPlace,
+    /// A recovery decided to roll back and is putting tables back.
+    RollingBack,
     /// A recovery put every table back to the previous run's files; what is
     /// left is removing the staging area and the journal.
     RolledBack,
@@ -61,6 +63,19 @@ pub(super) struct JournalTable {
     /// table's directory is the new one or the previous one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_inode: Option<u64>,
+    /// Delta outputs: the table's versions before and after the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaVersions>,
+}
+
+/// A Delta table's part of a publication.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct DeltaVersions {
+    /// The version readers saw before the run; `None` for a new table.
+    pub previous: Option<u64>,
+    /// The version this run's commit creates.
+    pub new: u64,
+    pub partition_by: Option<String>,
 }
 
 /// What [`recover`] found and did.
@@ -97,15 +112,17 @@ pub(super) async fn publish(
     target: &dyn Target,
     run_id: &str,
     tables: &[StagedTable],
-    manifest: Vec<u8>,
+    mut manifest: serde_json::Value,
 ) -> Result<(), OutputError> {
     let mut faults = Faults::from_env();
     let staging = target.staging_name().to_string();
-    target.stage_manifest(&manifest).await?;
     let mut kept = Vec::with_capacity(tables.len());
     for table in tables {
         kept.push(target.keep_previous(table).await?);
     }
+    target.prepare_manifest(&mut manifest, &kept).await?;
+    let text = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    target.stage_manifest(&text).await?;
     let mut journal = Journal {
         run_id: run_id.to_string(),
         staging,
@@ -156,6 +173,8 @@ pub(super) async fn publish(
     .await;
     if let Err(e) = cleaned {
         tracing::warn!(error = %e, "published; removing the previous files failed, the next run will");
+    } else if let Err(e) = target.after_publish(&manifest).await {
+        tracing::warn!(error = %e, "published; tidying the tables failed, the next run will");
     }
     Ok(())
 }
@@ -166,8 +185,14 @@ pub(super) async fn recover(target: &dyn Target) -> Result<Recovery, OutputError
     let Some(journal) = target.read_journal().await? else {
         return Ok(Recovery::Consistent);
     };
-    let manifest_is_new = target.manifest_run_id().await?.as_deref() == Some(&journal.run_id);
-    let forward = journal.phase != Phase::RolledBack
+    let manifest_is_new = target
+        .published_manifest()
+        .await?
+        .and_then(|bytes| super::run_id_of_manifest(&bytes))
+        .as_deref()
+        == Some(&journal.run_id);
+    let rolling_back = matches!(journal.phase, Phase::RollingBack | Phase::RolledBack);
+    let forward = !rolling_back
         && (manifest_is_new
             || journal.phase == Phase::TablesInPlace
             || target.all_in_place(&journal).await?);
@@ -176,6 +201,13 @@ pub(super) async fn recover(target: &dyn Target) -> Result<Recovery, OutputError
             target.publish_manifest(&journal.staging).await?;
         }
     } else if journal.phase != Phase::RolledBack {
+        // Once a rollback has begun, a restored table can look new again (a
+        // Delta restore is a new version): no later recovery may go forward.
+        if journal.phase != Phase::RollingBack {
+            let mut rolling_back = journal.clone();
+            rolling_back.phase = Phase::RollingBack;
+            target.write_journal(&rolling_back).await?;
+        }
         for table in journal.tables.iter().rev() {
             target.restore(table).await?;
         }
@@ -254,6 +286,7 @@ mod tests {
                 previous_at: ".cskpi-staging-r1/mrr_monthly".into(),
                 previous_files: None,
                 new_inode: Some(7),
+                delta: None,
             }],
         };
         let text = serde_json::to_string(&journal).unwrap();

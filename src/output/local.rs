@@ -131,6 +131,7 @@ impl Target for LocalTarget {
             previous_at: at,
             previous_files,
             new_inode: Some(inode(&staged)?),
+            delta: None,
         })
     }
 
@@ -230,10 +231,10 @@ impl Target for LocalTarget {
         self.sync_root()
     }
 
-    async fn manifest_run_id(&self) -> Result<Option<String>, OutputError> {
+    async fn published_manifest(&self) -> Result<Option<Vec<u8>>, OutputError> {
         let path = self.root.join(MANIFEST);
         match fs::read(&path) {
-            Ok(bytes) => Ok(super::run_id_of_manifest(&bytes)),
+            Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(&path)(e)),
         }

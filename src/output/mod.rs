@@ -13,6 +13,7 @@
 //! Where tables are published is a [`Target`]: local disk ([`local`]) or S3
 //! ([`s3`]); how a table's rows become files is [`partitioned`].
 
+mod delta;
 mod journal;
 mod local;
 mod partitioned;
@@ -25,8 +26,9 @@ use async_trait::async_trait;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 
-use crate::config::OutputConfig;
+use crate::config::{OutputConfig, OutputFormat};
 use crate::engine::sql;
+use delta::DeltaTarget;
 pub use journal::{JOURNAL, Recovery};
 use journal::{Journal, JournalTable};
 use local::LocalTarget;
@@ -83,6 +85,28 @@ pub enum OutputError {
     },
     #[error("output {path}: unreadable publish journal: {message}")]
     Journal { path: String, message: String },
+    #[error("Delta table {table}: {message}")]
+    Delta { table: String, message: String },
+    #[error(
+        "output {table} holds files but is not a Delta table: publish Delta tables to an output path of their own"
+    )]
+    NotDelta { table: String },
+    #[error(
+        "Delta table {table}: this run's commit is version {found:?}, expected {expected}: another writer committed to the table"
+    )]
+    DeltaConflict {
+        table: String,
+        expected: u64,
+        found: Option<u64>,
+    },
+    #[error(
+        "output {path} holds {published} tables and the job writes {configured}: a format change needs an output path of its own"
+    )]
+    FormatMismatch {
+        path: String,
+        published: String,
+        configured: String,
+    },
     #[error("publishing: step {step} failed (injected by CSKPI_FAULT_PUBLISH)")]
     Injected { step: usize },
 }
@@ -156,8 +180,24 @@ trait Target: Send + Sync {
 
     async fn remove_journal(&self) -> Result<(), OutputError>;
 
-    /// The run id in the published manifest, if there is one.
-    async fn manifest_run_id(&self) -> Result<Option<String>, OutputError>;
+    /// The published manifest's text, if there is one.
+    async fn published_manifest(&self) -> Result<Option<Vec<u8>>, OutputError>;
+
+    /// Adds what the target knows about the publication to the manifest
+    /// before it is staged (Delta: every table's new version).
+    async fn prepare_manifest(
+        &self,
+        _manifest: &mut serde_json::Value,
+        _tables: &[JournalTable],
+    ) -> Result<(), OutputError> {
+        Ok(())
+    }
+
+    /// Tidies up after a complete publication (Delta: vacuum); a failure
+    /// only warns, the next run tidies again.
+    async fn after_publish(&self, _manifest: &serde_json::Value) -> Result<(), OutputError> {
+        Ok(())
+    }
 
     /// The run ends without publishing: remove what can be removed now.
     fn abandon(&self);
@@ -175,6 +215,7 @@ trait Target: Send + Sync {
 struct StagedTable {
     name: String,
     files: Vec<String>,
+    partition_by: Option<String>,
 }
 
 /// A run's staged outputs. Dropped without `publish`, a local staging
@@ -256,6 +297,7 @@ impl Staging {
         self.tables.push(StagedTable {
             name: name.into(),
             files,
+            partition_by: table.partition_by.map(str::to_string),
         });
         Ok(rows)
     }
@@ -263,11 +305,16 @@ impl Staging {
     /// Puts every staged table in place, then writes the manifest, all or
     /// nothing (see [`journal`]).
     pub async fn publish(&mut self, manifest: &serde_json::Value) -> Result<(), OutputError> {
-        let text = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
         // Whatever happens now, the journal (not dropping) decides what is
         // removed.
         self.publishing_started = true;
-        journal::publish(self.target.as_ref(), &self.run_id, &self.tables, text).await
+        journal::publish(
+            self.target.as_ref(),
+            &self.run_id,
+            &self.tables,
+            manifest.clone(),
+        )
+        .await
     }
 
     /// Releases the output's lock (the run is over, published or not).
@@ -296,6 +343,7 @@ async fn open_recovered(
     let prepared = async {
         let recovery = journal::recover(target.as_ref()).await?;
         target.remove_leftover_staging().await?;
+        check_format(target.as_ref(), output).await?;
         Ok(recovery)
     }
     .await;
@@ -314,12 +362,42 @@ async fn open_target(
     run_id: &str,
 ) -> Result<Box<dyn Target>, OutputError> {
     let path = output.path.as_str();
-    Ok(if path.starts_with("s3://") {
+    let files: Box<dyn Target> = if path.starts_with("s3://") {
         let lease = std::time::Duration::from_secs(output.lock_lease_seconds);
         Box::new(S3Target::open(ctx, path, run_id, lease).await?)
     } else {
         Box::new(LocalTarget::open(path, run_id)?)
+    };
+    Ok(match output.format {
+        OutputFormat::Parquet => files,
+        OutputFormat::Delta => Box::new(DeltaTarget::open(
+            ctx,
+            files,
+            path,
+            run_id,
+            output.keep_versions,
+        )?),
     })
+}
+
+/// Refuses to publish one format over tables of the other (the published
+/// manifest's `format`; manifests without one are Parquet).
+async fn check_format(target: &dyn Target, output: &OutputConfig) -> Result<(), OutputError> {
+    let Some(bytes) = target.published_manifest().await? else {
+        return Ok(());
+    };
+    let published = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|m| m.get("format")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| OutputFormat::Parquet.name().to_string());
+    if published != output.format.name() {
+        return Err(OutputError::FormatMismatch {
+            path: output.path.clone(),
+            published,
+            configured: output.format.name().to_string(),
+        });
+    }
+    Ok(())
 }
 
 impl Drop for Staging {

@@ -207,6 +207,7 @@ impl Target for S3Target {
             previous_at,
             previous_files: (!previous.is_empty()).then_some(previous),
             new_inode: None,
+            delta: None,
         })
     }
 
@@ -268,11 +269,8 @@ impl Target for S3Target {
         self.delete(&self.key(JOURNAL)).await
     }
 
-    async fn manifest_run_id(&self) -> Result<Option<String>, OutputError> {
-        Ok(self
-            .get(&self.key(MANIFEST))
-            .await?
-            .and_then(|bytes| super::run_id_of_manifest(&bytes)))
+    async fn published_manifest(&self) -> Result<Option<Vec<u8>>, OutputError> {
+        self.get(&self.key(MANIFEST)).await
     }
 
     /// Left for the next run to remove (dropping cannot wait for the store).

@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod csi;
 mod csi_reference;
+mod delta;
 mod faults;
 mod feedback;
 mod fixture;
