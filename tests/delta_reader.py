@@ -14,6 +14,9 @@ own build of the Delta protocol) and pyarrow, nothing of cskpi.
         Prints one JSON line per table: {"table", "files": [...]}, the data
         files of that version relative to the table, or {"table", "error"}
         when the version cannot be read.
+    delta_reader.py foreign-commit DELTA_ROOT TABLE
+        Commits a table property change to TABLE, as a writer other than
+        cskpi would; prints {"table", "version"}.
 
 DELTA_ROOT may be s3://...; then DELTA_STORAGE_OPTIONS (JSON) configures
 the client.
@@ -118,12 +121,20 @@ def files(root, version, tables):
             print(json.dumps({"table": table, "error": str(error)}))
 
 
+def foreign_commit(root, table):
+    dt = open_table(root, table, "latest")
+    dt.alter.set_table_properties({"delta.logRetentionDuration": "interval 30 days"})
+    print(json.dumps({"table": table, "version": dt.version()}))
+
+
 def main(argv):
     command, root = argv[1], argv[2]
     if command == "compare":
         compare(root, argv[3], argv[4], argv[5:])
     elif command == "history":
         history(root, argv[3:])
+    elif command == "foreign-commit":
+        foreign_commit(root, argv[3])
     elif command == "files":
         files(root, argv[3], argv[4:])
     else:

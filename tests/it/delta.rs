@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
@@ -70,6 +70,45 @@ fn run_with(job: &Path, as_of: &str, fault: Option<&str>) -> Ran {
     Ran {
         success: out.status.success(),
         stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+/// A run whose every step of publishing first waits `pause_ms`; when its
+/// log shows a line ending in `trigger`, `action` is done (while the run
+/// waits before that step).
+fn run_until(
+    job: &Path,
+    as_of: &str,
+    pause_ms: u64,
+    trigger: &str,
+    action: impl FnOnce(&mut Child),
+) -> Ran {
+    let mut child = cskpi(job, as_of)
+        .env("CSKPI_FAULT_PUBLISH", format!("pause={pause_ms}"))
+        .env("RUST_LOG", "info,cskpi::output::journal=debug")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut action = Some(action);
+    let mut stderr = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        if line.ends_with(trigger)
+            && let Some(action) = action.take()
+        {
+            action(&mut child);
+        }
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(action.is_none(), "no line ends with {trigger}:\n{stderr}");
+    Ran {
+        success: status.success(),
+        stderr,
     }
 }
 
@@ -310,22 +349,10 @@ async fn a_failed_second_run_leaves_every_table_at_the_first_runs_version() {
     assert_same_rows(&delta, "latest", &data.join("out-first"), None);
 
     // Killed while publishing, then `cskpi recover`: rolled back too.
-    let mut child = cskpi(&delta_job, AS_OF[1])
-        .env("CSKPI_FAULT_PUBLISH", "pause=150")
-        .env("RUST_LOG", "info,cskpi::output::journal=debug")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    for line in stderr.lines().map_while(Result::ok) {
-        if line.ends_with("publishing step=4") {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            child.kill().unwrap();
-            break;
-        }
-    }
-    child.wait().unwrap();
+    run_until(&delta_job, AS_OF[1], 150, "publishing step=4", |child| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        child.kill().unwrap();
+    });
     let recovered = Command::new(env!("CARGO_BIN_EXE_cskpi"))
         .args(["recover", "--config"])
         .arg(&delta_job)
@@ -353,6 +380,52 @@ async fn a_failed_second_run_leaves_every_table_at_the_first_runs_version() {
         assert_eq!(commit.2.as_deref(), published["run_id"].as_str(), "{table}");
     }
     assert_same_rows(&delta, "latest", &data.join("out-second"), None);
+}
+
+#[tokio::test]
+async fn other_writers_are_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, delta_job) = published_once(dir.path()).await;
+    let out = data.join("out-delta");
+    let published = manifest(&out);
+
+    // Another cskpi run holds the output: refused at once, exit 6.
+    let held = std::fs::File::open(out.join(".cskpi.lock")).unwrap();
+    held.lock().unwrap();
+    let refused = cskpi(&delta_job, AS_OF[1]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("another cskpi run is publishing there"),
+        "{stderr}"
+    );
+    held.unlock().unwrap();
+
+    // A writer that is not cskpi commits to the first table while the run
+    // publishes: the run's commit is not at the version it predicted, so
+    // it fails with one line and puts every table back.
+    let first = table_names()[0];
+    let delta = out.to_str().unwrap().to_string();
+    // (The run waits 5 s before that step, time enough for Python.)
+    let ran = run_until(&delta_job, AS_OF[1], 5000, "publishing step=1", |_| {
+        reader(&["foreign-commit", &delta, first], None);
+    });
+    assert!(!ran.success);
+    let last = ran.stderr.lines().last().unwrap();
+    assert!(
+        last.contains(&out.join(first).display().to_string()),
+        "{last}"
+    );
+    assert!(
+        last.contains("another writer committed to the table"),
+        "{last}"
+    );
+    assert_eq!(manifest(&out), published);
+    no_leftovers(&out);
+    assert_same_rows(&delta, "latest", &data.join("out-first"), None);
+    let commits = &history(&delta)[first];
+    let operations: Vec<&str> = commits.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(operations[..2], ["RESTORE", "WRITE"], "{commits:?}");
 }
 
 #[tokio::test]
