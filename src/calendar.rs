@@ -53,6 +53,17 @@ impl RunWindow {
         from_month_index(month_index(self.as_of) - n)
     }
 
+    /// The last month whose last day is <= as_of (first day): as_of's own
+    /// month when as_of is its last day, else the month before.
+    pub fn last_complete_month(&self) -> NaiveDate {
+        let tomorrow = self.as_of + chrono::Duration::days(1);
+        if month_start(tomorrow) != self.as_of_month() {
+            self.as_of_month()
+        } else {
+            self.months_before_as_of(1)
+        }
+    }
+
     /// W of spec 4.8: the 12 months ending with as_of's month.
     pub fn trailing_months(&self) -> Vec<NaiveDate> {
         months_between(self.months_before_as_of(11), self.as_of_month())
@@ -162,6 +173,19 @@ mod tests {
     }
 
     #[test]
+    fn the_last_complete_month_ends_on_or_before_as_of() {
+        let at = |as_of| RunWindow {
+            as_of,
+            first_month: d(2024, 1, 1),
+        };
+        assert_eq!(at(d(2025, 3, 5)).last_complete_month(), d(2025, 2, 1));
+        assert_eq!(at(d(2025, 3, 30)).last_complete_month(), d(2025, 2, 1));
+        assert_eq!(at(d(2025, 3, 31)).last_complete_month(), d(2025, 3, 1));
+        assert_eq!(at(d(2024, 2, 29)).last_complete_month(), d(2024, 2, 1));
+        assert_eq!(at(d(2025, 1, 1)).last_complete_month(), d(2024, 12, 1));
+    }
+
+    #[test]
     fn trailing_months_are_the_twelve_ending_with_as_of_month() {
         let w = RunWindow {
             as_of: d(2025, 3, 5),
@@ -172,5 +196,6 @@ mod tests {
         assert_eq!((trailing[0], trailing[11]), (d(2024, 4, 1), d(2025, 3, 1)));
         assert_eq!(w.months_before_as_of(3), d(2024, 12, 1));
         assert_eq!(w.months_before_as_of(-1), d(2025, 4, 1));
+        assert_eq!(w.last_complete_month(), d(2025, 2, 1));
     }
 }

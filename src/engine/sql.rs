@@ -53,6 +53,10 @@ pub const FEEDBACK: SqlScript = SqlScript {
     name: "feedback",
     text: include_str!("../../sql/feedback.sql"),
 };
+pub const COHORTS: SqlScript = SqlScript {
+    name: "cohorts",
+    text: include_str!("../../sql/cohorts.sql"),
+};
 pub const VALUE: SqlScript = SqlScript {
     name: "value",
     text: include_str!("../../sql/value.sql"),

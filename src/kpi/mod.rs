@@ -2,6 +2,7 @@
 //! and the output tables it publishes; adding a family means adding a module
 //! here and its script, nothing else.
 
+pub mod cohorts;
 pub mod csi;
 pub mod definitions;
 pub mod feedback;
@@ -55,6 +56,7 @@ pub enum Registration {
 pub const FAMILIES: &[KpiFamily] = &[
     retention::FAMILY,
     mrr::FAMILY,
+    cohorts::FAMILY,
     support::FAMILY,
     surveys::FAMILY,
     feedback::FAMILY,
@@ -135,6 +137,7 @@ pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
         .date("as_of_month", window.as_of_month())
         .date("as_of_next_month", next_month)
         .date("first_month", window.first_month)
+        .date("last_complete_month", window.last_complete_month())
         .raw(
             "as_of_end",
             format!("TIMESTAMP '{} 00:00:00'", as_of + chrono::Duration::days(1)),

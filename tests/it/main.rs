@@ -3,6 +3,7 @@
 mod architecture;
 mod bad_input;
 mod cli;
+mod cohorts;
 mod csi;
 mod csi_reference;
 mod delta;
