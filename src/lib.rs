@@ -19,6 +19,7 @@ pub mod inputs;
 pub mod kpi;
 pub mod output;
 pub mod run;
+pub mod sbg;
 pub mod validate;
 pub mod views;
 

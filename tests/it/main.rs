@@ -16,6 +16,7 @@ mod mrr;
 mod publish;
 mod retention;
 mod s3;
+mod sbg_reference;
 mod shell;
 mod support;
 mod surveys;
