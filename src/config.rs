@@ -248,14 +248,28 @@ pub struct ValueConfig {
     pub gross_margin: f64,
     #[serde(default = "default_max_lifetime")]
     pub max_lifetime_months: f64,
+    /// Spec 4.11: a segment's retention model needs this many customers.
+    #[serde(default = "default_min_model_customers")]
+    pub min_model_customers: u64,
+    /// Spec 4.11: retention_forecast's periods.
+    #[serde(default = "default_forecast_months")]
+    pub forecast_months: u32,
 }
 impl Default for ValueConfig {
     fn default() -> Self {
         Self {
             gross_margin: default_gross_margin(),
             max_lifetime_months: default_max_lifetime(),
+            min_model_customers: default_min_model_customers(),
+            forecast_months: default_forecast_months(),
         }
     }
+}
+fn default_min_model_customers() -> u64 {
+    100
+}
+fn default_forecast_months() -> u32 {
+    24
 }
 fn default_gross_margin() -> f64 {
     1.0
@@ -488,6 +502,11 @@ impl JobConfig {
                 v.max_lifetime_months
             )));
         }
+        if v.forecast_months == 0 {
+            return Err(ConfigError::Invalid(
+                "value.forecast_months must be at least 1".into(),
+            ));
+        }
         if self.output.path.trim().is_empty() {
             return Err(ConfigError::Invalid("output.path is empty".into()));
         }
@@ -682,6 +701,9 @@ mod tests {
         assert!(JobConfig::parse(&format!("{base}[health.weights]\nnps = -1\n")).is_err());
         assert!(JobConfig::parse(&format!("{base}[health]\ngreen_min = 30\n")).is_err());
         assert!(JobConfig::parse(&format!("{base}[value]\nmax_lifetime_months = 0\n")).is_err());
+        assert!(JobConfig::parse(&format!("{base}[value]\nforecast_months = 0\n")).is_err());
+        let v = &c.value;
+        assert_eq!((v.min_model_customers, v.forecast_months), (100, 24));
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub enum Registration {
     /// The CSI step: the script rendered from the `[csi]` model, then the
     /// PLS estimation in Rust, whose results are registered as tables.
     CsiEstimation,
+    /// The cohorts: the script, then the sBG retention model fitted in Rust
+    /// on the cohort counts, whose results are registered as tables.
+    CohortModel,
 }
 
 /// Every family, in dependency order.
@@ -107,15 +110,19 @@ pub async fn register_family(
     params: &SqlParams,
     scratch: Option<&Path>,
 ) -> Result<(), Error> {
+    let materialize = scratch.map(|dir| Materialize {
+        views: family.materialize,
+        dir,
+        store: sql::store_parquet,
+        by_value: family.materialize_by_value,
+    });
     match family.registration {
         Registration::Script => {
-            let materialize = scratch.map(|dir| Materialize {
-                views: family.materialize,
-                dir,
-                store: sql::store_parquet,
-                by_value: family.materialize_by_value,
-            });
             sql::run_script(ctx, &family.script, params, materialize).await?;
+        }
+        Registration::CohortModel => {
+            sql::run_script(ctx, &family.script, params, materialize).await?;
+            cohorts::register_model(ctx, job, window).await?;
         }
         Registration::CsiEstimation => {
             // Stored (a run): estimate now; views only: at the first read.

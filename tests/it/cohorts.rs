@@ -172,3 +172,115 @@ async fn a_month_is_reported_once_its_last_day_is_visible() {
         .await;
     assert_eq!(last, [["2025-02-01", "1"]]);
 }
+
+/// Within 1e-6: the fit reaches the reference's parameters to about 1e-7
+/// (its gradient tolerance), and what follows from them as closely.
+fn near(got: &str, want: &str) -> bool {
+    (got.parse::<f64>().unwrap() - want.parse::<f64>().unwrap()).abs() < 1e-6
+}
+
+/// Spec 4.11 on the paper's data: Fader and Hardie's two cohorts
+/// (../shared/reference/sbg-retention/survivors.csv) as two segments of
+/// one signup month, periods as months (each year's losses churn mid-month
+/// of the matching month), plus a segment too small for a model. Each
+/// segment's fit is the reference's, to 1e-6, and its forecast the
+/// reference's r(t) and S(t).
+#[tokio::test]
+async fn the_retention_model_of_the_papers_cohorts() {
+    let reference = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/reference/sbg-retention");
+    let read = |file: &str| -> Vec<Vec<String>> {
+        std::fs::read_to_string(reference.join(file))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect()
+    };
+    let survivors = read("survivors.csv");
+    // (id, signup, churn, segment)
+    let mut rows: Vec<(String, &str, Option<String>, &str)> = Vec::new();
+    for (column, segment) in [(1, "regular"), (2, "high_end")] {
+        let alive: Vec<usize> = survivors
+            .iter()
+            .map(|r| r[column].parse().unwrap())
+            .collect();
+        for customer in 0..alive[0] {
+            // Lost in year t (alive[t-1] > customer >= alive[t]): churns
+            // in month t of 2024, so it is not active at that month's end.
+            let churn = (1..alive.len())
+                .find(|&t| customer >= alive[t])
+                .map(|t| format!("2024-{t:02}-15"));
+            rows.push((
+                format!("{segment}-{customer}"),
+                "2024-01-01",
+                churn,
+                segment,
+            ));
+        }
+    }
+    for customer in 0..10 {
+        rows.push((format!("tiny-{customer}"), "2024-01-01", None, "tiny"));
+    }
+    let f = Fixture::new();
+    let borrowed: Vec<_> = rows
+        .iter()
+        .map(|(id, signup, churn, segment)| {
+            (id.as_str(), *signup, churn.as_deref(), Some(*segment))
+        })
+        .collect();
+    f.customers(&borrowed);
+    f.orders(&[]);
+    f.no_tickets();
+    let mut f = f;
+    f.job_extra = "[run]\nfrom = '2024-01'\n".into();
+    // Seven complete months: January .. July 2024.
+    f.run("2024-08-10").await.unwrap();
+
+    let model = f
+        .rows(
+            "SELECT segment, customers, cohorts, alpha, beta, log_likelihood, \
+             expected_retention_12m FROM retention_model ORDER BY segment",
+        )
+        .await;
+    let segments: Vec<&str> = model.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(segments, ["all", "high_end", "regular", "tiny"]);
+    let projection = read("projection.csv");
+    for expected in read("expected.csv") {
+        let row = model.iter().find(|r| r[0] == expected[0]).unwrap();
+        assert_eq!((row[1].as_str(), row[2].as_str()), ("1000", "1"), "{row:?}");
+        for (got, want) in row[3..6].iter().zip(&expected[1..4]) {
+            let (got, want): (f64, f64) = (got.parse().unwrap(), want.parse().unwrap());
+            assert!((got - want).abs() < 1e-6, "{row:?} vs {expected:?}");
+        }
+        let s12 = projection
+            .iter()
+            .find(|p| p[0] == expected[0] && p[1] == "12")
+            .unwrap();
+        assert!(near(&row[6], &s12[3]), "{row:?}");
+    }
+    // Too few customers: a row with null parameters, never an error.
+    let tiny = model.iter().find(|r| r[0] == "tiny").unwrap();
+    assert_eq!(tiny[1], "10");
+    assert!(
+        tiny[3..].iter().all(|v| v.is_empty() || v == "NULL"),
+        "{tiny:?}"
+    );
+
+    let forecast = f
+        .rows(
+            "SELECT segment, period, retention_rate, survival FROM retention_forecast \
+             ORDER BY segment, period",
+        )
+        .await;
+    // forecast_months (24) periods for every segment.
+    assert_eq!(forecast.len(), 4 * 24);
+    for p in &projection {
+        let row = forecast
+            .iter()
+            .find(|r| r[0] == p[0] && r[1] == p[1])
+            .unwrap();
+        assert!(near(&row[2], &p[2]), "{row:?} vs {p:?}");
+        assert!(near(&row[3], &p[3]), "{row:?} vs {p:?}");
+    }
+}
