@@ -172,21 +172,38 @@ WITH amounts AS (
     GROUP BY customer_key
 ), paying AS (
     -- MRR over W's months with MRR > 0: its sum and the number of months
-    -- (W as a range: a join with the 12 months sorted all 15 M rows)
-    SELECT m.customer_key, SUM(m.mrr_micros) AS mrr_micros, COUNT(*) AS months
+    -- (W as a range: a join with the 12 months sorted all 15 M rows), and
+    -- the snapshot of as_of's month for predicted_clv (4.11)
+    SELECT m.customer_key,
+           SUM(CASE WHEN m.mrr_micros > 0 THEN m.mrr_micros ELSE 0 END) AS mrr_micros,
+           SUM(CASE WHEN m.mrr_micros > 0 THEN 1 ELSE 0 END) AS months,
+           SUM(CASE WHEN m.month = ${as_of_month} THEN m.mrr_micros ELSE 0 END)
+               AS current_mrr_micros
     FROM customer_mrr_movements m
     WHERE m.month BETWEEN ${trailing_first_month} AND ${as_of_month}
-      AND m.mrr_micros > 0
     GROUP BY m.customer_key
+), tenure AS (
+    -- m of 4.11 for the customers active at as_of: the periods survived,
+    -- their signup month and every later month whose last day is <= as_of
+    SELECT customer_key,
+           GREATEST(CAST(0 AS BIGINT), CAST(
+               (date_part('year', ${last_complete_month}) - date_part('year', signup_date)) * 12
+               + date_part('month', ${last_complete_month}) - date_part('month', signup_date)
+               + 1 AS BIGINT)) AS tenure_months
+    FROM customers
+    WHERE signup_date <= ${as_of} AND (churn_date IS NULL OR churn_date > ${as_of})
 )
 SELECT i.customer_key, cs.customer_id, COALESCE(cs.segment, 'unknown') AS segment,
        i.revenue_micros, i.direct_micros, i.allocated_micros,
        i.revenue_micros - i.direct_micros - i.allocated_micros AS cps_micros,
        CASE WHEN p.months > 0 THEN CAST(p.mrr_micros AS DOUBLE) / p.months / 1000000.0
-            ELSE 0.0 END AS mean_mrr
+            ELSE 0.0 END AS mean_mrr,
+       t.tenure_months,
+       COALESCE(p.current_mrr_micros, 0) / 1000000.0 AS current_mrr
 FROM per_customer i
 LEFT JOIN customer_segments cs ON cs.customer_key = i.customer_key
-LEFT JOIN paying p ON p.customer_key = i.customer_key;
+LEFT JOIN paying p ON p.customer_key = i.customer_key
+LEFT JOIN tenure t ON t.customer_key = i.customer_key;
 
 CREATE OR REPLACE VIEW customer_value AS
 SELECT ${as_of} AS as_of, v.customer_id, v.segment,
@@ -197,9 +214,16 @@ SELECT ${as_of} AS as_of, v.customer_id, v.segment,
        -- ties in customer_id order, which is customer_key's
        CAST(NTILE(5) OVER (ORDER BY v.cps_micros DESC, v.customer_key) AS BIGINT)
            AS cps_quintile,
-       v.mean_mrr * ${gross_margin} * l.lifetime_months AS clv
+       v.mean_mrr * ${gross_margin} * l.lifetime_months AS clv,
+       v.tenure_months,
+       d.derl_months,
+       v.current_mrr * ${gross_margin} * d.derl_months AS predicted_clv
 FROM customer_value_micros v
-LEFT JOIN segment_lifetimes l ON l.segment = v.segment;
+LEFT JOIN segment_lifetimes l ON l.segment = v.segment
+-- retention_derl (the sBG model's DERL per segment and tenure, registered
+-- with retention_model): no row for a segment without a model
+LEFT JOIN retention_derl d
+       ON d.segment = v.segment AND d.tenure_months = v.tenure_months;
 
 -- CLV per segment: avg_order_value x purchase_frequency x lifetime x margin.
 CREATE OR REPLACE VIEW value_summary AS

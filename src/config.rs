@@ -254,6 +254,9 @@ pub struct ValueConfig {
     /// Spec 4.11: retention_forecast's periods.
     #[serde(default = "default_forecast_months")]
     pub forecast_months: u32,
+    /// Spec 4.11: the monthly discount rate of derl_months and predicted_clv.
+    #[serde(default = "default_monthly_discount")]
+    pub monthly_discount: f64,
 }
 impl Default for ValueConfig {
     fn default() -> Self {
@@ -262,8 +265,12 @@ impl Default for ValueConfig {
             max_lifetime_months: default_max_lifetime(),
             min_model_customers: default_min_model_customers(),
             forecast_months: default_forecast_months(),
+            monthly_discount: default_monthly_discount(),
         }
     }
+}
+fn default_monthly_discount() -> f64 {
+    0.01
 }
 fn default_min_model_customers() -> u64 {
     100
@@ -287,6 +294,9 @@ pub struct HealthConfig {
     pub green_min: f64,
     #[serde(default = "default_yellow_min")]
     pub yellow_min: f64,
+    /// Spec 4.12: the previous score is as of this many days before as_of.
+    #[serde(default = "default_trend_days")]
+    pub trend_days: u32,
 }
 impl HealthConfig {
     /// `weights` over the defaults: a component the job does not name keeps
@@ -316,8 +326,12 @@ impl Default for HealthConfig {
             weights: BTreeMap::new(),
             green_min: default_green_min(),
             yellow_min: default_yellow_min(),
+            trend_days: default_trend_days(),
         }
     }
+}
+fn default_trend_days() -> u32 {
+    30
 }
 fn default_green_min() -> f64 {
     70.0
@@ -489,6 +503,11 @@ impl JobConfig {
                 h.yellow_min, h.green_min
             )));
         }
+        if h.trend_days == 0 {
+            return Err(ConfigError::Invalid(
+                "health.trend_days must be at least 1".into(),
+            ));
+        }
         let v = &self.value;
         if !v.gross_margin.is_finite() || v.gross_margin < 0.0 {
             return Err(ConfigError::Invalid(format!(
@@ -500,6 +519,12 @@ impl JobConfig {
             return Err(ConfigError::Invalid(format!(
                 "value.max_lifetime_months must be > 0, got {}",
                 v.max_lifetime_months
+            )));
+        }
+        if !v.monthly_discount.is_finite() || v.monthly_discount < 0.0 {
+            return Err(ConfigError::Invalid(format!(
+                "value.monthly_discount must be a number >= 0, got {}",
+                v.monthly_discount
             )));
         }
         if v.forecast_months == 0 {
@@ -702,8 +727,12 @@ mod tests {
         assert!(JobConfig::parse(&format!("{base}[health]\ngreen_min = 30\n")).is_err());
         assert!(JobConfig::parse(&format!("{base}[value]\nmax_lifetime_months = 0\n")).is_err());
         assert!(JobConfig::parse(&format!("{base}[value]\nforecast_months = 0\n")).is_err());
+        assert!(JobConfig::parse(&format!("{base}[value]\nmonthly_discount = -0.01\n")).is_err());
+        assert!(JobConfig::parse(&format!("{base}[health]\ntrend_days = 0\n")).is_err());
+        assert!(JobConfig::parse(&format!("{base}[health]\ntrend_days = -7\n")).is_err());
         let v = &c.value;
         assert_eq!((v.min_model_customers, v.forecast_months), (100, 24));
+        assert_eq!((v.monthly_discount, c.health.trend_days), (0.01, 30));
     }
 
     #[test]

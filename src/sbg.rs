@@ -198,10 +198,39 @@ pub fn survival(alpha: f64, beta: f64, periods: u32) -> Vec<f64> {
 
 /// DERL(d | alpha, beta, m) = sum_{t > m} S(t) / S(m) / (1 + d)^(t - m - 1):
 /// the expected discounted periods of life left for a customer alive after
-/// m periods, the coming period undiscounted. The series' terms shrink by
-/// r(t) / (1 + d) < 1 each; summed until a term no longer changes the sum
-/// (`None` for d <= 0 with a non-converging series).
+/// m periods, the coming period undiscounted. `None` when the sum is
+/// infinite (d = 0 with alpha <= 1) or does not converge in 10^7 terms.
 pub fn derl(discount: f64, alpha: f64, beta: f64, renewals: u32) -> Option<f64> {
+    derl_by_tenure(discount, alpha, beta, renewals).and_then(|all| all.last().copied())
+}
+
+/// DERL(d | alpha, beta, m) for every m = 0..=max_renewals (index m), from
+/// one series: the series at max_renewals, then backwards by
+/// DERL(m) = r(m + 1) * (1 + DERL(m + 1) / (1 + d)), each step a product of
+/// positive terms (no cancellation), so a run prices every tenure of a
+/// segment at the cost of one.
+pub fn derl_by_tenure(discount: f64, alpha: f64, beta: f64, max_renewals: u32) -> Option<Vec<f64>> {
+    if discount == 0.0 {
+        // Gauss's theorem sums the series: (beta + m) / (alpha - 1), finite
+        // only for alpha > 1 (the expected lifetime of a Beta-geometric).
+        return (alpha > 1.0).then(|| {
+            (0..=max_renewals)
+                .map(|m| (beta + f64::from(m)) / (alpha - 1.0))
+                .collect()
+        });
+    }
+    let mut derls = vec![0.0; max_renewals as usize + 1];
+    derls[max_renewals as usize] = derl_series(discount, alpha, beta, max_renewals)?;
+    for m in (0..max_renewals).rev() {
+        let next = derls[m as usize + 1];
+        derls[m as usize] = retention_rate(alpha, beta, m + 1) * (1.0 + next / (1.0 + discount));
+    }
+    Some(derls)
+}
+
+/// DERL by its series: the terms shrink by r(t) / (1 + d) < 1 each and are
+/// summed until one no longer changes the sum.
+fn derl_series(discount: f64, alpha: f64, beta: f64, renewals: u32) -> Option<f64> {
     let mut sum = 0.0;
     let mut term = 1.0;
     for t in (renewals + 1..).take(10_000_000) {
@@ -287,5 +316,38 @@ mod tests {
         let x = 1.0 / (1.0 + d);
         let closed = (-(1.0f64 - x).ln() - x) / (x * x);
         assert!((derl(d, 1.0, 1.0, 0).unwrap() - closed).abs() < 1e-12);
+    }
+
+    /// The backward recursion gives each tenure the value of its own series.
+    #[test]
+    fn derl_by_tenure_matches_each_series() {
+        let (alpha, beta) = (0.7, 2.3);
+        for d in [0.01, 0.1] {
+            let all = derl_by_tenure(d, alpha, beta, 40).unwrap();
+            for (m, got) in all.iter().enumerate() {
+                let series = derl_series(d, alpha, beta, m as u32).unwrap();
+                assert!((got - series).abs() < 1e-10 * series, "{m}: {got} {series}");
+            }
+        }
+    }
+
+    /// No discount: the undiscounted expected remaining lifetime,
+    /// (beta + m) / (alpha - 1), checked against a long partial sum of
+    /// S(t) / S(m); infinite (None) for alpha <= 1.
+    #[test]
+    fn undiscounted_derl_is_the_expected_remaining_lifetime() {
+        let (alpha, beta) = (3.0, 2.0);
+        for m in [0u32, 3] {
+            let mut sum = 0.0;
+            let mut term = 1.0;
+            for t in m + 1..m + 2_000_000 {
+                term *= retention_rate(alpha, beta, t);
+                sum += term;
+            }
+            let got = derl(0.0, alpha, beta, m).unwrap();
+            assert!((got - sum).abs() < 1e-9, "{m}: {got} {sum}");
+            assert!((got - (beta + f64::from(m)) / (alpha - 1.0)).abs() < 1e-15);
+        }
+        assert_eq!(derl(0.0, 0.9, 2.0, 0), None);
     }
 }

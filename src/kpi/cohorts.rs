@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, AsArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringViewArray,
+    Array, ArrayRef, AsArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringViewArray,
 };
 use datafusion::arrow::datatypes::{Date32Type, Int64Type};
 use datafusion::datasource::MemTable;
@@ -89,8 +89,10 @@ pub async fn register_model(
     }
     let value = &job.value;
     let as_of = calendar::to_date32(window.as_of);
+    let max_tenure = longest_tenure(ctx, window).await?;
     let mut model = ModelColumns::default();
     let mut forecast = ForecastColumns::default();
+    let mut derl = DerlColumns::default();
     for (segment, by_cohort) in survival {
         let cohorts: Vec<Cohort> = by_cohort
             .into_values()
@@ -117,12 +119,37 @@ pub async fn register_model(
         };
         model.push(as_of, &segment, customers, cohorts.len(), fitted);
         forecast.push(as_of, &segment, value.forecast_months, fitted);
+        if let Some(fit) = fitted {
+            derl.push(&segment, value.monthly_discount, fit, max_tenure);
+        }
     }
     register_batch(ctx, "retention_model", model.finish()?)?;
     register_batch(ctx, "retention_forecast", forecast.finish()?)?;
+    register_batch(ctx, "retention_derl", derl.finish()?)?;
     Ok(())
 }
 
+/// The largest tenure m of 4.11 (complete months survived) a customer can
+/// have at as_of: that of the earliest visible signup.
+async fn longest_tenure(ctx: &SessionContext, window: &RunWindow) -> Result<u32, Error> {
+    let batches = ctx
+        .sql("SELECT min(signup_date) FROM customers")
+        .await?
+        .collect()
+        .await?;
+    let earliest = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .map(|b| b.column(0).as_primitive::<Date32Type>())
+        .filter(|days| days.is_valid(0))
+        .map(|days| calendar::from_date32(days.value(0)));
+    let Some(earliest) = earliest else {
+        return Ok(0);
+    };
+    let months =
+        calendar::month_index(window.last_complete_month()) - calendar::month_index(earliest) + 1;
+    Ok(months.max(0) as u32)
+}
 fn register_batch(ctx: &SessionContext, name: &str, batch: RecordBatch) -> Result<(), Error> {
     let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
     ctx.register_table(name, Arc::new(table))?;
@@ -222,6 +249,54 @@ impl ForecastColumns {
                 Arc::new(Float64Array::from(self.retention_rate)),
             ),
             ("survival", Arc::new(Float64Array::from(self.survival))),
+        ];
+        Ok(RecordBatch::try_from_iter(columns)?)
+    }
+}
+
+/// `retention_derl` (segment, tenure_months, derl_months): DERL at the
+/// job's discount for every tenure 0..=max of each fitted segment, which
+/// customer_value (sql/value.sql) looks up per customer.
+#[derive(Default)]
+struct DerlColumns {
+    segment: Vec<String>,
+    tenure_months: Vec<i64>,
+    derl_months: Vec<Option<f64>>,
+}
+
+impl DerlColumns {
+    fn push(&mut self, segment: &str, discount: f64, fit: Fit, max_tenure: u32) {
+        let derls = sbg::derl_by_tenure(discount, fit.alpha, fit.beta, max_tenure);
+        if derls.is_none() {
+            tracing::warn!(
+                %segment,
+                discount,
+                alpha = fit.alpha,
+                "no derl_months for the segment: the expected lifetime is infinite without a discount"
+            );
+        }
+        for m in 0..=max_tenure {
+            self.segment.push(segment.to_string());
+            self.tenure_months.push(i64::from(m));
+            self.derl_months
+                .push(derls.as_ref().map(|all| all[m as usize]));
+        }
+    }
+
+    fn finish(self) -> Result<RecordBatch, Error> {
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            (
+                "segment",
+                Arc::new(StringViewArray::from_iter_values(self.segment)),
+            ),
+            (
+                "tenure_months",
+                Arc::new(Int64Array::from(self.tenure_months)),
+            ),
+            (
+                "derl_months",
+                Arc::new(Float64Array::from(self.derl_months)),
+            ),
         ];
         Ok(RecordBatch::try_from_iter(columns)?)
     }

@@ -160,4 +160,31 @@ pub const KPIS: &[KpiDefinition] = &[
         "customer_value.cps_quintile",
         "NTILE(5) OVER (ORDER BY cps DESC, customer_id): 1 is the most profitable fifth"
     ),
+    kpi!(
+        "tenure_months",
+        "Tenure in complete months",
+        "4.11",
+        "months",
+        ["customers"],
+        "customer_value.tenure_months",
+        "m: the customer's signup month and every later month whose last day is <= as_of; null for a customer not active at as_of"
+    ),
+    kpi!(
+        "derl_months",
+        "Discounted expected residual lifetime",
+        "4.11",
+        "months",
+        ["customers"],
+        "customer_value.derl_months",
+        "DERL(value.monthly_discount | alpha, beta, tenure_months) of the segment's retention_model; null without a model or for a customer not active at as_of"
+    ),
+    kpi!(
+        "predicted_clv",
+        "Predicted customer lifetime value",
+        "4.11",
+        "currency",
+        ["orders", "customers"],
+        "customer_value.predicted_clv",
+        "MRR snapshot of as_of's month * value.gross_margin * derl_months; null when derl_months is"
+    ),
 ];

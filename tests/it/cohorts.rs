@@ -37,7 +37,7 @@
 //! Then E moves to ent (segments are each customer's current value): the
 //! whole Feb cohort moves with it.
 
-use super::fixture::{Fixture, sub};
+use super::fixture::{Fixture, Order, TableFile, sub, table_files};
 
 const CUSTOMERS: [(&str, &str, Option<&str>); 7] = [
     ("A", "2025-01-10", None),
@@ -179,60 +179,82 @@ fn near(got: &str, want: &str) -> bool {
     (got.parse::<f64>().unwrap() - want.parse::<f64>().unwrap()).abs() < 1e-6
 }
 
-/// Spec 4.11 on the paper's data: Fader and Hardie's two cohorts
-/// (../shared/reference/sbg-retention/survivors.csv) as two segments of
-/// one signup month, periods as months (each year's losses churn mid-month
-/// of the matching month), plus a segment too small for a model. Each
-/// segment's fit is the reference's, to 1e-6, and its forecast the
-/// reference's r(t) and S(t).
-#[tokio::test]
-async fn the_retention_model_of_the_papers_cohorts() {
-    let reference = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+fn reference(file: &str) -> Vec<Vec<String>> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/reference/sbg-retention");
-    let read = |file: &str| -> Vec<Vec<String>> {
-        std::fs::read_to_string(reference.join(file))
-            .unwrap()
-            .lines()
-            .skip(1)
-            .map(|l| l.split(',').map(String::from).collect())
-            .collect()
-    };
-    let survivors = read("survivors.csv");
-    // (id, signup, churn, segment)
-    let mut rows: Vec<(String, &str, Option<String>, &str)> = Vec::new();
+    std::fs::read_to_string(dir.join(file))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect()
+}
+
+/// (id, signup, churn, segment)
+type CustomerRow = (String, String, Option<String>, String);
+
+/// Fader and Hardie's two cohorts (../shared/reference/sbg-retention/
+/// survivors.csv) as two segments of one signup month, January 2024,
+/// periods as months: each year's losses churn mid-month of the matching
+/// month, so `<segment>-<i>` is lost in the first year t with
+/// i >= alive[t] (`regular-0` survives, `regular-999` churns in January).
+/// Plus a segment of 10, too small for a model.
+fn papers_cohorts() -> Vec<CustomerRow> {
+    let survivors = reference("survivors.csv");
+    let mut rows = Vec::new();
     for (column, segment) in [(1, "regular"), (2, "high_end")] {
         let alive: Vec<usize> = survivors
             .iter()
             .map(|r| r[column].parse().unwrap())
             .collect();
         for customer in 0..alive[0] {
-            // Lost in year t (alive[t-1] > customer >= alive[t]): churns
-            // in month t of 2024, so it is not active at that month's end.
             let churn = (1..alive.len())
                 .find(|&t| customer >= alive[t])
                 .map(|t| format!("2024-{t:02}-15"));
             rows.push((
                 format!("{segment}-{customer}"),
-                "2024-01-01",
+                "2024-01-01".into(),
                 churn,
-                segment,
+                segment.into(),
             ));
         }
     }
     for customer in 0..10 {
-        rows.push((format!("tiny-{customer}"), "2024-01-01", None, "tiny"));
+        rows.push((
+            format!("tiny-{customer}"),
+            "2024-01-01".into(),
+            None,
+            "tiny".into(),
+        ));
     }
-    let f = Fixture::new();
+    rows
+}
+
+fn write_cohort_customers(f: &Fixture, rows: &[CustomerRow]) {
     let borrowed: Vec<_> = rows
         .iter()
         .map(|(id, signup, churn, segment)| {
-            (id.as_str(), *signup, churn.as_deref(), Some(*segment))
+            (
+                id.as_str(),
+                signup.as_str(),
+                churn.as_deref(),
+                Some(segment.as_str()),
+            )
         })
         .collect();
     f.customers(&borrowed);
+}
+
+/// Spec 4.11 on the paper's data (`papers_cohorts`): each segment's fit is
+/// the reference's, to 1e-6, and its forecast the reference's r(t) and
+/// S(t).
+#[tokio::test]
+async fn the_retention_model_of_the_papers_cohorts() {
+    let read = reference;
+    let mut f = Fixture::new();
+    write_cohort_customers(&f, &papers_cohorts());
     f.orders(&[]);
     f.no_tickets();
-    let mut f = f;
     f.job_extra = "[run]\nfrom = '2024-01'\n".into();
     // Seven complete months: January .. July 2024.
     f.run("2024-08-10").await.unwrap();
@@ -282,5 +304,172 @@ async fn the_retention_model_of_the_papers_cohorts() {
             .unwrap();
         assert!(near(&row[2], &p[2]), "{row:?} vs {p:?}");
         assert!(near(&row[3], &p[3]), "{row:?} vs {p:?}");
+    }
+}
+
+/// DERL(d | alpha, beta, m) by its defining sum (the reference README's
+/// first line), independently of the estimator's code: 20,000 terms, whose
+/// tail is below 1e-80 at d = 0.01.
+fn derl_by_definition(discount: f64, alpha: f64, beta: f64, m: u32) -> f64 {
+    let r = |t: u32| (beta + f64::from(t) - 1.0) / (alpha + beta + f64::from(t) - 1.0);
+    let mut survival_ratio = 1.0; // S(t) / S(m)
+    let mut sum = 0.0;
+    for t in m + 1..m + 20_000 {
+        survival_ratio *= r(t);
+        sum += survival_ratio / (1.0 + discount).powi((t - m - 1) as i32);
+    }
+    sum
+}
+
+/// Spec 4.11's customer columns on the paper's model (as_of 2024-08-10, the
+/// last complete month July). Besides the paper's cohorts, customers the
+/// fit does not see: `*-new` signed up in as_of's month (tenure 0),
+/// `*-old` in October 2023, before run.from (tenure 10: Oct .. Jul).
+/// Each has a $100 subscription covering as_of, as do `regular-0` (a
+/// survivor, tenure 7) and `tiny-0` (no model); `regular-999` (churned in
+/// January) paid in January. derl_months is derl.csv's for tenures 0 and
+/// 10 and the defining sum at the reference parameters for 7; the fit is
+/// within about 1e-7 of them, so values agree to 1e-5 relative.
+/// The paper's cohorts plus the customers and orders of
+/// `predicted_clv_from_the_papers_model`.
+fn papers_cohorts_with_orders() -> (Vec<CustomerRow>, Vec<Order<'static>>) {
+    let mut customers = papers_cohorts();
+    for (id, signup, segment) in [
+        ("regular-new", "2024-08-02", "regular"),
+        ("high_end-new", "2024-08-02", "high_end"),
+        ("regular-old", "2023-10-15", "regular"),
+        ("high_end-old", "2023-10-20", "high_end"),
+    ] {
+        customers.push((id.into(), signup.into(), None, segment.into()));
+    }
+    let orders = vec![
+        sub("O1", "regular-new", "2024-08-02", "2024-09-02", 100.0),
+        sub("O2", "high_end-new", "2024-08-02", "2024-09-02", 100.0),
+        sub("O3", "regular-old", "2024-08-01", "2024-09-01", 100.0),
+        sub("O4", "high_end-old", "2024-08-01", "2024-09-01", 100.0),
+        sub("O5", "regular-0", "2024-08-01", "2024-09-01", 100.0),
+        sub("O6", "tiny-0", "2024-08-01", "2024-09-01", 100.0),
+        sub("O7", "regular-999", "2024-01-01", "2024-02-01", 100.0),
+    ];
+    (customers, orders)
+}
+
+#[tokio::test]
+async fn predicted_clv_from_the_papers_model() {
+    let (customers, orders) = papers_cohorts_with_orders();
+    let mut f = Fixture::new();
+    write_cohort_customers(&f, &customers);
+    f.orders(&orders);
+    f.no_tickets();
+    let parameters: Vec<(String, f64, f64)> = reference("expected.csv")
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].parse().unwrap(), r[2].parse().unwrap()))
+        .collect();
+    let derl_csv = reference("derl.csv");
+    for (discount, job_value) in [("0.01", ""), ("0.1", "[value]\nmonthly_discount = 0.1\n")] {
+        f.job_extra = format!("[run]\nfrom = '2024-01'\n{job_value}");
+        f.run("2024-08-10").await.unwrap();
+        let rows = f
+            .rows(
+                "SELECT customer_id, tenure_months, derl_months, predicted_clv FROM customer_value \
+                 ORDER BY customer_id",
+            )
+            .await;
+        let row = |id: &str| rows.iter().find(|r| r[0] == id).unwrap().clone();
+        let from_csv = |segment: &str, renewals: &str| -> f64 {
+            derl_csv
+                .iter()
+                .find(|r| r[0] == segment && r[1] == renewals && r[2] == discount)
+                .unwrap()[3]
+                .parse()
+                .unwrap()
+        };
+        let (_, alpha, beta) = parameters.iter().find(|p| p.0 == "regular").unwrap();
+        let expected = [
+            ("regular-new", "0", from_csv("regular", "0")),
+            ("high_end-new", "0", from_csv("high_end", "0")),
+            ("regular-old", "10", from_csv("regular", "10")),
+            ("high_end-old", "10", from_csv("high_end", "10")),
+            (
+                "regular-0",
+                "7",
+                derl_by_definition(discount.parse().unwrap(), *alpha, *beta, 7),
+            ),
+        ];
+        for (id, tenure, derl) in expected {
+            let got = row(id);
+            assert_eq!(got[1], tenure, "{got:?}");
+            let (got_derl, got_clv): (f64, f64) =
+                (got[2].parse().unwrap(), got[3].parse().unwrap());
+            assert!(
+                (got_derl - derl).abs() < 1e-5 * derl,
+                "{got:?} vs {derl} at d = {discount}"
+            );
+            assert!(
+                (got_clv - 100.0 * derl).abs() < 1e-5 * 100.0 * derl,
+                "{got:?} vs {derl} at d = {discount}"
+            );
+        }
+        // No model for the segment: tenure, but no DERL or prediction.
+        assert_eq!(row("tiny-0")[1..], ["7", "NULL", "NULL"]);
+        // Not active at as_of: all three null.
+        assert_eq!(row("regular-999")[1..], ["NULL", "NULL", "NULL"]);
+        assert_eq!(rows.len(), 7, "{rows:?}");
+    }
+}
+
+/// The model and the customer columns rerun byte-identically, and a
+/// backfill as of 2024-06-10 (five complete months) equals a run on the
+/// same data as it was that day: later churn dates unknown, later signups
+/// and orders absent. Every table but rejects.
+#[tokio::test]
+async fn the_papers_model_reruns_and_backfills_identically() {
+    let as_of = "2024-06-10";
+    let tables: Vec<&str> = cskpi::run::output_tables()
+        .iter()
+        .map(|t| t.name)
+        .filter(|name| *name != "rejects")
+        .collect();
+    let snapshot = |f: &Fixture| -> Vec<Vec<TableFile>> {
+        tables
+            .iter()
+            .map(|table| table_files(&f.out_dir(), table))
+            .collect()
+    };
+    let (customers, orders) = papers_cohorts_with_orders();
+    let mut full = Fixture::new();
+    write_cohort_customers(&full, &customers);
+    full.orders(&orders);
+    full.no_tickets();
+    full.job_extra = "[run]\nfrom = '2024-01'\n".into();
+    full.run(as_of).await.unwrap();
+    let first = snapshot(&full);
+    full.run(as_of).await.unwrap();
+    assert!(first == snapshot(&full), "a rerun changed a table");
+    let model = full
+        .rows("SELECT count(alpha) FROM retention_model WHERE segment = 'regular'")
+        .await;
+    assert_eq!(model[0][0], "1", "the backfill has a model to compare");
+
+    let then: Vec<CustomerRow> = customers
+        .into_iter()
+        .filter(|c| c.1.as_str() <= as_of)
+        .map(|(id, signup, churn, segment)| {
+            (id, signup, churn.filter(|d| d.as_str() <= as_of), segment)
+        })
+        .collect();
+    let orders_then: Vec<Order> = orders.into_iter().filter(|o| o.date <= as_of).collect();
+    let mut cut = Fixture::new();
+    write_cohort_customers(&cut, &then);
+    cut.orders(&orders_then);
+    cut.no_tickets();
+    cut.job_extra = full.job_extra.clone();
+    cut.run(as_of).await.unwrap();
+    let cut_tables = snapshot(&cut);
+    for ((table, full_files), cut_files) in tables.iter().zip(first).zip(cut_tables) {
+        assert!(
+            full_files == cut_files,
+            "{table} differs between the backfill and the run on the data as it was"
+        );
     }
 }
