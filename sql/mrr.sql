@@ -9,7 +9,8 @@
 -- n = calendar months between period_start and period_end, at least 1.
 CREATE OR REPLACE VIEW mrr_lines AS
 WITH lines AS (
-    SELECT order_id, customer_id, customer_key, kind, period_start, period_end, amount,
+    SELECT order_id, customer_id, customer_key, kind, order_date, period_start, period_end,
+           amount,
            CAST(GREATEST(1,
                (date_part('year', period_end) * 12 + date_part('month', period_end))
              - (date_part('year', period_start) * 12 + date_part('month', period_start))
@@ -17,7 +18,8 @@ WITH lines AS (
     FROM orders
     WHERE kind IN ('subscription', 'addon')
 )
-SELECT order_id, customer_id, customer_key, kind, period_start, period_end, amount, months,
+SELECT order_id, customer_id, customer_key, kind, order_date, period_start, period_end, amount,
+       months,
        CAST(round(amount * 1000000.0 / months) AS BIGINT) AS monthly_micros,
        round(amount * 1000000.0 / months) / 1000000.0 AS monthly_amount
 FROM lines;

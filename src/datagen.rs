@@ -1204,11 +1204,15 @@ positive_min = 4
 [value]
 gross_margin = 0.8
 max_lifetime_months = 120
+monthly_discount = 0.01
+min_model_customers = 100
+forecast_months = 24
 
 [health]
 weights = {{ usage = 0.30, nps = 0.20, csat = 0.15, support = 0.15, mrr_trend = 0.20 }}
 green_min = 70
 yellow_min = 40
+trend_days = 30
 
 # An ECSI-style model (the European index: image drives expectations,
 # satisfaction and loyalty). README "Customer satisfaction index" explains

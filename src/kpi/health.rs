@@ -1,4 +1,5 @@
-//! The customer health score (spec 4.9): `sql/health.sql`.
+//! The customer health score (spec 4.9) and its trend (4.12):
+//! `sql/health.sql`.
 
 use super::definitions::{KpiDefinition, kpi};
 use super::{KpiFamily, Registration};
@@ -14,7 +15,8 @@ pub const FAMILY: KpiFamily = KpiFamily {
         partition_by: Some("as_of"),
         sorted_per_partition: false,
     }],
-    materialize: &[],
+    // Both dates' scores, read twice by customer_health.
+    materialize: &["health_scores"],
     materialize_by_value: &[],
     kpis: KPIS,
     tests: &["tests/it/health.rs"],
@@ -85,5 +87,32 @@ pub const KPIS: &[KpiDefinition] = &[
         ["orders"],
         "customer_health.mrr_trend",
         "min(100, 50 * mrr(as_of month) / mrr(3 months earlier)); null when the latter is 0"
+    ),
+    kpi!(
+        "previous_health_score",
+        "Health score trend_days earlier",
+        "4.12",
+        "0-100",
+        ["usage", "surveys", "tickets", "orders", "customers"],
+        "customer_health.previous_health_score",
+        "health_score as of as_of - health.trend_days (30), every visibility rule applied at that date; null when the customer was not active then"
+    ),
+    kpi!(
+        "previous_band",
+        "Health band trend_days earlier",
+        "4.12",
+        "green / yellow / red",
+        ["usage", "surveys", "tickets", "orders", "customers"],
+        "customer_health.previous_band",
+        "the band of previous_health_score"
+    ),
+    kpi!(
+        "health_change",
+        "Health score change",
+        "4.12",
+        "points",
+        ["usage", "surveys", "tickets", "orders", "customers"],
+        "customer_health.health_change",
+        "health_score - previous_health_score"
     ),
 ];

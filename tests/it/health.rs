@@ -22,7 +22,9 @@
 //! - M100: 100 in Sep, 300 in Dec -> min(100, 150) = 100 -> 100.
 //! - GONE churned on Dec 15 and LATE signs up in 2026: no rows.
 
-use super::fixture::{Fixture, TicketRow, dates, floats, ints, owned, strs, sub, timestamps};
+use super::fixture::{
+    Fixture, Order, TicketRow, dates, floats, ints, owned, strs, sub, timestamps,
+};
 
 fn fixture() -> Fixture {
     let mut f = Fixture::new();
@@ -189,4 +191,124 @@ async fn configured_weights_and_bands_apply() {
     assert_eq!(rows[0], ["G70", "100.0", "green"]);
     assert_eq!(rows[1][2], "yellow");
     assert_eq!(rows[2], ["R20", "20.0", "red"]);
+}
+
+/// Spec 4.12 by hand: as_of 2025-12-31 and, trend_days (30) earlier,
+/// D = 2025-12-01, scored as if as_of were D: its 30 days are Nov 2 - Dec 1,
+/// its usage windows Nov 2 - Dec 1 and Aug 4 - Nov 1, its MRR snapshots
+/// Dec 1 and Sep 30; nothing dated after D counts. Default weights; every
+/// customer has support 100 unless said otherwise.
+///
+/// - X: 4 tickets on Dec 5-8: support 20 now (red); none by D: 100
+///   (green). Change -80: crosses from green to red.
+/// - M: $100 for September, $150 for Nov 15 - Dec 15, $300 for Dec 15 -
+///   Jan 15 (ordered Dec 15). Now 300 / 100 -> 100, score 100; at D 150 /
+///   100 -> 75: (0.15 * 100 + 0.20 * 75) / 0.35 = 85.714286. Change
+///   14.285714.
+/// - B: $100 for September, and a line ordered Dec 20 for Nov 20 - Dec 20:
+///   it covers D but was ordered after it, so B had no MRR at D either:
+///   mrr_trend 0 both times, (0.15 * 100) / 0.35 = 42.857143, change 0.
+/// - U: usage 60 on Oct 1, 30 on Nov 20, 90 on Dec 10. Now r = 90 /
+///   (90 / 3) = 3 -> 100, score 100; at D r = 30 / (60 / 3) -> 75:
+///   (0.30 * 75 + 0.15 * 100) / 0.45 = 83.333333. Change 16.666667.
+/// - N: nps 3 on Nov 10, 9 on Dec 5. Now 90: (18 + 15) / 0.35 = 94.285714
+///   (green); at D 30: 21 / 0.35 = 60 (yellow). Change 34.285714.
+/// - C: csat 5 on Nov 10, 1 on Dec 20. Now mean 3 -> 50: 22.5 / 0.3 = 75;
+///   at D 100: 100. Change -25.
+/// - NEWBIE signed up Dec 10, inside the trend window: previous columns
+///   null. LEFT churned Dec 15: active at D, not now, so no row.
+fn trend_fixture() -> Fixture {
+    let mut f = Fixture::new();
+    let mut customers: Vec<(&str, &str, Option<&str>, Option<&str>)> =
+        ["X", "M", "B", "U", "N", "C"]
+            .iter()
+            .map(|id| (*id, "2025-01-01", None, Some("h")))
+            .collect();
+    customers.push(("NEWBIE", "2025-12-10", None, Some("h")));
+    customers.push(("LEFT", "2025-01-01", Some("2025-12-15"), Some("h")));
+    f.customers(&customers);
+    f.orders(&[
+        sub("T1", "M", "2025-09-01", "2025-10-01", 100.0),
+        sub("T2", "M", "2025-11-15", "2025-12-15", 150.0),
+        sub("T3", "M", "2025-12-15", "2026-01-15", 300.0),
+        sub("T4", "B", "2025-09-01", "2025-10-01", 100.0),
+        Order {
+            id: "T5",
+            customer: "B",
+            date: "2025-12-20",
+            amount: 200.0,
+            kind: "subscription",
+            period: Some(("2025-11-20", "2025-12-20")),
+        },
+    ]);
+    let tickets: Vec<TicketRow> = vec![
+        ("X1", "X", "2025-12-05 10:00", None, 1, None),
+        ("X2", "X", "2025-12-06 10:00", None, 1, None),
+        ("X3", "X", "2025-12-07 10:00", None, 1, None),
+        ("X4", "X", "2025-12-08 10:00", None, 1, None),
+    ];
+    f.tickets(&tickets);
+    let surveys = [
+        ("S1", "N", "2025-11-10 10:00", "nps", 3.0),
+        ("S2", "N", "2025-12-05 10:00", "nps", 9.0),
+        ("S3", "C", "2025-11-10 10:00", "csat", 5.0),
+        ("S4", "C", "2025-12-20 10:00", "csat", 1.0),
+    ];
+    f.write(
+        "surveys",
+        vec![
+            ("response_id", strs(surveys.iter().map(|s| Some(s.0)))),
+            ("customer_id", strs(surveys.iter().map(|s| Some(s.1)))),
+            (
+                "responded_at",
+                timestamps(surveys.iter().map(|s| Some(s.2))),
+            ),
+            ("survey", strs(surveys.iter().map(|s| Some(s.3)))),
+            ("score", floats(surveys.iter().map(|s| Some(s.4)))),
+        ],
+    );
+    let usage = [
+        ("U", "2025-10-01", 60),
+        ("U", "2025-11-20", 30),
+        ("U", "2025-12-10", 90),
+    ];
+    f.write(
+        "usage",
+        vec![
+            ("customer_id", strs(usage.iter().map(|u| Some(u.0)))),
+            ("day", dates(usage.iter().map(|u| Some(u.1)))),
+            ("active_users", ints(usage.iter().map(|_| Some(1)))),
+            ("events", ints(usage.iter().map(|u| Some(u.2)))),
+        ],
+    );
+    f.job_extra = "[run]\nfrom = '2025-09'\n".into();
+    f
+}
+
+#[tokio::test]
+async fn health_trend_by_hand() {
+    let mut f = trend_fixture();
+    f.run("2025-12-31").await.unwrap();
+    let query = "SELECT customer_id, round(health_score, 6), band, round(previous_health_score, 6), \
+                 previous_band, round(health_change, 6) FROM customer_health ORDER BY customer_id";
+    let expected = owned(&[
+        ["B", "42.857143", "yellow", "42.857143", "yellow", "0.0"],
+        ["C", "75.0", "green", "100.0", "green", "-25.0"],
+        ["M", "100.0", "green", "85.714286", "green", "14.285714"],
+        ["N", "94.285714", "green", "60.0", "yellow", "34.285714"],
+        ["NEWBIE", "100.0", "green", "NULL", "NULL", "NULL"],
+        ["U", "100.0", "green", "83.333333", "green", "16.666667"],
+        ["X", "20.0", "red", "100.0", "green", "-80.0"],
+    ]);
+    assert_eq!(f.rows(query).await, expected);
+
+    // trend_days = 20: D = Dec 11, after NEWBIE's signup and X's tickets.
+    f.job_extra = "[run]\nfrom = '2025-09'\n[health]\ntrend_days = 20\n".into();
+    f.run("2025-12-31").await.unwrap();
+    let rows = f.rows(query).await;
+    assert_eq!(
+        rows[4],
+        ["NEWBIE", "100.0", "green", "100.0", "green", "0.0"]
+    );
+    assert_eq!(rows[6], ["X", "20.0", "red", "20.0", "red", "0.0"]);
 }
