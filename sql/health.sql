@@ -1,8 +1,11 @@
--- Customer health score (spec 4.9) for the customers active at a date,
--- computed at two dates in one pass (health_dates): as_of, and as of
--- `health.trend_days` earlier for the trend (4.12), as if as_of had been
--- that day. Every window is bounded on both sides by its score_date, so the
--- earlier score sees nothing dated after it. "Within N days" = the dates
+-- Customer health score (spec 4.9) and its trend (4.12).
+--
+-- Section `scores` is the score at one date, score_date: the engine runs
+-- it twice, for as_of (views health_components and health_scores) and for
+-- `health.trend_days` earlier (health_components_previous and
+-- health_scores_previous), as if as_of had been that day. Every window is
+-- bounded on both sides by the score date, so the earlier score sees
+-- nothing dated after it. "Within N days" = the dates
 -- score_date-(N-1) .. score_date. Each component is 0-100 or null without
 -- data; the score is the weighted mean of the non-null ones, and each
 -- component's share of it is kept.
@@ -11,15 +14,8 @@
 -- whose copies fall on both sides of the earlier date is rejected in both
 -- scores (a run as of that day would have seen one copy and kept it).
 
--- The score dates, with the snapshot day of the MRR base month (the last
--- day of the month three months before the score date's month; the score
--- date's own month is snapshot on the score date, as 4.3 takes as_of's).
-CREATE OR REPLACE VIEW health_dates AS
-SELECT column1 AS score_date, column2 AS mrr_base_day
-FROM (VALUES (${as_of}, ${health_mrr_base_day}),
-             (${health_previous_as_of}, ${health_previous_mrr_base_day}));
-
-CREATE OR REPLACE VIEW health_components AS
+-- @section scores
+CREATE OR REPLACE VIEW ${health_components} AS
 WITH active AS (
     -- active at the score date: signed up on or before it, not churned by
     -- it. customer_id and segment as plain strings, not string views: the
@@ -28,67 +24,58 @@ WITH active AS (
     -- the build side, which the engine walks again for every batch (a
     -- fourth of the stage's time after the change; customer_health turns
     -- them back into views, the type of every other output's strings)
-    SELECT d.score_date, c.customer_key, arrow_cast(c.customer_id, 'Utf8') AS customer_id,
+    SELECT c.customer_key, arrow_cast(c.customer_id, 'Utf8') AS customer_id,
            arrow_cast(COALESCE(cs.segment, 'unknown'), 'Utf8') AS segment
     FROM customers c
-    JOIN health_dates d
-      ON c.signup_date <= d.score_date AND (c.churn_date IS NULL OR c.churn_date > d.score_date)
     LEFT JOIN customer_segments cs ON cs.customer_key = c.customer_key
+    WHERE c.signup_date <= ${score_date}
+      AND (c.churn_date IS NULL OR c.churn_date > ${score_date})
 ), usage_windows AS (
-    SELECT d.score_date, u.customer_key,
-           SUM(CASE WHEN u.day >= d.score_date - INTERVAL '29 days' THEN u.events ELSE 0 END)
+    SELECT customer_key,
+           SUM(CASE WHEN day >= ${score_date} - INTERVAL '29 days' THEN events ELSE 0 END)
                AS recent,
-           SUM(CASE WHEN u.day < d.score_date - INTERVAL '29 days' THEN u.events ELSE 0 END)
+           SUM(CASE WHEN day < ${score_date} - INTERVAL '29 days' THEN events ELSE 0 END)
                AS earlier
-    FROM usage u
-    JOIN health_dates d
-      ON u.day >= d.score_date - INTERVAL '119 days' AND u.day <= d.score_date
-    WHERE u.day >= ${health_previous_as_of} - INTERVAL '119 days'
-    GROUP BY d.score_date, u.customer_key
+    FROM usage
+    WHERE day >= ${score_date} - INTERVAL '119 days' AND day <= ${score_date}
+    GROUP BY customer_key
 ), latest_nps AS (
     -- the latest answer (ties: the greatest response_id), by a grouping
-    SELECT d.score_date, s.customer_key,
-           last_value(s.score ORDER BY s.responded_at, s.response_id) AS score
-    FROM surveys s
-    JOIN health_dates d
-      ON CAST(s.responded_at AS DATE) >= d.score_date - INTERVAL '179 days'
-     AND CAST(s.responded_at AS DATE) <= d.score_date
-    WHERE s.survey = 'nps'
-      AND CAST(s.responded_at AS DATE) >= ${health_previous_as_of} - INTERVAL '179 days'
-    GROUP BY d.score_date, s.customer_key
+    SELECT customer_key, last_value(score ORDER BY responded_at, response_id) AS score
+    FROM surveys
+    WHERE survey = 'nps'
+      AND CAST(responded_at AS DATE) >= ${score_date} - INTERVAL '179 days'
+      AND CAST(responded_at AS DATE) <= ${score_date}
+    GROUP BY customer_key
 ), recent_csat AS (
-    SELECT d.score_date, s.customer_key, AVG(s.score) AS mean_score
-    FROM surveys s
-    JOIN health_dates d
-      ON CAST(s.responded_at AS DATE) >= d.score_date - INTERVAL '89 days'
-     AND CAST(s.responded_at AS DATE) <= d.score_date
-    WHERE s.survey = 'csat'
-      AND CAST(s.responded_at AS DATE) >= ${health_previous_as_of} - INTERVAL '89 days'
-    GROUP BY d.score_date, s.customer_key
+    SELECT customer_key, AVG(score) AS mean_score
+    FROM surveys
+    WHERE survey = 'csat'
+      AND CAST(responded_at AS DATE) >= ${score_date} - INTERVAL '89 days'
+      AND CAST(responded_at AS DATE) <= ${score_date}
+    GROUP BY customer_key
 ), recent_tickets AS (
-    SELECT d.score_date, t.customer_key, COUNT(*) AS tickets
-    FROM tickets t
-    JOIN health_dates d
-      ON CAST(t.opened_at AS DATE) >= d.score_date - INTERVAL '29 days'
-     AND CAST(t.opened_at AS DATE) <= d.score_date
-    WHERE CAST(t.opened_at AS DATE) >= ${health_previous_as_of} - INTERVAL '29 days'
-    GROUP BY d.score_date, t.customer_key
+    SELECT customer_key, COUNT(*) AS tickets
+    FROM tickets
+    WHERE CAST(opened_at AS DATE) >= ${score_date} - INTERVAL '29 days'
+      AND CAST(opened_at AS DATE) <= ${score_date}
+    GROUP BY customer_key
 ), mrr AS (
-    -- the MRR snapshots (4.3) of the score date's month and of three
-    -- months before, from the lines ordered on or before the score date
-    SELECT d.score_date, l.customer_key,
-           SUM(CASE WHEN l.period_start <= d.score_date AND d.score_date < l.period_end
-                    THEN l.monthly_micros ELSE 0 END) AS now_micros,
-           SUM(CASE WHEN l.period_start <= d.mrr_base_day AND d.mrr_base_day < l.period_end
-                    THEN l.monthly_micros ELSE 0 END) AS base_micros
-    FROM mrr_lines l
-    JOIN health_dates d
-      ON l.order_date <= d.score_date AND l.period_start <= d.score_date
-     AND l.period_end > d.mrr_base_day
-    WHERE l.period_start <= ${as_of} AND l.period_end > ${health_previous_mrr_base_day}
-    GROUP BY d.score_date, l.customer_key
+    -- the MRR snapshots (4.3) of the score date's month, taken on the
+    -- score date as 4.3 takes as_of's, and of the month three months
+    -- before (its last day, score_mrr_base_day), from the lines ordered
+    -- on or before the score date
+    SELECT customer_key,
+           SUM(CASE WHEN period_start <= ${score_date} AND ${score_date} < period_end
+                    THEN monthly_micros ELSE 0 END) AS now_micros,
+           SUM(CASE WHEN period_start <= ${score_mrr_base_day} AND ${score_mrr_base_day} < period_end
+                    THEN monthly_micros ELSE 0 END) AS base_micros
+    FROM mrr_lines
+    WHERE order_date <= ${score_date} AND period_start <= ${score_date}
+      AND period_end > ${score_mrr_base_day}
+    GROUP BY customer_key
 )
-SELECT a.score_date, a.customer_key, a.customer_id, a.segment,
+SELECT a.customer_key, a.customer_id, a.segment,
        CASE WHEN u.earlier > 0
             THEN LEAST(100.0, 50.0 * u.recent / (u.earlier / 3.0)) END AS usage,
        10.0 * n.score AS nps,
@@ -97,13 +84,13 @@ SELECT a.score_date, a.customer_key, a.customer_id, a.segment,
        CASE WHEN m.base_micros > 0
             THEN LEAST(100.0, 50.0 * m.now_micros / m.base_micros) END AS mrr_trend
 FROM active a
-LEFT JOIN usage_windows u ON u.customer_key = a.customer_key AND u.score_date = a.score_date
-LEFT JOIN latest_nps n ON n.customer_key = a.customer_key AND n.score_date = a.score_date
-LEFT JOIN recent_csat c ON c.customer_key = a.customer_key AND c.score_date = a.score_date
-LEFT JOIN recent_tickets t ON t.customer_key = a.customer_key AND t.score_date = a.score_date
-LEFT JOIN mrr m ON m.customer_key = a.customer_key AND m.score_date = a.score_date;
+LEFT JOIN usage_windows u ON u.customer_key = a.customer_key
+LEFT JOIN latest_nps n ON n.customer_key = a.customer_key
+LEFT JOIN recent_csat c ON c.customer_key = a.customer_key
+LEFT JOIN recent_tickets t ON t.customer_key = a.customer_key
+LEFT JOIN mrr m ON m.customer_key = a.customer_key;
 
-CREATE OR REPLACE VIEW health_scores AS
+CREATE OR REPLACE VIEW ${health_scores} AS
 WITH weighted AS (
     SELECT h.*,
            CASE WHEN usage IS NULL THEN 0.0 ELSE ${w_usage} END
@@ -111,7 +98,7 @@ WITH weighted AS (
            + CASE WHEN csat IS NULL THEN 0.0 ELSE ${w_csat} END
            + ${w_support}
            + CASE WHEN mrr_trend IS NULL THEN 0.0 ELSE ${w_mrr_trend} END AS weight_total
-    FROM health_components h
+    FROM ${health_components} h
 ), contributions AS (
     SELECT w.*,
            CASE WHEN weight_total > 0 THEN ${w_usage} * usage / weight_total END
@@ -133,7 +120,7 @@ WITH weighted AS (
            END AS health_score
     FROM weighted w
 )
-SELECT score_date, customer_key, customer_id, segment, health_score,
+SELECT customer_key, customer_id, segment, health_score,
        CASE WHEN health_score >= ${green_min} THEN 'green'
             WHEN health_score >= ${yellow_min} THEN 'yellow'
             WHEN health_score IS NOT NULL THEN 'red' END AS band,
@@ -142,6 +129,7 @@ SELECT score_date, customer_key, customer_id, segment, health_score,
        mrr_trend_contribution
 FROM contributions;
 
+-- @section customer_health
 -- The score at as_of beside the one trend_days earlier (null for a
 -- customer not active then); the change rounded like the scores.
 CREATE OR REPLACE VIEW customer_health AS
@@ -156,6 +144,4 @@ SELECT ${as_of} AS as_of,
        p.band AS previous_band,
        round(h.health_score - p.health_score, 9) AS health_change
 FROM health_scores h
-LEFT JOIN health_scores p
-       ON p.customer_key = h.customer_key AND p.score_date = ${health_previous_as_of}
-WHERE h.score_date = ${as_of};
+LEFT JOIN health_scores_previous p ON p.customer_key = h.customer_key;

@@ -181,6 +181,7 @@ WITH amounts AS (
                AS current_mrr_micros
     FROM customer_mrr_movements m
     WHERE m.month BETWEEN ${trailing_first_month} AND ${as_of_month}
+      AND (m.mrr_micros > 0 OR m.month = ${as_of_month})
     GROUP BY m.customer_key
 ), tenure AS (
     -- m of 4.11 for the customers active at as_of: the periods survived,

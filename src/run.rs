@@ -296,7 +296,7 @@ async fn execute_run(
             &outputs,
             &timings,
         );
-        staging.publish(&manifest).await?;
+        staging.publish(manifest).await?;
         // The manifest cannot time its own publication; the report can.
         let total = clock.elapsed().as_secs_f64();
         timings.pop();

@@ -18,66 +18,89 @@ use futures::future::BoxFuture;
 
 use crate::inputs;
 
-/// A bundled SQL file: its name (as in `sql/<name>.sql`) and text.
+/// A bundled SQL file: its name (as in `sql/<name>.sql`) and text, or one
+/// section of it: the statements from a line `-- @section <name>` to the
+/// next such line (a family whose script runs in parts, e.g. once per date).
 #[derive(Debug, Clone, Copy)]
 pub struct SqlScript {
     pub name: &'static str,
     pub text: &'static str,
+    pub section: Option<&'static str>,
 }
 
 pub const VALIDATE: SqlScript = SqlScript {
     name: "validate",
     text: include_str!("../../sql/validate.sql"),
+    section: None,
 };
 pub const DIMENSIONS: SqlScript = SqlScript {
     name: "dimensions",
     text: include_str!("../../sql/dimensions.sql"),
+    section: None,
 };
 pub const RETENTION: SqlScript = SqlScript {
     name: "retention",
     text: include_str!("../../sql/retention.sql"),
+    section: None,
 };
 pub const SUPPORT: SqlScript = SqlScript {
     name: "support",
     text: include_str!("../../sql/support.sql"),
+    section: None,
 };
 pub const SURVEYS: SqlScript = SqlScript {
     name: "surveys",
     text: include_str!("../../sql/surveys.sql"),
+    section: None,
 };
 pub const MRR: SqlScript = SqlScript {
     name: "mrr",
     text: include_str!("../../sql/mrr.sql"),
+    section: None,
 };
 pub const FEEDBACK: SqlScript = SqlScript {
     name: "feedback",
     text: include_str!("../../sql/feedback.sql"),
+    section: None,
 };
 pub const COHORTS: SqlScript = SqlScript {
     name: "cohorts",
     text: include_str!("../../sql/cohorts.sql"),
+    section: None,
 };
 pub const VALUE: SqlScript = SqlScript {
     name: "value",
     text: include_str!("../../sql/value.sql"),
+    section: None,
+};
+/// The health score at one date (run once per date of 4.9 and 4.12).
+pub const HEALTH_SCORES: SqlScript = SqlScript {
+    name: "health",
+    text: include_str!("../../sql/health.sql"),
+    section: Some("scores"),
 };
 pub const HEALTH: SqlScript = SqlScript {
     name: "health",
     text: include_str!("../../sql/health.sql"),
+    section: Some("customer_health"),
 };
 pub const CSI: SqlScript = SqlScript {
     name: "csi",
     text: include_str!("../../sql/csi.sql"),
+    section: None,
 };
 pub const SUMMARY: SqlScript = SqlScript {
     name: "summary",
     text: include_str!("../../sql/summary.sql"),
+    section: None,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
     #[error("sql/{script}.sql: unknown placeholder ${{{name}}}")]
     UnknownPlaceholder { script: String, name: String },
+    #[error("sql/{script}.sql: no line `-- @section {section}`")]
+    NoSection { script: String, section: String },
     #[error(
         "{path}: {source} (CSKPI_SQL_DIR names a folder of KPI SQL to use instead of the bundled copy)"
     )]
@@ -149,10 +172,30 @@ impl SqlParams {
     }
 }
 
+/// The statements to run: the script's text, or its section's.
+fn script_text(script: &SqlScript) -> Result<String, SqlError> {
+    let text = file_text(script)?;
+    let Some(section) = script.section else {
+        return Ok(text.into_owned());
+    };
+    let marker = format!("-- @section {section}");
+    let mut lines = text.lines().skip_while(|line| line.trim_end() != marker);
+    if lines.next().is_none() {
+        return Err(SqlError::NoSection {
+            script: script.name.into(),
+            section: section.into(),
+        });
+    }
+    let body: Vec<&str> = lines
+        .take_while(|line| !line.starts_with("-- @section "))
+        .collect();
+    Ok(body.join("\n"))
+}
+
 /// The script's text: the bundled copy, or `$CSKPI_SQL_DIR/<name>.sql` when
 /// that variable is set, so that SQL can be tried and timed without
 /// recompiling (a developer's aid; a run logs that it is in effect).
-fn script_text(script: &SqlScript) -> Result<std::borrow::Cow<'static, str>, SqlError> {
+fn file_text(script: &SqlScript) -> Result<std::borrow::Cow<'static, str>, SqlError> {
     let Some(dir) = std::env::var_os("CSKPI_SQL_DIR") else {
         return Ok(script.text.into());
     };
@@ -337,6 +380,7 @@ mod tests {
         let script = SqlScript {
             name: "t",
             text: "SELECT ${as_of}, ${days} FROM ${col}",
+            section: None,
         };
         let params = SqlParams::default()
             .date("as_of", NaiveDate::from_ymd_opt(2025, 1, 2).unwrap())
@@ -349,7 +393,27 @@ mod tests {
         let missing = SqlScript {
             name: "t",
             text: "SELECT ${nope}",
+            section: None,
         };
         assert!(params.render(&missing).is_err());
+    }
+
+    #[test]
+    fn a_section_runs_from_its_marker_to_the_next() {
+        let text = "-- header\nSELECT 0;\n-- @section one\nSELECT 1;\n-- note\n\
+                    -- @section two\nSELECT 2;\n";
+        let section = |name| SqlScript {
+            name: "t",
+            text,
+            section: Some(name),
+        };
+        let params = SqlParams::default();
+        assert_eq!(
+            params.render(&section("one")).unwrap(),
+            "SELECT 1;\n-- note"
+        );
+        assert_eq!(params.render(&section("two")).unwrap(), "SELECT 2;");
+        let err = params.render(&section("three")).unwrap_err();
+        assert!(err.to_string().contains("-- @section three"), "{err}");
     }
 }

@@ -1,9 +1,14 @@
 //! The customer health score (spec 4.9) and its trend (4.12):
 //! `sql/health.sql`.
 
+use datafusion::prelude::SessionContext;
+
 use super::definitions::{KpiDefinition, kpi};
 use super::{KpiFamily, Registration};
-use crate::engine::sql;
+use crate::calendar::{self, RunWindow};
+use crate::config::JobConfig;
+use crate::engine::sql::{self, Materialize, SqlParams};
+use crate::error::Error;
 use crate::output::OutputTable;
 
 pub const FAMILY: KpiFamily = KpiFamily {
@@ -15,13 +20,48 @@ pub const FAMILY: KpiFamily = KpiFamily {
         partition_by: Some("as_of"),
         sorted_per_partition: false,
     }],
-    // Both dates' scores, read twice by customer_health.
-    materialize: &["health_scores"],
+    // Each date's scores are read once, by customer_health.
+    materialize: &[],
     materialize_by_value: &[],
     kpis: KPIS,
     tests: &["tests/it/health.rs"],
-    registration: Registration::Script,
+    registration: Registration::HealthTrend,
 };
+
+/// The score dates of 4.9 and 4.12 with the names of their views: as_of's
+/// under the plain names, the earlier one's with `_previous`.
+const SCORE_VIEWS: [(&str, &str); 2] = [
+    ("health_components", "health_scores"),
+    ("health_components_previous", "health_scores_previous"),
+];
+
+/// Scores every customer as of as_of and as of `health.trend_days` earlier
+/// (sql/health.sql's `scores` section, run once per date as if as_of were
+/// that date), then registers customer_health over both.
+pub async fn register(
+    ctx: &SessionContext,
+    job: &JobConfig,
+    window: &RunWindow,
+    params: &SqlParams,
+    materialize: Option<Materialize<'_>>,
+) -> Result<(), Error> {
+    let previous = window.as_of - chrono::Duration::days(i64::from(job.health.trend_days));
+    for (date, (components, scores)) in [window.as_of, previous].into_iter().zip(SCORE_VIEWS) {
+        // 4.9's MRR base: the month three months before the date's month,
+        // snapshot on its last day.
+        let mrr_base_day =
+            calendar::month_end(calendar::add_months(calendar::month_start(date), -3));
+        let at = params
+            .clone()
+            .date("score_date", date)
+            .date("score_mrr_base_day", mrr_base_day)
+            .ident("health_components", components)
+            .ident("health_scores", scores);
+        sql::run_script(ctx, &sql::HEALTH_SCORES, &at, materialize).await?;
+    }
+    sql::run_script(ctx, &sql::HEALTH, params, materialize).await?;
+    Ok(())
+}
 
 /// The KPIs the family publishes (`cskpi kpis`, docs/KPIS.md).
 pub const KPIS: &[KpiDefinition] = &[

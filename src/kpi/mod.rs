@@ -18,7 +18,7 @@ use std::path::Path;
 
 use datafusion::prelude::SessionContext;
 
-use crate::calendar::{self, RunWindow};
+use crate::calendar::RunWindow;
 use crate::config::JobConfig;
 use crate::engine::sql::{self, Materialize, SqlParams, SqlScript};
 use crate::error::Error;
@@ -53,6 +53,9 @@ pub enum Registration {
     /// The cohorts: the script, then the sBG retention model fitted in Rust
     /// on the cohort counts, whose results are registered as tables.
     CohortModel,
+    /// The health score: its `scores` section once per date (as_of and
+    /// health.trend_days earlier), then the script's customer_health.
+    HealthTrend,
 }
 
 /// Every family, in dependency order.
@@ -124,6 +127,9 @@ pub async fn register_family(
             sql::run_script(ctx, &family.script, params, materialize).await?;
             cohorts::register_model(ctx, job, window).await?;
         }
+        Registration::HealthTrend => {
+            health::register(ctx, job, window, params, materialize).await?;
+        }
         Registration::CsiEstimation => {
             // Stored (a run): estimate now; views only: at the first read.
             csi::register(ctx, job, window, params, scratch.is_none()).await?;
@@ -139,7 +145,6 @@ pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
     let (csi_min, csi_max) = job.csi_scale();
     let health = job.health_weights();
     let next_month = window.months_before_as_of(-1);
-    let previous_as_of = as_of - chrono::Duration::days(i64::from(job.health.trend_days));
     SqlParams::default()
         .date("as_of", as_of)
         .date("as_of_month", window.as_of_month())
@@ -159,18 +164,6 @@ pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
         .date("trailing_first_month", window.months_before_as_of(11))
         .number("gross_margin", job.value.gross_margin)
         .number("max_lifetime_months", job.value.max_lifetime_months)
-        .date("health_previous_as_of", previous_as_of)
-        .date(
-            "health_mrr_base_day",
-            calendar::month_end(window.months_before_as_of(3)),
-        )
-        .date(
-            "health_previous_mrr_base_day",
-            calendar::month_end(calendar::add_months(
-                calendar::month_start(previous_as_of),
-                -3,
-            )),
-        )
         .number("w_usage", health.usage)
         .number("w_nps", health.nps)
         .number("w_csat", health.csat)

@@ -21,7 +21,6 @@ use std::num::NonZeroU64;
 use std::sync::{Arc, Once};
 
 use async_trait::async_trait;
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
@@ -43,7 +42,9 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::journal::DeltaVersions;
-use super::{Journal, JournalTable, OutputError, StagedTable, Target, store_error};
+use super::{
+    Journal, JournalTable, OutputError, StagedTable, Target, session_s3_store, store_error,
+};
 
 /// The commit metadata key naming the cskpi run that made a commit.
 const RUN_ID_KEY: &str = "cskpi_run_id";
@@ -79,14 +80,7 @@ impl DeltaTarget {
         };
         let store: Arc<dyn ObjectStore> = if root.scheme() == "s3" {
             register_s3_log_stores();
-            let bucket = root.host_str().ok_or_else(location)?;
-            let url = ObjectStoreUrl::parse(format!("s3://{bucket}")).map_err(|_| location())?;
-            ctx.runtime_env()
-                .object_store(&url)
-                .map_err(|source| OutputError::Write {
-                    table: "(all)".into(),
-                    source,
-                })?
+            session_s3_store(ctx, &root, path)?
         } else {
             Arc::new(LocalFileSystem::new())
         };
@@ -253,6 +247,8 @@ impl Target for DeltaTarget {
             .read_parquet(staged.as_str(), ParquetReadOptions::default())
             .await
             .map_err(write)?;
+        // Loaded again, not kept from keep_previous: a commit made since
+        // then must be seen, so that the version check below names it.
         let (delta, _) = self.table(name).await?;
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))

@@ -123,6 +123,26 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
     }
 }
 
+/// The session's object store of an `s3://` output path's bucket (the
+/// one its inputs and scratch use, configured from the job's `[s3]`).
+fn session_s3_store(
+    ctx: &SessionContext,
+    url: &url::Url,
+    path: &str,
+) -> Result<std::sync::Arc<dyn object_store::ObjectStore>, OutputError> {
+    let location = || OutputError::Location(path.into());
+    let bucket = url.host_str().ok_or_else(location)?;
+    let store_url =
+        datafusion::execution::object_store::ObjectStoreUrl::parse(format!("s3://{bucket}"))
+            .map_err(|_| location())?;
+    ctx.runtime_env()
+        .object_store(&store_url)
+        .map_err(|source| OutputError::Write {
+            table: "(all)".into(),
+            source,
+        })
+}
+
 fn store_error(path: &str) -> impl FnOnce(object_store::Error) -> OutputError + '_ {
     move |source| OutputError::Store {
         path: path.to_string(),
@@ -304,17 +324,11 @@ impl Staging {
 
     /// Puts every staged table in place, then writes the manifest, all or
     /// nothing (see [`journal`]).
-    pub async fn publish(&mut self, manifest: &serde_json::Value) -> Result<(), OutputError> {
+    pub async fn publish(&mut self, manifest: serde_json::Value) -> Result<(), OutputError> {
         // Whatever happens now, the journal (not dropping) decides what is
         // removed.
         self.publishing_started = true;
-        journal::publish(
-            self.target.as_ref(),
-            &self.run_id,
-            &self.tables,
-            manifest.clone(),
-        )
-        .await
+        journal::publish(self.target.as_ref(), &self.run_id, &self.tables, manifest).await
     }
 
     /// Releases the output's lock (the run is over, published or not).

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
@@ -18,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use super::s3_lock::{LOCK, S3Lock};
 use super::{
     JOURNAL, Journal, JournalTable, MANIFEST, OutputError, STAGING_PREFIX, StagedTable, Target,
-    published_names, store_error,
+    published_names, session_s3_store, store_error,
 };
 
 pub(super) struct S3Target {
@@ -40,19 +39,8 @@ impl S3Target {
         lock_lease: Duration,
     ) -> Result<Self, OutputError> {
         let url = url::Url::parse(path).map_err(|_| OutputError::Location(path.into()))?;
-        let bucket = url
-            .host_str()
-            .ok_or_else(|| OutputError::Location(path.into()))?;
-        let bucket_url = format!("s3://{bucket}");
-        let store_url =
-            ObjectStoreUrl::parse(&bucket_url).map_err(|_| OutputError::Location(path.into()))?;
-        let store = ctx
-            .runtime_env()
-            .object_store(&store_url)
-            .map_err(|source| OutputError::Write {
-                table: "(all)".into(),
-                source,
-            })?;
+        let store = session_s3_store(ctx, &url, path)?;
+        let bucket_url = format!("s3://{}", url.host_str().unwrap_or_default());
         let root = ObjectPath::from(url.path().trim_matches('/'));
         let lock =
             S3Lock::take(store.clone(), child(&root, LOCK), path, run_id, lock_lease).await?;
