@@ -150,12 +150,31 @@ def main():
     c.check("value_monthly", "value_monthly", ms, close=["retention_cost", "crc", "arpa", "crc_to_arpa"])
     c.check("value_summary (clv per segment)", "value_summary", ["as_of", "segment"], exact=["customers"],
             close=["avg_order_value", "purchase_frequency", "lifetime_months", "clv", "revenue", "cps_total"])
-    c.check("customer_value", "customer_value", ["as_of", "customer_id"], exact=["segment", "cps_quintile"],
+    c.check("customer_value", "customer_value", ["as_of", "customer_id"],
+            exact=["segment", "cps_quintile", "tenure_months"],
             close=["revenue", "direct_cost", "allocated_cost", "cps", "clv"])
-    c.check("customer_health", "customer_health", ["as_of", "customer_id"], exact=["segment", "band"],
+    # DERL follows the fitted alpha and beta, which two maximisers to a
+    # gradient of 1e-6 agree on to about 1e-7, not 1e-9
+    c.check("customer_value derl, predicted clv", "customer_value", ["as_of", "customer_id"],
+            close=["derl_months", "predicted_clv"], report=True)
+    c.check("cohort_retention", "cohort_retention", ["cohort_month", "segment", "months_since"],
+            exact=["cohort_customers", "active_customers"],
+            close=["logo_retention", "mrr", "mrr_retention"])
+    fitted = "SELECT as_of, segment, customers, cohorts, alpha IS NOT NULL AS fitted FROM {t}"
+    c.check("retention_model (which segments have a model)", "retention_model", ["as_of", "segment"],
+            exact=["customers", "cohorts", "fitted"],
+            cskpi_sql=fitted.format(t=table(cskpi, "retention_model")),
+            peer_sql=fitted.format(t=table(peer, "retention_model")))
+    c.check("retention_model estimates", "retention_model", ["as_of", "segment"],
+            close=["alpha", "beta", "log_likelihood", "expected_retention_12m"], report=True)
+    c.check("retention_forecast", "retention_forecast", ["as_of", "segment", "period"],
+            close=["retention_rate", "survival"], report=True)
+    c.check("customer_health", "customer_health", ["as_of", "customer_id"],
+            exact=["segment", "band", "previous_band"],
             close=["health_score", "usage", "nps", "csat", "support", "mrr_trend",
                    "usage_contribution", "nps_contribution", "csat_contribution",
-                   "support_contribution", "mrr_trend_contribution"])
+                   "support_contribution", "mrr_trend_contribution",
+                   "previous_health_score", "health_change"])
     bands = """SELECT segment, band, floor(health_score / 10) AS decile, count(*) AS customers
                FROM {t} GROUP BY ALL"""
     c.check("health score distribution", "customer_health", ["segment", "band", "decile"], exact=["customers"],

@@ -102,6 +102,9 @@ OUTPUTS = [
     ("value_summary", "as_of, segment", None),
     ("customer_value", "as_of, customer_id", "as_of"),
     ("customer_health", "as_of, customer_id", "as_of"),
+    ("cohort_retention", "cohort_month, segment, months_since", None),
+    ("retention_model", "as_of, segment", None),
+    ("retention_forecast", "as_of, segment, period", None),
     ("kpi_summary", "month, segment, kpi", None),
     ("rejects", "input, key, reason, raw_row", None),
 ]
@@ -147,6 +150,10 @@ def add_months(month, n):
     return dt.date(index // 12, index % 12 + 1, 1)
 
 
+def month_end(month):
+    return add_months(month.replace(day=1), 1) - dt.timedelta(days=1)
+
+
 def parse_month(text):
     text = text.strip()
     try:
@@ -184,10 +191,14 @@ def load_job(path):
         positive_min=float(job.get("csat", {}).get("positive_min", 4)),
         gross_margin=float(job.get("value", {}).get("gross_margin", 1.0)),
         max_lifetime_months=float(job.get("value", {}).get("max_lifetime_months", 120)),
+        monthly_discount=float(job.get("value", {}).get("monthly_discount", 0.01)),
+        min_model_customers=int(job.get("value", {}).get("min_model_customers", 100)),
+        forecast_months=int(job.get("value", {}).get("forecast_months", 24)),
         # [health.weights] changes only the components it names
         health_weights={**HEALTH_DEFAULTS, **{k: float(v) for k, v in health.get("weights", {}).items()}},
         green_min=float(health.get("green_min", 70)),
         yellow_min=float(health.get("yellow_min", 40)),
+        trend_days=int(health.get("trend_days", 30)),
         csi=csi_model(job["csi"]) if "csi" in job else None,
         themes=job.get("feedback", {}).get("themes"),
     )
@@ -374,6 +385,143 @@ def factor_scores(model, data, fit):
     return scores
 
 
+# ---------------------------------------------------------------- retention model (4.11)
+
+def sbg_fit(cohorts):
+    """Maximum likelihood of the shifted-beta-geometric model over cohorts
+    (`alive[0]` customers, `alive[t]` still active after period t, the last
+    right-censored), by Newton steps on (ln alpha, ln beta) with exact
+    derivatives: ln S(t) = sum_i ln((b+i-1)/(a+b+i-1)) and
+    ln P(T=t) = ln S(t-1) + ln a - ln(a+b+t-1) differentiate term by term.
+    Returns (alpha, beta, log-likelihood) or None when the maximum is not
+    inside [1e-6, 1e6] or 500 steps do not reach a gradient below 1e-6."""
+    def at(u, v):
+        a, b = math.exp(u), math.exp(v)
+        ll = 0.0
+        g = np.zeros(2)      # d/da, d/db
+        h = np.zeros((2, 2))  # second derivatives in (a, b)
+        for alive in cohorts:
+            ls, sa, sb = 0.0, 0.0, 0.0          # ln S(t-1) and its derivatives
+            haa, hab, hbb = 0.0, 0.0, 0.0
+            for t in range(1, len(alive)):
+                lost = alive[t - 1] - alive[t]
+                d = a + b + t - 1
+                if lost:
+                    ll += lost * (ls + math.log(a) - math.log(d))
+                    g += lost * np.array([sa + 1 / a - 1 / d, sb - 1 / d])
+                    h += lost * np.array([[haa - 1 / a ** 2 + 1 / d ** 2, hab + 1 / d ** 2],
+                                          [hab + 1 / d ** 2, hbb + 1 / d ** 2]])
+                ls += math.log(b + t - 1) - math.log(d)
+                sa -= 1 / d
+                sb += 1 / (b + t - 1) - 1 / d
+                haa += 1 / d ** 2
+                hab += 1 / d ** 2
+                hbb += 1 / d ** 2 - 1 / (b + t - 1) ** 2
+            survivors = alive[-1]
+            ll += survivors * ls
+            g += survivors * np.array([sa, sb])
+            h += survivors * np.array([[haa, hab], [hab, hbb]])
+        # to (u, v) = (ln a, ln b)
+        gu = np.array([a * g[0], b * g[1]])
+        hu = np.array([[a * a * h[0, 0] + a * g[0], a * b * h[0, 1]],
+                       [a * b * h[0, 1], b * b * h[1, 1] + b * g[1]]])
+        return ll, gu, hu
+
+    if not any(len(alive) > 1 for alive in cohorts):
+        return None
+    u, v = 0.0, 0.0
+    ll, g, h = at(u, v)
+    for _ in range(500):
+        if np.hypot(*g) < 1e-6:
+            return math.exp(u), math.exp(v), ll
+        try:
+            step = -np.linalg.solve(h, g)
+        except np.linalg.LinAlgError:
+            step = g
+        if step @ g <= 0:  # not an ascent direction: follow the gradient
+            step = g / max(1.0, np.hypot(*g))
+        for _ in range(60):
+            nu, nv = u + step[0], v + step[1]
+            if max(abs(nu), abs(nv)) <= math.log(1e6):
+                nll, ng, nh = at(nu, nv)
+                # near the top the likelihood's change drops below its
+                # float resolution: a smaller gradient is progress then
+                if nll > ll or (nll >= ll - 1e-12 * abs(ll) and np.hypot(*ng) < np.hypot(*g)):
+                    break
+            step = step / 2
+        else:
+            return None
+        u, v, ll, g, h = nu, nv, nll, ng, nh
+        # still rising halfway to a bound: no maximum inside [1e-6, 1e6]
+        if max(abs(u), abs(v)) >= math.log(5e5):
+            return None
+    return None
+
+
+def sbg_derl(d, a, b, m):
+    """DERL(d | a, b, m) by its defining sum (closed form for d = 0)."""
+    if d == 0:
+        return (b + m) / (a - 1) if a > 1 else None
+    total, term, t = 0.0, 1.0, m + 1
+    while t < m + 10_000_000:
+        term *= (b + t - 1) / (a + b + t - 1)
+        total += term
+        if term < total * 1e-17:
+            return total
+        term /= 1 + d
+        t += 1
+    return None
+
+
+def run_retention_model(con, job):
+    """retention_model, retention_forecast and retention_derl (the DERL per
+    segment and tenure that customer_value reads) from cohort_retention."""
+    rows = con.execute("""SELECT segment, cohort_month, cohort_customers, active_customers
+                          FROM cohort_retention ORDER BY segment, cohort_month, months_since""").fetchall()
+    by_segment = {}
+    for segment, cohort, customers, active in rows:
+        alive = by_segment.setdefault(segment, {}).setdefault(cohort, [customers])
+        alive.append(active)
+    earliest = con.execute("SELECT min(signup_date) FROM customers").fetchone()[0]
+    last = con.execute("SELECT getvariable('last_complete_month')").fetchone()[0]
+    max_tenure = 0 if earliest is None else max(
+        0, (last.year - earliest.year) * 12 + last.month - earliest.month + 1)
+    as_of = job["as_of"]
+    model, forecast, derl = [], [], []
+    for segment in sorted(by_segment):
+        cohorts = [alive for alive in by_segment[segment].values() if alive[0] > 0]
+        customers = sum(alive[0] for alive in cohorts)
+        fit = sbg_fit(cohorts) if customers >= job["min_model_customers"] else None
+        survival = []
+        if fit:
+            a, b, ll = fit
+            s = 1.0
+            for t in range(1, max(12, job["forecast_months"]) + 1):
+                s *= (b + t - 1) / (a + b + t - 1)
+                survival.append(s)
+            for m in range(max_tenure + 1):
+                derl.append((segment, m, sbg_derl(job["monthly_discount"], a, b, m)))
+        model.append((as_of, segment, customers, len(cohorts),
+                      *(fit if fit else (None, None, None)), survival[11] if fit else None))
+        for t in range(1, job["forecast_months"] + 1):
+            forecast.append((as_of, segment, t,
+                             (fit[1] + t - 1) / (fit[0] + fit[1] + t - 1) if fit else None,
+                             survival[t - 1] if fit else None))
+    con.execute("""CREATE OR REPLACE TEMP TABLE retention_model (as_of DATE, segment VARCHAR,
+                   customers BIGINT, cohorts BIGINT, alpha DOUBLE, beta DOUBLE, log_likelihood DOUBLE,
+                   expected_retention_12m DOUBLE)""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE retention_forecast (as_of DATE, segment VARCHAR,
+                   period BIGINT, retention_rate DOUBLE, survival DOUBLE)""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE retention_derl (segment VARCHAR, tenure_months BIGINT,
+                   derl_months DOUBLE)""")
+    for table, values in [("retention_model", model), ("retention_forecast", forecast),
+                          ("retention_derl", derl)]:
+        if values:
+            marks = ", ".join("?" * len(values[0]))
+            con.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
+
+
+
 def run_csi(con, model, period):
     """Pivots the csi answers to one row per respondent, estimates `all` and
     every segment with enough complete respondents, and registers
@@ -524,13 +672,18 @@ def set_variables(con, values):
 def validate(con, job, sections, columns_of):
     as_of = job["as_of"]
     as_of_month = as_of.replace(day=1)
+    previous_as_of = as_of - dt.timedelta(days=job["trend_days"])
     set_variables(con, dict(
         as_of=as_of,
         as_of_end=dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()),
         as_of_month=as_of_month,
         as_of_next_month=add_months(as_of_month, 1),
         trailing_first_month=add_months(as_of_month, -11),
-        health_mrr_base_month=add_months(as_of_month, -3),
+        # the last month whose last day is <= as_of
+        last_complete_month=(as_of_month if month_end(as_of) == as_of else add_months(as_of_month, -1)),
+        health_mrr_base_day=month_end(add_months(as_of_month, -3)),
+        health_previous_as_of=previous_as_of,
+        health_previous_mrr_base_day=month_end(add_months(previous_as_of.replace(day=1), -3)),
         grace_days=job["grace_days"],
         csat_positive_min=job["positive_min"],
         csi_scale_min=job["csi"]["scale"][0] if job["csi"] else 1.0,
@@ -626,9 +779,11 @@ def main():
             with step("validate"):
                 columns_of = register_inputs(con, job)
                 validate(con, job, sections, columns_of)
-            for name in ["retention", "mrr", "support", "surveys"]:
+            for name in ["retention", "mrr", "cohorts", "support", "surveys"]:
                 with step(name):
                     run_section(con, name, sections[name])
+                    if name == "cohorts":
+                        run_retention_model(con, job)
             with step("feedback"):
                 rows, factor, reach = feedback_phrases(job["themes"])
                 values = ", ".join(f"({literal(k)}, {literal(t)}::VARCHAR, {literal(v)}::DOUBLE, {literal(p)})"

@@ -532,6 +532,63 @@ SELECT month, segment,
            AS quick_ratio
 FROM t;
 
+-- @step cohorts
+
+-- Spec 4.10: each cohort (signup month from the first reported month to the
+-- last complete one, a month whose last day is <= as_of), each segment and
+-- each complete month since signup: the cohort's customers, those active at
+-- the month's end (churn_date null or after its last day) and the cohort's
+-- MRR snapshot. Customers are counted per cohort, segment and churn month
+-- first (a few rows per cohort), then spread over the triangle.
+CREATE OR REPLACE TEMP TABLE cohort_members AS
+SELECT c.customer_key, month_of(c.signup_date) AS cohort_month,
+       coalesce(s.segment, 'unknown') AS segment, month_of(c.churn_date) AS churn_month
+FROM customers c
+LEFT JOIN customer_segments s USING (customer_key)
+WHERE c.signup_date >= getvariable('first_month')
+  AND month_of(c.signup_date) <= getvariable('last_complete_month');
+
+CREATE OR REPLACE TEMP TABLE cohort_retention AS
+WITH months AS (
+    SELECT month FROM kpi_months WHERE month <= getvariable('last_complete_month')
+), grid AS (
+    SELECT c.month AS cohort_month, s.segment, m.month
+    FROM months c JOIN months m ON m.month >= c.month CROSS JOIN report_segments s
+), churn_counts AS (
+    SELECT cohort_month, coalesce(segment, 'all') AS segment, churn_month, count(*) AS customers
+    FROM cohort_members
+    GROUP BY GROUPING SETS ((cohort_month, segment, churn_month), (cohort_month, churn_month))
+), counts AS (
+    SELECT g.cohort_month, g.segment, g.month,
+           coalesce(sum(z.customers), 0) AS cohort_customers,
+           coalesce(sum(z.customers) FILTER (z.churn_month IS NULL OR z.churn_month > g.month), 0)
+               AS active_customers
+    FROM grid g
+    LEFT JOIN churn_counts z ON z.cohort_month = g.cohort_month AND z.segment = g.segment
+    GROUP BY ALL
+), mrr AS (
+    SELECT x.cohort_month, coalesce(x.segment, 'all') AS segment, v.month, sum(v.mrr_micros) AS micros
+    FROM cohort_members x
+    JOIN customer_mrr_movements v USING (customer_key)
+    WHERE v.month >= x.cohort_month AND v.month <= getvariable('last_complete_month')
+    GROUP BY GROUPING SETS ((x.cohort_month, x.segment, v.month), (x.cohort_month, v.month))
+), joined AS (
+    SELECT c.*, coalesce(r.micros, 0) AS micros,
+           first(coalesce(r.micros, 0) ORDER BY c.month) OVER (PARTITION BY c.cohort_month, c.segment)
+               AS base_micros
+    FROM counts c
+    LEFT JOIN mrr r USING (cohort_month, segment, month)
+)
+SELECT cohort_month, segment,
+       CAST((year(month) - year(cohort_month)) * 12 + month(month) - month(cohort_month) AS BIGINT)
+           AS months_since,
+       CAST(cohort_customers AS BIGINT) AS cohort_customers,
+       CAST(active_customers AS BIGINT) AS active_customers,
+       ratio(active_customers, cohort_customers) AS logo_retention,
+       money(micros) AS mrr,
+       ratio(micros, base_micros) AS mrr_retention
+FROM joined;
+
 -- @step support
 
 -- Spec 4.4, by the month of opened_at. `tickets` already reads a resolution
@@ -926,17 +983,35 @@ WITH revenue AS (
     FROM customer_mrr_movements
     WHERE month >= getvariable('trailing_first_month') AND mrr_micros > 0
     GROUP BY customer_key
+), current_mrr AS (
+    SELECT customer_key, mrr_micros
+    FROM customer_mrr_movements
+    WHERE month = getvariable('as_of_month')
+), tenure AS (
+    -- 4.11's m for the customers active at as_of: their signup month and
+    -- every later month whose last day is <= as_of
+    SELECT customer_key,
+           greatest(0, (year(getvariable('last_complete_month')) - year(signup_date)) * 12
+                       + month(getvariable('last_complete_month')) - month(signup_date) + 1)
+               AS tenure_months
+    FROM customers
+    WHERE signup_date <= getvariable('as_of')
+      AND (churn_date IS NULL OR churn_date > getvariable('as_of'))
 )
 SELECT customer_key, s.customer_id, coalesce(s.segment, 'unknown') AS segment,
        coalesce(r.micros, 0) AS revenue_micros,
        coalesce(d.micros, 0) AS direct_micros,
        coalesce(a.micros, 0) AS allocated_micros,
        coalesce(r.micros, 0) - coalesce(d.micros, 0) - coalesce(a.micros, 0) AS cps_micros,
-       coalesce(money(p.mrr_micros) / p.months, 0.0) AS mean_mrr
+       coalesce(money(p.mrr_micros) / p.months, 0.0) AS mean_mrr,
+       CAST(t.tenure_months AS BIGINT) AS tenure_months,
+       money(coalesce(m.mrr_micros, 0)) AS current_mrr
 FROM revenue r
 FULL JOIN direct d USING (customer_key)
 FULL JOIN allocated a USING (customer_key)
 LEFT JOIN paying p USING (customer_key)
+LEFT JOIN current_mrr m USING (customer_key)
+LEFT JOIN tenure t USING (customer_key)
 LEFT JOIN customer_segments s USING (customer_key);
 
 CREATE OR REPLACE TEMP TABLE customer_value AS
@@ -946,9 +1021,14 @@ SELECT getvariable('as_of') AS as_of, v.customer_id, v.segment,
        money(v.allocated_micros) AS allocated_cost,
        money(v.cps_micros) AS cps,
        ntile(5) OVER (ORDER BY v.cps_micros DESC, v.customer_key) AS cps_quintile,
-       v.mean_mrr * getvariable('gross_margin') * l.lifetime_months AS clv
+       v.mean_mrr * getvariable('gross_margin') * l.lifetime_months AS clv,
+       v.tenure_months,
+       d.derl_months,
+       v.current_mrr * getvariable('gross_margin') * d.derl_months AS predicted_clv
 FROM customer_value_micros v
-LEFT JOIN segment_lifetimes l ON l.segment = v.segment;
+LEFT JOIN segment_lifetimes l ON l.segment = v.segment
+-- retention_derl: the driver's sBG model, DERL per segment and tenure
+LEFT JOIN retention_derl d ON d.segment = v.segment AND d.tenure_months = v.tenure_months;
 
 -- CLV per segment: avg_order_value x purchase_frequency x lifetime x margin.
 CREATE OR REPLACE TEMP TABLE value_summary AS
@@ -986,44 +1066,57 @@ LEFT JOIN customers c ON c.segment = s.segment;
 
 -- @step health
 
--- Spec 4.9, for the customers active at as_of. "Within N days" = the dates
--- as_of-(N-1) .. as_of. Each component is 0-100 or null without data.
-CREATE OR REPLACE TEMP TABLE customer_health AS
+-- Spec 4.9 at one date, as if as_of were that date (4.12 asks for the score
+-- at as_of and health.trend_days earlier): the customers active then, each
+-- window ending then, the MRR snapshots of that day and of the last day of
+-- the month three months before, from the lines ordered by then. "Within N
+-- days" = the dates score_date-(N-1) .. score_date. Each component is 0-100
+-- or null without data.
+CREATE OR REPLACE TEMP MACRO health_scores_at(score_date, mrr_base_day) AS TABLE
 WITH active AS (
     SELECT c.customer_key, c.customer_id, coalesce(s.segment, 'unknown') AS segment
     FROM customers c
     LEFT JOIN customer_segments s ON s.customer_key = c.customer_key
-    WHERE c.signup_date <= getvariable('as_of')
-      AND (c.churn_date IS NULL OR c.churn_date > getvariable('as_of'))
+    WHERE c.signup_date <= score_date
+      AND (c.churn_date IS NULL OR c.churn_date > score_date)
 ), usage_windows AS (
     SELECT customer_key,
            -- coalesce: no events in a window is 0, not unknown
-           coalesce(sum(events) FILTER (day >= getvariable('as_of') - 29), 0) AS recent,
-           coalesce(sum(events) FILTER (day < getvariable('as_of') - 29), 0) AS earlier
+           coalesce(sum(events) FILTER (day >= score_date - 29), 0) AS recent,
+           coalesce(sum(events) FILTER (day < score_date - 29), 0) AS earlier
     FROM usage
-    WHERE day >= getvariable('as_of') - 119
+    WHERE day >= score_date - 119 AND day <= score_date
     GROUP BY customer_key
 ), latest_nps AS (
     SELECT customer_key, arg_max(score, (responded_at, response_id)) AS score
     FROM surveys
-    WHERE survey = 'nps' AND CAST(responded_at AS DATE) >= getvariable('as_of') - 179
+    WHERE survey = 'nps' AND CAST(responded_at AS DATE) BETWEEN score_date - 179 AND score_date
     GROUP BY customer_key
 ), recent_csat AS (
     SELECT customer_key, avg(score) AS mean_score
     FROM surveys
-    WHERE survey = 'csat' AND CAST(responded_at AS DATE) >= getvariable('as_of') - 89
+    WHERE survey = 'csat' AND CAST(responded_at AS DATE) BETWEEN score_date - 89 AND score_date
     GROUP BY customer_key
 ), recent_tickets AS (
     SELECT customer_key, count(*) AS tickets
     FROM tickets
-    WHERE CAST(opened_at AS DATE) >= getvariable('as_of') - 29
+    WHERE CAST(opened_at AS DATE) BETWEEN score_date - 29 AND score_date
     GROUP BY customer_key
 ), mrr AS (
     SELECT customer_key,
-           coalesce(sum(mrr_micros) FILTER (month = getvariable('as_of_month')), 0) AS now_micros,
-           coalesce(sum(mrr_micros) FILTER (month = getvariable('health_mrr_base_month')), 0) AS base_micros
-    FROM customer_mrr_movements
-    WHERE month IN (getvariable('as_of_month'), getvariable('health_mrr_base_month'))
+           coalesce(sum(monthly_micros) FILTER (period_start <= score_date AND score_date < period_end), 0)
+               AS now_micros,
+           coalesce(sum(monthly_micros) FILTER (period_start <= mrr_base_day AND mrr_base_day < period_end), 0)
+               AS base_micros
+    FROM (
+        SELECT customer_key, period_start, period_end,
+               CAST(round(amount * 1e6 / greatest(1,
+                   (year(period_end) * 12 + month(period_end))
+                 - (year(period_start) * 12 + month(period_start)))) AS BIGINT) AS monthly_micros
+        FROM orders
+        WHERE kind IN ('subscription', 'addon') AND order_date <= score_date
+          AND period_start <= score_date AND period_end > mrr_base_day
+    )
     GROUP BY customer_key
 ), components AS (
     SELECT a.customer_key, a.customer_id, a.segment,
@@ -1063,7 +1156,7 @@ WITH active AS (
            END AS health_score
     FROM weighted
 )
-SELECT getvariable('as_of') AS as_of, customer_id, segment, health_score,
+SELECT customer_key, customer_id, segment, health_score,
        CASE WHEN health_score >= getvariable('green_min') THEN 'green'
             WHEN health_score >= getvariable('yellow_min') THEN 'yellow'
             WHEN health_score IS NOT NULL THEN 'red' END AS band,
@@ -1076,6 +1169,16 @@ SELECT getvariable('as_of') AS as_of, customer_id, segment, health_score,
        CASE WHEN weight_total > 0 THEN getvariable('w_mrr_trend') * mrr_trend / weight_total END
            AS mrr_trend_contribution
 FROM scored;
+
+CREATE OR REPLACE TEMP TABLE customer_health AS
+SELECT getvariable('as_of') AS as_of, h.* EXCLUDE (customer_key),
+       p.health_score AS previous_health_score,
+       p.band AS previous_band,
+       round(h.health_score - p.health_score, 9) AS health_change
+FROM health_scores_at(getvariable('as_of'), getvariable('health_mrr_base_day')) h
+LEFT JOIN health_scores_at(getvariable('health_previous_as_of'),
+                           getvariable('health_previous_mrr_base_day')) p
+       ON p.customer_key = h.customer_key;
 
 -- @step summary
 
