@@ -88,8 +88,9 @@ pub const DEFAULT_ROWS_PER_FILE: usize = 500_000;
 
 /// Customers generated per row group.
 const CHUNK: u64 = 5_000;
-/// Days of usage history before `end` (the health score reads 120).
-const USAGE_DAYS: i64 = 120;
+/// Days of usage history before `end`: the health score reads 120, and
+/// its trend (4.12) the same 120 ending `health.trend_days` (30) earlier.
+const USAGE_DAYS: i64 = 150;
 
 pub const CSI_FACTORS: &[(&str, &[&str])] = &[
     ("image", &["img1", "img2", "img3"]),
