@@ -189,9 +189,10 @@ def main():
     c.check("feedback_themes", "feedback_themes", ["month", "theme"], exact=["comments", "mentions"],
             close=["share", "avg_sentiment", "avg_nps_score"], report=True)
     c.check("csi_index", "csi_index", ["period", "segment"],
-            exact=["respondents", "incomplete_respondents", "iterations"], close=["csi"], report=True)
+            exact=["respondents", "incomplete_respondents", "iterations"], close=["csi", "gof"], report=True)
     c.check("csi_factors", "csi_factors", ["period", "segment", "factor"], exact=["respondents"],
-            close=["score", "r_squared"], report=True)
+            close=["score", "r_squared", "ave", "cronbach_alpha", "dg_rho", "eig_1st", "eig_2nd"],
+            report=True)
     unnested = """SELECT period, segment, factor, w.item, w.weight, l.loading
                   FROM {t}, unnest(item_weights) AS u(w), unnest(item_loadings) AS v(l)
                   WHERE w.item = l.item"""
@@ -200,7 +201,7 @@ def main():
             cskpi_sql=unnested.format(t=table(cskpi, "csi_factors")),
             peer_sql=unnested.format(t=table(peer, "csi_factors")))
     c.check("csi_paths", "csi_paths", ["period", "segment", "from_factor", "to_factor"],
-            close=["path_coefficient"], report=True)
+            close=["path_coefficient", "indirect_effect", "total_effect"], report=True)
 
     c.print()
     sys.exit(1 if c.failed else 0)

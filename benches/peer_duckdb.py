@@ -522,6 +522,39 @@ def run_retention_model(con, job):
 
 
 
+def block_quality(data, block, loadings):
+    """ave, Cronbach's alpha, Dillon-Goldstein's rho (on the first principal
+    component's loadings), the two largest eigenvalues of the items'
+    correlations: plspm's measurement diagnostics."""
+    ave = float(np.mean(np.asarray(loadings)[block] ** 2))
+    if len(block) == 1:
+        return ave, 1.0, 1.0, 1.0, None
+    r = np.corrcoef(data[:, block], rowvar=False)
+    p = len(block)
+    alpha = p / (p - 1) * (1 - p / r.sum())
+    values, vectors = np.linalg.eigh(r)
+    order = np.argsort(values)[::-1]
+    pc = vectors[:, order[0]] * np.sqrt(values[order[0]])
+    rho = pc.sum() ** 2 / (pc.sum() ** 2 + np.sum(1 - pc ** 2))
+    return ave, float(alpha), float(rho), float(values[order[0]]), float(values[order[1]])
+
+
+def total_effects(lvs, paths):
+    """(I - B)^-1 - I: every chain of paths, B[to, from] = the coefficient."""
+    b = np.zeros((lvs, lvs))
+    for f, t, c in paths:
+        b[t, f] = c
+    return np.linalg.inv(np.eye(lvs) - b) - np.eye(lvs)
+
+
+def goodness_of_fit(blocks, fit):
+    communality = [fit["loadings"][c] ** 2 for block in blocks if len(block) > 1 for c in block]
+    r2 = [r for r in fit["r_squared"] if r is not None]
+    if not communality or not r2:
+        return None
+    return float(np.sqrt(np.mean(communality) * np.mean(r2)))
+
+
 def run_csi(con, model, period):
     """Pivots the csi answers to one row per respondent, estimates `all` and
     every segment with enough complete respondents, and registers
@@ -529,11 +562,12 @@ def run_csi(con, model, period):
     con.execute("""
         CREATE OR REPLACE TEMP TABLE csi_factors (period DATE, segment VARCHAR, factor VARCHAR,
             respondents BIGINT, score DOUBLE, item_weights STRUCT(item VARCHAR, weight DOUBLE)[],
-            item_loadings STRUCT(item VARCHAR, loading DOUBLE)[], r_squared DOUBLE);
+            item_loadings STRUCT(item VARCHAR, loading DOUBLE)[], r_squared DOUBLE,
+            ave DOUBLE, cronbach_alpha DOUBLE, dg_rho DOUBLE, eig_1st DOUBLE, eig_2nd DOUBLE);
         CREATE OR REPLACE TEMP TABLE csi_paths (period DATE, segment VARCHAR, from_factor VARCHAR,
-            to_factor VARCHAR, path_coefficient DOUBLE);
+            to_factor VARCHAR, path_coefficient DOUBLE, indirect_effect DOUBLE, total_effect DOUBLE);
         CREATE OR REPLACE TEMP TABLE csi_index (period DATE, segment VARCHAR, respondents BIGINT,
-            csi DOUBLE, incomplete_respondents BIGINT, weights VARCHAR, iterations BIGINT);
+            csi DOUBLE, incomplete_respondents BIGINT, weights VARCHAR, iterations BIGINT, gof DOUBLE);
     """)
     if model is None:
         return
@@ -573,15 +607,19 @@ def run_csi(con, model, period):
         except PlsError as e:
             raise JobError(1, f"csi: segment {segment!r} ({len(data)} respondents): {e}")
         scores = factor_scores(model, data, fit)
+        quality = [block_quality(data, block, fit["loadings"]) for block in model["blocks"]]
+        total = total_effects(len(factors), fit["paths"])
         for j, factor in enumerate(factors):
             block = model["blocks"][j]
             factor_rows.append((period, segment, factor, len(data), scores[j],
                                 [{"item": items[c], "weight": float(fit["weights"][c])} for c in block],
                                 [{"item": items[c], "loading": float(fit["loadings"][c])} for c in block],
-                                None if fit["r_squared"][j] is None else float(fit["r_squared"][j])))
-        path_rows += [(period, segment, factors[f], factors[t], c) for f, t, c in fit["paths"]]
+                                None if fit["r_squared"][j] is None else float(fit["r_squared"][j]),
+                                *quality[j]))
+        path_rows += [(period, segment, factors[f], factors[t], c, float(total[t, f] - c), float(total[t, f]))
+                      for f, t, c in fit["paths"]]
         index_rows.append((period, segment, len(data), scores[model["index_factor"]], incomplete,
-                           method, fit["iterations"]))
+                           method, fit["iterations"], goodness_of_fit(model["blocks"], fit)))
     for table, rows in [("csi_factors", factor_rows), ("csi_paths", path_rows), ("csi_index", index_rows)]:
         if rows:
             con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)

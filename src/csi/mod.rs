@@ -3,6 +3,7 @@
 
 mod config;
 pub mod pls;
+pub mod quality;
 
 use std::collections::{BTreeMap, BTreeSet};
 

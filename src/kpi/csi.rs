@@ -30,6 +30,7 @@ use super::{KpiFamily, Registration};
 use crate::calendar::{self, RunWindow};
 use crate::config::JobConfig;
 use crate::csi::pls::{self, Fit};
+use crate::csi::quality::{self, BlockQuality, Effects};
 use crate::csi::{CsiError, CsiModel};
 use crate::engine::sql::{self, SqlParams, quote_ident, quote_literal};
 use crate::error::Error;
@@ -103,6 +104,78 @@ pub const KPIS: &[KpiDefinition] = &[
         "csi_paths.path_coefficient",
         "least-squares coefficient of from_factor in the regression of to_factor's score on its drivers (standardised scores)"
     ),
+    kpi!(
+        "csi_ave",
+        "Average variance extracted",
+        "4.7",
+        "0-1",
+        ["surveys"],
+        "csi_factors.ave",
+        "mean squared loading of the factor's items (>= 0.5: the factor explains most of its items' variance)"
+    ),
+    kpi!(
+        "csi_cronbach_alpha",
+        "Cronbach's alpha",
+        "4.7",
+        "<= 1",
+        ["surveys"],
+        "csi_factors.cronbach_alpha",
+        "p / (p - 1) * (1 - p / sum of the items' correlation matrix), p items; 1 for one item (>= 0.7: the items agree)"
+    ),
+    kpi!(
+        "csi_dg_rho",
+        "Dillon-Goldstein's rho",
+        "4.7",
+        "0-1",
+        ["surveys"],
+        "csi_factors.dg_rho",
+        "(sum l)^2 / ((sum l)^2 + sum(1 - l^2)), l = the items' loadings on their first principal component (>= 0.7)"
+    ),
+    kpi!(
+        "csi_eig_1st",
+        "First eigenvalue of a block",
+        "4.7",
+        "eigenvalue",
+        ["surveys"],
+        "csi_factors.eig_1st",
+        "largest eigenvalue of the items' correlation matrix (> 1 for a block that measures one thing)"
+    ),
+    kpi!(
+        "csi_eig_2nd",
+        "Second eigenvalue of a block",
+        "4.7",
+        "eigenvalue",
+        ["surveys"],
+        "csi_factors.eig_2nd",
+        "second largest eigenvalue (< 1 for a block that measures one thing); null for one item"
+    ),
+    kpi!(
+        "csi_indirect_effect",
+        "Indirect effect of a CSI path",
+        "4.7",
+        "standardised coefficient",
+        ["surveys"],
+        "csi_paths.indirect_effect",
+        "sum over every chain of two or more paths from from_factor to to_factor of the product of their coefficients"
+    ),
+    kpi!(
+        "csi_total_effect",
+        "Total effect of a CSI path",
+        "4.7",
+        "standardised coefficient",
+        ["surveys"],
+        "csi_paths.total_effect",
+        "path_coefficient + indirect_effect"
+    ),
+    kpi!(
+        "csi_gof",
+        "Goodness of fit of the CSI model",
+        "4.7",
+        "0-1",
+        ["surveys"],
+        "csi_index.gof",
+        "sqrt(mean squared loading of the items of blocks with more than one item * mean R² of the factors with drivers)"
+    ),
 ];
 
 /// The complete respondents' answers of one group, and how many
@@ -121,6 +194,10 @@ struct Estimate {
     fit: Fit,
     /// 0-100 score per factor (None when its weights sum to 0).
     scores: Vec<Option<f64>>,
+    /// Measurement quality per factor, effects and GoF (spec v2 4.7).
+    quality: Vec<BlockQuality>,
+    effects: Effects,
+    gof: Option<f64>,
 }
 
 /// Registers the csi views and the `csi_factors`, `csi_paths` and
@@ -403,6 +480,9 @@ fn estimate_groups(
             segment,
             respondents,
             incomplete: group.incomplete,
+            quality: quality::block_quality(&data, &path_model, &fit),
+            effects: quality::effects(&path_model, &fit),
+            gof: quality::goodness_of_fit(&path_model, &fit),
             fit,
             scores,
         });
@@ -495,9 +575,15 @@ fn factor_table(
         Field::new("item_weights", item_list_type("weight"), false),
         Field::new("item_loadings", item_list_type("loading"), false),
         Field::new("r_squared", DataType::Float64, true),
+        Field::new("ave", DataType::Float64, false),
+        Field::new("cronbach_alpha", DataType::Float64, false),
+        Field::new("dg_rho", DataType::Float64, false),
+        Field::new("eig_1st", DataType::Float64, false),
+        Field::new("eig_2nd", DataType::Float64, true),
     ]);
     let (mut segments, mut factors, mut respondents, mut scores, mut r2) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let mut quality: Vec<BlockQuality> = vec![];
     let (mut weights, mut loadings) = (vec![], vec![]);
     if let Some(model) = model {
         for e in estimates {
@@ -507,6 +593,7 @@ fn factor_table(
                 respondents.push(e.respondents as i64);
                 scores.push(e.scores[j]);
                 r2.push(e.fit.r_squared[j]);
+                quality.push(e.quality[j]);
                 let block = &model.blocks[j];
                 weights.push(
                     block
@@ -535,6 +622,19 @@ fn factor_table(
             Arc::new(item_list_array("weight", &weights)),
             Arc::new(item_list_array("loading", &loadings)),
             Arc::new(Float64Array::from(r2)),
+            Arc::new(Float64Array::from_iter_values(
+                quality.iter().map(|q| q.ave),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                quality.iter().map(|q| q.cronbach_alpha),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                quality.iter().map(|q| q.dg_rho),
+            )),
+            Arc::new(Float64Array::from_iter_values(
+                quality.iter().map(|q| q.eig_1st),
+            )),
+            Arc::new(Float64Array::from_iter(quality.iter().map(|q| q.eig_2nd))),
         ],
     )?)
 }
@@ -550,8 +650,11 @@ fn path_table(
         utf8("from_factor"),
         utf8("to_factor"),
         Field::new("path_coefficient", DataType::Float64, false),
+        Field::new("indirect_effect", DataType::Float64, false),
+        Field::new("total_effect", DataType::Float64, false),
     ]);
     let (mut segments, mut from, mut to, mut coefficients) = (vec![], vec![], vec![], vec![]);
+    let (mut indirect, mut total) = (vec![], vec![]);
     if let Some(model) = model {
         for e in estimates {
             for &(f, t, c) in &e.fit.path_coefficients {
@@ -559,6 +662,8 @@ fn path_table(
                 from.push(model.factors[f].clone());
                 to.push(model.factors[t].clone());
                 coefficients.push(c);
+                indirect.push(e.effects.indirect[(t, f)]);
+                total.push(e.effects.total[(t, f)]);
             }
         }
     }
@@ -571,6 +676,8 @@ fn path_table(
             Arc::new(StringArray::from(from)),
             Arc::new(StringArray::from(to)),
             Arc::new(Float64Array::from(coefficients)),
+            Arc::new(Float64Array::from(indirect)),
+            Arc::new(Float64Array::from(total)),
         ],
     )?)
 }
@@ -588,6 +695,7 @@ fn index_table(
         Field::new("incomplete_respondents", DataType::Int64, false),
         utf8("weights"),
         Field::new("iterations", DataType::Int64, false),
+        Field::new("gof", DataType::Float64, true),
     ]);
     let method = match model.map(|m| m.fixed_weights.is_some()) {
         Some(true) => "configured",
@@ -615,6 +723,7 @@ fn index_table(
             Arc::new(Int64Array::from_iter_values(
                 estimates.iter().map(|e| e.fit.iterations as i64),
             )),
+            Arc::new(Float64Array::from_iter(estimates.iter().map(|e| e.gof))),
         ],
     )?)
 }

@@ -55,6 +55,17 @@ pub fn find(name: &str) -> Option<&'static KpiDefinition> {
         .or_else(|| definitions().find(|d| d.output == name))
 }
 
+/// The documented columns of an output table: (column, one-line meaning:
+/// the KPI's title and formula), for the shell's `\d`.
+pub fn column_meanings(table: &str) -> Vec<(&'static str, String)> {
+    definitions()
+        .filter_map(|d| {
+            let (t, column) = d.output.split_once('.')?;
+            (t == table).then(|| (column, format!("{}: {}", d.title, d.formula)))
+        })
+        .collect()
+}
+
 /// One line per KPI: name, unit and output column.
 pub fn listing() -> String {
     let width = definitions().map(|d| d.name.len()).max().unwrap_or(0);

@@ -343,4 +343,42 @@ async fn pls_through_a_run_reproduces_plspm_weights() {
         (index[0][2].parse::<f64>().unwrap() - csi).abs() < 1e-6,
         "{index:?} vs {csi}"
     );
+
+    // The published diagnostics (v2): the items' own statistics are
+    // satisfaction.unidim.csv's whatever the scheme; every path's total
+    // effect is its coefficient plus its indirect effect.
+    let unidim = std::fs::read_to_string(dir.join("satisfaction.unidim.csv")).unwrap();
+    let quality = f
+        .rows(
+            "SELECT factor, cronbach_alpha, dg_rho, eig_1st, eig_2nd FROM csi_factors \
+             WHERE segment = 'all'",
+        )
+        .await;
+    for line in unidim.lines().skip(1) {
+        let want: Vec<&str> = line.split(',').collect();
+        let got = quality.iter().find(|r| r[0] == want[0]).unwrap();
+        for (g, w) in got[1..].iter().zip(&want[2..]) {
+            let (g, w): (f64, f64) = (g.parse().unwrap(), w.parse().unwrap());
+            assert!((g - w).abs() < 1e-6, "{got:?} vs {line}");
+        }
+    }
+    let off = f
+        .rows(
+            "SELECT count(*) FROM csi_paths \
+             WHERE abs(total_effect - path_coefficient - indirect_effect) > 1e-12",
+        )
+        .await;
+    assert_eq!(off[0][0], "0");
+    // GoF from the published loadings (every block has several items) and
+    // R² (of the five factors with drivers)
+    let parts = f
+        .rows(
+            "SELECT (SELECT avg(l.loading * l.loading) FROM (SELECT unnest(item_loadings) AS l \
+                     FROM csi_factors WHERE segment = 'all')), \
+                    (SELECT avg(r_squared) FROM csi_factors WHERE segment = 'all'), \
+                    (SELECT gof FROM csi_index WHERE segment = 'all')",
+        )
+        .await;
+    let [communality, r2, gof]: [f64; 3] = std::array::from_fn(|i| parts[0][i].parse().unwrap());
+    assert!(((communality * r2).sqrt() - gof).abs() < 1e-12, "{parts:?}");
 }

@@ -155,3 +155,72 @@ fn centroid_scheme_paths_onto_sat_and_r_squared_match_plspm() {
         );
     }
 }
+
+/// A value of the reference as f64, or panics naming the file.
+fn number(text: &str) -> f64 {
+    text.parse()
+        .unwrap_or_else(|e| panic!("{text:?} is not a number: {e}"))
+}
+
+/// Spec v2 4.7's diagnostics on the reference (centroid scheme, as the
+/// files are): AVE per block = inner-summary's `ave`; Cronbach's alpha,
+/// Dillon-Goldstein's rho and both eigenvalues = satisfaction.unidim.csv;
+/// GoF = the README's 0.609741624338411; all to 1e-6.
+#[test]
+fn diagnostics_match_plspm() {
+    let (items, data) = data();
+    let model = model(&items);
+    let (_, fit) = fit(Scheme::Centroid);
+    let quality = cskpi::csi::quality::block_quality(&data, &model, &fit);
+    let near = |got: f64, want: &str, what: &str| {
+        assert!(
+            (got - number(want)).abs() < 1e-6,
+            "{what}: {got} against plspm's {want}"
+        );
+    };
+    let (_, summary) = read_csv("satisfaction.inner-summary.csv");
+    for row in &summary {
+        let lv = LVS.iter().position(|l| *l == row[0]).unwrap();
+        near(quality[lv].ave, &row[5], &format!("{} ave", row[0]));
+    }
+    let (_, unidim) = read_csv("satisfaction.unidim.csv");
+    assert_eq!(unidim.len(), 6);
+    for row in &unidim {
+        let lv = LVS.iter().position(|l| *l == row[0]).unwrap();
+        let q = quality[lv];
+        near(q.cronbach_alpha, &row[2], &format!("{} alpha", row[0]));
+        near(q.dg_rho, &row[3], &format!("{} rho", row[0]));
+        near(q.eig_1st, &row[4], &format!("{} eig_1st", row[0]));
+        near(q.eig_2nd.unwrap(), &row[5], &format!("{} eig_2nd", row[0]));
+    }
+    let gof = cskpi::csi::quality::goodness_of_fit(&model, &fit).unwrap();
+    near(gof, "0.609741624338411", "GoF");
+}
+
+/// Direct, indirect and total effects of every pair of satisfaction.
+/// effects.csv (centroid), chains of three and more paths included (IMAG ->
+/// EXPE -> QUAL -> VAL -> SAT), to 1e-6.
+#[test]
+fn effects_through_every_chain_match_plspm() {
+    let (items, _) = data();
+    let model = model(&items);
+    let (_, fit) = fit(Scheme::Centroid);
+    let effects = cskpi::csi::quality::effects(&model, &fit);
+    let (_, rows) = read_csv("satisfaction.effects.csv");
+    assert_eq!(rows.len(), 15);
+    for row in rows {
+        let index = |name: &str| LVS.iter().position(|l| *l == name).unwrap();
+        let (from, to) = (index(&row[1]), index(&row[2]));
+        for (got, want, what) in [
+            (effects.direct[(to, from)], &row[3], "direct"),
+            (effects.indirect[(to, from)], &row[4], "indirect"),
+            (effects.total[(to, from)], &row[5], "total"),
+        ] {
+            assert!(
+                (got - number(want)).abs() < 1e-6,
+                "{} {what}: {got} against plspm's {want}",
+                row[0]
+            );
+        }
+    }
+}

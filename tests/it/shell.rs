@@ -195,6 +195,11 @@ async fn views_last_run_udfs_files_and_stdin() {
         &["-c", "\\d last_run.csi_index", "--format", "csv"],
     ));
     assert!(described.contains("csi,Float64,YES"), "{described}");
+    // with each KPI column's meaning
+    assert!(
+        described.contains("gof,Float64,YES,Goodness of fit of the CSI model: sqrt("),
+        "{described}"
+    );
 
     // SQL piped on stdin.
     let mut child = Command::new(env!("CARGO_BIN_EXE_cskpi"))

@@ -26,6 +26,7 @@ use datafusion::sql::parser::DFParser;
 use rustyline::error::ReadlineError;
 
 use crate::config::JobConfig;
+use crate::engine::sql::quote_literal;
 use crate::engine::{session, udf};
 use crate::error::{Error, one_line};
 use crate::{run, views};
@@ -240,12 +241,34 @@ impl Shell {
                     Some((s, n)) => (s, n),
                     None => ("public", table.as_str()),
                 };
+                // A KPI table's columns also show what they mean.
+                let meanings = crate::kpi::definitions::column_meanings(name);
+                let (meaning, join) = if meanings.is_empty() {
+                    (String::new(), String::new())
+                } else {
+                    let rows: Vec<String> = meanings
+                        .iter()
+                        .map(|(column, text)| {
+                            format!("({}, {})", quote_literal(column), quote_literal(text))
+                        })
+                        .collect();
+                    (
+                        ", m.meaning".to_string(),
+                        format!(
+                            " LEFT JOIN (VALUES {}) AS m(column_name, meaning) \
+                             ON m.column_name = c.column_name",
+                            rows.join(", ")
+                        ),
+                    )
+                };
                 self.run_sql(
                     &format!(
-                        "SELECT column_name, data_type, is_nullable FROM information_schema.columns \
-                         WHERE table_name = {} AND table_schema = {} ORDER BY ordinal_position",
-                        crate::engine::sql::quote_literal(name),
-                        crate::engine::sql::quote_literal(schema)
+                        "SELECT c.column_name, c.data_type, c.is_nullable{meaning} \
+                         FROM information_schema.columns c{join} \
+                         WHERE c.table_name = {} AND c.table_schema = {} \
+                         ORDER BY c.ordinal_position",
+                        quote_literal(name),
+                        quote_literal(schema)
                     ),
                     cancellable,
                 )
