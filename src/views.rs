@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
-use datafusion::arrow::array::{Array, AsArray, Date32Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Schema};
+use datafusion::arrow::array::{Date32Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
@@ -100,19 +100,7 @@ pub async fn window(
 ) -> Result<RunWindow, Error> {
     let first_month = match job.from_month() {
         Some(m) => m,
-        None => {
-            let batches = ctx
-                .sql("SELECT MIN(signup_date) FROM customers")
-                .await?
-                .collect()
-                .await?;
-            let earliest = batches
-                .first()
-                .map(|b| b.column(0).as_primitive::<Date32Type>())
-                .filter(|a| a.len() == 1 && !a.is_null(0))
-                .map(|a| calendar::from_date32(a.value(0)));
-            calendar::month_start(earliest.unwrap_or(as_of))
-        }
+        None => calendar::month_start(kpi::earliest_signup(ctx).await?.unwrap_or(as_of)),
     };
     Ok(RunWindow {
         as_of,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringViewArray,
+    ArrayRef, AsArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringViewArray,
 };
 use datafusion::arrow::datatypes::{Date32Type, Int64Type};
 use datafusion::datasource::MemTable;
@@ -132,18 +132,7 @@ pub async fn register_model(
 /// The largest tenure m of 4.11 (complete months survived) a customer can
 /// have at as_of: that of the earliest visible signup.
 async fn longest_tenure(ctx: &SessionContext, window: &RunWindow) -> Result<u32, Error> {
-    let batches = ctx
-        .sql("SELECT min(signup_date) FROM customers")
-        .await?
-        .collect()
-        .await?;
-    let earliest = batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .map(|b| b.column(0).as_primitive::<Date32Type>())
-        .filter(|days| days.is_valid(0))
-        .map(|days| calendar::from_date32(days.value(0)));
-    let Some(earliest) = earliest else {
+    let Some(earliest) = super::earliest_signup(ctx).await? else {
         return Ok(0);
     };
     let months =

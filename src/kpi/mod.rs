@@ -16,9 +16,12 @@ pub mod value;
 
 use std::path::Path;
 
+use chrono::NaiveDate;
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::Date32Type;
 use datafusion::prelude::SessionContext;
 
-use crate::calendar::RunWindow;
+use crate::calendar::{self, RunWindow};
 use crate::config::JobConfig;
 use crate::engine::sql::{self, Materialize, SqlParams, SqlScript};
 use crate::error::Error;
@@ -172,4 +175,18 @@ pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
         .number("green_min", job.health.green_min)
         .number("yellow_min", job.health.yellow_min)
         .ident("segment_by", &job.run.segment_by)
+}
+
+/// The earliest visible signup_date (None without customers).
+pub async fn earliest_signup(ctx: &SessionContext) -> Result<Option<NaiveDate>, Error> {
+    let batches = ctx
+        .sql("SELECT MIN(signup_date) FROM customers")
+        .await?
+        .collect()
+        .await?;
+    Ok(batches
+        .first()
+        .map(|b| b.column(0).as_primitive::<Date32Type>())
+        .filter(|a| a.len() == 1 && !a.is_null(0))
+        .map(|a| calendar::from_date32(a.value(0))))
 }

@@ -26,6 +26,38 @@ use super::fixture::{
     Fixture, Order, TicketRow, dates, floats, ints, owned, strs, sub, timestamps,
 };
 
+/// (response_id, customer_id, responded_at, survey, score)
+type SurveyRow<'a> = (&'a str, &'a str, &'a str, &'a str, f64);
+
+fn write_surveys(f: &Fixture, surveys: &[SurveyRow]) {
+    f.write(
+        "surveys",
+        vec![
+            ("response_id", strs(surveys.iter().map(|s| Some(s.0)))),
+            ("customer_id", strs(surveys.iter().map(|s| Some(s.1)))),
+            (
+                "responded_at",
+                timestamps(surveys.iter().map(|s| Some(s.2))),
+            ),
+            ("survey", strs(surveys.iter().map(|s| Some(s.3)))),
+            ("score", floats(surveys.iter().map(|s| Some(s.4)))),
+        ],
+    );
+}
+
+/// (customer_id, day, events), one active user each
+fn write_usage(f: &Fixture, usage: &[(&str, &str, i64)]) {
+    f.write(
+        "usage",
+        vec![
+            ("customer_id", strs(usage.iter().map(|u| Some(u.0)))),
+            ("day", dates(usage.iter().map(|u| Some(u.1)))),
+            ("active_users", ints(usage.iter().map(|_| Some(1)))),
+            ("events", ints(usage.iter().map(|u| Some(u.2)))),
+        ],
+    );
+}
+
 fn fixture() -> Fixture {
     let mut f = Fixture::new();
     let ids = ["G70", "Y40", "R20", "NOUSE", "USE", "M0", "M75", "M100"];
@@ -67,34 +99,14 @@ fn fixture() -> Fixture {
         ("N1b", "NOUSE", "2025-12-01 10:00", "nps", 4.0),
         ("N0", "NOUSE", "2025-07-04 10:00", "nps", 10.0),
     ];
-    f.write(
-        "surveys",
-        vec![
-            ("response_id", strs(surveys.iter().map(|s| Some(s.0)))),
-            ("customer_id", strs(surveys.iter().map(|s| Some(s.1)))),
-            (
-                "responded_at",
-                timestamps(surveys.iter().map(|s| Some(s.2))),
-            ),
-            ("survey", strs(surveys.iter().map(|s| Some(s.3)))),
-            ("score", floats(surveys.iter().map(|s| Some(s.4)))),
-        ],
-    );
+    write_surveys(&f, &surveys);
     let usage = [
         ("USE", "2025-12-02", 15),
         ("USE", "2025-12-01", 45),
         ("USE", "2025-09-03", 45),
         ("USE", "2025-09-02", 1000),
     ];
-    f.write(
-        "usage",
-        vec![
-            ("customer_id", strs(usage.iter().map(|u| Some(u.0)))),
-            ("day", dates(usage.iter().map(|u| Some(u.1)))),
-            ("active_users", ints(usage.iter().map(|_| Some(1)))),
-            ("events", ints(usage.iter().map(|u| Some(u.2)))),
-        ],
-    );
+    write_usage(&f, &usage);
     f.job_extra = "[run]\nfrom = '2025-09'\n".into();
     f
 }
@@ -254,33 +266,13 @@ fn trend_fixture() -> Fixture {
         ("S3", "C", "2025-11-10 10:00", "csat", 5.0),
         ("S4", "C", "2025-12-20 10:00", "csat", 1.0),
     ];
-    f.write(
-        "surveys",
-        vec![
-            ("response_id", strs(surveys.iter().map(|s| Some(s.0)))),
-            ("customer_id", strs(surveys.iter().map(|s| Some(s.1)))),
-            (
-                "responded_at",
-                timestamps(surveys.iter().map(|s| Some(s.2))),
-            ),
-            ("survey", strs(surveys.iter().map(|s| Some(s.3)))),
-            ("score", floats(surveys.iter().map(|s| Some(s.4)))),
-        ],
-    );
+    write_surveys(&f, &surveys);
     let usage = [
         ("U", "2025-10-01", 60),
         ("U", "2025-11-20", 30),
         ("U", "2025-12-10", 90),
     ];
-    f.write(
-        "usage",
-        vec![
-            ("customer_id", strs(usage.iter().map(|u| Some(u.0)))),
-            ("day", dates(usage.iter().map(|u| Some(u.1)))),
-            ("active_users", ints(usage.iter().map(|_| Some(1)))),
-            ("events", ints(usage.iter().map(|u| Some(u.2)))),
-        ],
-    );
+    write_usage(&f, &usage);
     f.job_extra = "[run]\nfrom = '2025-09'\n".into();
     f
 }
