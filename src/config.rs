@@ -689,15 +689,19 @@ mod tests {
             (30, 1e-6, 100)
         );
         assert_eq!(csi.scheme, Scheme::Path);
+        assert_eq!((csi.bootstrap, csi.seed), (200, 1));
         let c = JobConfig::parse(&format!(
-            "{base}[csi]\nscheme = 'centroid'\nscaled = true\n[csi.factors]\nsatisfaction = ['s1']\n\
+            "{base}[csi]\nbootstrap = 0\nseed = 42\nscheme = 'centroid'\nscaled = true\n[csi.factors]\nsatisfaction = ['s1']\n\
              value = ['v1']\n[csi.paths]\nsatisfaction = ['value']\n"
         ))
         .unwrap();
         let model = c.csi_model().unwrap();
         assert_eq!(model.settings.scheme, Scheme::Centroid);
         assert!(model.settings.scaled);
+        assert_eq!((model.bootstrap, model.seed), (0, 42));
         assert!(JobConfig::parse(&format!("{base}[csi]\nscheme = 'circle'\n")).is_err());
+        let err = JobConfig::parse(&format!("{base}[csi]\nbootstrap = -1\n")).unwrap_err();
+        assert!(err.to_string().contains("bootstrap"), "{err}");
         let c = JobConfig::parse(base).unwrap();
         assert_eq!(c.csi_scale(), (1.0, 10.0));
         assert!(c.csi_model().is_none());

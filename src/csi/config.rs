@@ -22,6 +22,12 @@ pub struct CsiConfig {
     pub weights: CsiWeights,
     #[serde(default = "default_min_respondents")]
     pub min_respondents: u64,
+    /// Bootstrap resamples for standard errors and intervals; 0 = off.
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap's generator.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
     /// factor -> its items.
     #[serde(default)]
     pub factors: BTreeMap<String, Vec<String>>,
@@ -64,6 +70,12 @@ fn default_index_factor() -> String {
 }
 fn default_min_respondents() -> u64 {
     30
+}
+fn default_bootstrap() -> usize {
+    200
+}
+fn default_seed() -> u64 {
+    1
 }
 fn default_tolerance() -> f64 {
     1e-6

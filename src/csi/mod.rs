@@ -1,7 +1,9 @@
 //! Customer satisfaction index (spec 4.7): the `[csi]` model, checked, and
 //! the PLS path modelling estimator of its weights ([`pls`]).
 
+pub mod bootstrap;
 mod config;
+pub mod moments;
 pub mod pls;
 pub mod quality;
 
@@ -87,6 +89,9 @@ pub struct CsiModel {
     pub settings: pls::Settings,
     pub scale: (f64, f64),
     pub min_respondents: u64,
+    /// Bootstrap resamples (0 = none) and their seed.
+    pub bootstrap: usize,
+    pub seed: u64,
 }
 
 impl CsiModel {
@@ -212,6 +217,8 @@ impl CsiModel {
             },
             scale: (min, max),
             min_respondents: config.min_respondents,
+            bootstrap: config.bootstrap,
+            seed: config.seed,
         })
     }
 

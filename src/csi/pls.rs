@@ -9,11 +9,17 @@
 //! weights stop moving. Then the LV scores give the path coefficients by
 //! ordinary least squares, and R² per endogenous LV.
 //!
-//! The numerics follow plspm step for step, including its scalings (the
-//! factor sqrt((n-1)/n) between sample and population deviations) and its
-//! stopping rule, so that the reported iterate is the one plspm reports.
+//! Every step is a function of the indicators' covariances
+//! ([`Moments`]): the LV scores' correlations are W'SW scaled, mode A's new
+//! weights S W E, loadings and path coefficients follow from the same
+//! products. So the data are read once and each iteration costs
+//! O(indicators²), whatever the number of respondents. The steps are
+//! plspm's, with its population deviations and its stopping rule, so the
+//! reported iterate is the one plspm reports.
 
 use nalgebra::{DMatrix, DVector};
+
+use super::moments::Moments;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize, serde::Serialize,
@@ -107,8 +113,6 @@ pub struct Fit {
     pub r_squared: Vec<Option<f64>>,
     /// Iterations the weights took (1 for fixed weights).
     pub iterations: usize,
-    /// Standardised LV scores, one column per LV.
-    pub scores: DMatrix<f64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -131,116 +135,75 @@ pub enum PlsError {
     Singular(usize),
 }
 
-/// sqrt((n-1)/n): a sample standard deviation times this is the population one.
-fn population_factor(n: usize) -> f64 {
-    ((n as f64 - 1.0) / n as f64).sqrt()
-}
-
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len() as f64
-}
-
-fn sample_sd(v: &[f64]) -> f64 {
-    let m = mean(v);
-    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() as f64 - 1.0)).sqrt()
-}
-
-fn correlation(a: &[f64], b: &[f64]) -> f64 {
-    let (ma, mb) = (mean(a), mean(b));
-    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        let (dx, dy) = (x - ma, y - mb);
-        ab += dx * dy;
-        aa += dx * dx;
-        bb += dy * dy;
+/// The covariance matrix the algorithm works on: of the centred indicators,
+/// or of the standardised ones (their correlations) when `scaled`.
+fn working_covariance(moments: &Moments, scaled: bool) -> Result<DMatrix<f64>, PlsError> {
+    if moments.n < 3 {
+        return Err(PlsError::TooFewRows(moments.n));
     }
-    ab / (aa * bb).sqrt()
-}
-
-/// Least squares of `y` on the columns `xs` of `m` (no intercept), by QR.
-fn regress(m: &DMatrix<f64>, y: usize, xs: &[usize]) -> Option<DVector<f64>> {
-    let design = m.select_columns(xs);
-    let target = m.column(y).into_owned();
-    let qr = design.qr();
-    let r = qr.r();
-    if r.diagonal().iter().any(|d| d.abs() < 1e-12) {
-        return None;
+    if !scaled {
+        return Ok(moments.covariance.clone());
     }
-    r.solve_upper_triangular(&(qr.q().transpose() * target))
+    if let Some(c) = (0..moments.means.len()).find(|&c| moments.covariance[(c, c)] <= 0.0) {
+        return Err(PlsError::ConstantIndicator(c));
+    }
+    Ok(moments.correlation())
 }
 
-/// Centres each column (and scales it to unit population variance when
-/// `scaled`).
-fn prepare(data: &DMatrix<f64>, scaled: bool) -> Result<DMatrix<f64>, PlsError> {
-    let n = data.nrows();
-    let mut x = data.clone();
-    for (c, mut column) in x.column_iter_mut().enumerate() {
-        let values: Vec<f64> = column.iter().copied().collect();
-        let m = mean(&values);
-        let sd = sample_sd(&values) * population_factor(n);
-        if scaled && sd == 0.0 {
-            return Err(PlsError::ConstantIndicator(c));
-        }
-        for v in column.iter_mut() {
-            *v -= m;
-            if scaled {
-                *v /= sd;
+/// Population standard deviation of each LV score X w_j.
+fn lv_deviations(s: &DMatrix<f64>, w: &DMatrix<f64>) -> Result<Vec<f64>, PlsError> {
+    (0..w.ncols())
+        .map(|j| {
+            let column = w.column(j);
+            let sd = column.dot(&(s * column)).sqrt();
+            // Also catches NaN.
+            if sd.is_nan() || sd <= 0.0 {
+                Err(PlsError::ConstantBlock(j))
+            } else {
+                Ok(sd)
             }
-        }
-    }
-    Ok(x)
+        })
+        .collect()
 }
 
 /// Divides each LV's weights by the population deviation of its score.
-fn normalize(x: &DMatrix<f64>, w: &mut DMatrix<f64>) -> Result<(), PlsError> {
-    let pop = population_factor(x.nrows());
-    let y = x * &*w;
-    for j in 0..w.ncols() {
-        let values: Vec<f64> = y.column(j).iter().copied().collect();
-        let sd = sample_sd(&values) * pop;
-        // Also catches NaN.
-        if sd.is_nan() || sd <= 0.0 {
-            return Err(PlsError::ConstantBlock(j));
-        }
+fn normalize(s: &DMatrix<f64>, w: &mut DMatrix<f64>) -> Result<(), PlsError> {
+    for (j, sd) in lv_deviations(s, w)?.into_iter().enumerate() {
         w.column_mut(j).scale_mut(1.0 / sd);
     }
     Ok(())
 }
 
-/// plspm's outer estimate: scale(X W) * sqrt((n-1)/n).
-fn outer_estimate(x: &DMatrix<f64>, w: &DMatrix<f64>) -> DMatrix<f64> {
-    let pop = population_factor(x.nrows());
-    let mut y = x * w;
-    for mut column in y.column_iter_mut() {
-        let values: Vec<f64> = column.iter().copied().collect();
-        let (m, sd) = (mean(&values), sample_sd(&values));
-        for v in column.iter_mut() {
-            *v = (*v - m) / sd * pop;
-        }
+/// Least squares of LV `y` on the LVs `xs` (standardised scores, no
+/// intercept) from their correlations `r`: the normal equations by
+/// Cholesky; None when the predictors are collinear.
+fn regress(r: &DMatrix<f64>, y: usize, xs: &[usize]) -> Option<DVector<f64>> {
+    let gram = r.select_rows(xs).select_columns(xs);
+    let target = DVector::from_iterator(xs.len(), xs.iter().map(|&x| r[(x, y)]));
+    let cholesky = gram.cholesky()?;
+    // a predictor whose R² on the others is 1 to 1e-16
+    if cholesky.l_dirty().diagonal().iter().any(|d| *d < 1e-8) {
+        return None;
     }
-    y
+    Some(cholesky.solve(&target))
 }
 
 fn inner_weights(
     model: &PathModel,
     scheme: Scheme,
-    y: &DMatrix<f64>,
+    r: &DMatrix<f64>,
 ) -> Result<DMatrix<f64>, PlsError> {
     let lvs = model.lvs();
-    let columns: Vec<Vec<f64>> = (0..lvs)
-        .map(|j| y.column(j).iter().copied().collect())
-        .collect();
     let mut e = DMatrix::zeros(lvs, lvs);
     match scheme {
         Scheme::Centroid | Scheme::Factorial => {
             for k in 0..lvs {
                 for i in 0..lvs {
                     if i != k && model.adjacent(i, k) {
-                        let r = correlation(&columns[i], &columns[k]);
                         e[(i, k)] = if scheme == Scheme::Centroid {
-                            r.signum()
+                            r[(i, k)].signum()
                         } else {
-                            r
+                            r[(i, k)]
                         };
                     }
                 }
@@ -250,13 +213,13 @@ fn inner_weights(
             for k in 0..lvs {
                 let predecessors = model.predecessors(k);
                 if !predecessors.is_empty() {
-                    let beta = regress(y, k, &predecessors).ok_or(PlsError::Singular(k))?;
+                    let beta = regress(r, k, &predecessors).ok_or(PlsError::Singular(k))?;
                     for (p, b) in predecessors.iter().zip(beta.iter()) {
                         e[(*p, k)] = *b;
                     }
                 }
                 for f in model.followers(k) {
-                    e[(f, k)] = correlation(&columns[k], &columns[f]);
+                    e[(f, k)] = r[(k, f)];
                 }
             }
         }
@@ -275,34 +238,59 @@ fn weight_vector(model: &PathModel, w: &DMatrix<f64>) -> Vec<f64> {
     out
 }
 
-/// Estimates outer weights by PLS, then the inner model.
+/// The block-diagonal weight matrix of one weight per indicator.
+fn weight_matrix(model: &PathModel, weights: &[f64]) -> DMatrix<f64> {
+    let mut w = DMatrix::zeros(weights.len(), model.lvs());
+    for (j, block) in model.blocks.iter().enumerate() {
+        for &c in block {
+            w[(c, j)] = weights[c];
+        }
+    }
+    w
+}
+
+/// Estimates outer weights by PLS, then the inner model, on the rows of
+/// `data` (one per respondent, one column per indicator).
 pub fn estimate(
     data: &DMatrix<f64>,
     model: &PathModel,
     settings: &Settings,
 ) -> Result<Fit, PlsError> {
-    let n = data.nrows();
-    if n < 3 {
-        return Err(PlsError::TooFewRows(n));
-    }
-    let x = prepare(data, settings.scaled)?;
-    let mut w = DMatrix::zeros(x.ncols(), model.lvs());
-    for (j, block) in model.blocks.iter().enumerate() {
-        for &c in block {
-            w[(c, j)] = 1.0;
-        }
-    }
-    normalize(&x, &mut w)?;
+    estimate_moments(&Moments::of(data), model, settings, None)
+}
+
+/// [`estimate`] from the indicators' moments. `start` holds initial outer
+/// weights (e.g. the sample's, for a bootstrap resample); plspm starts
+/// from 1 for every indicator.
+pub fn estimate_moments(
+    moments: &Moments,
+    model: &PathModel,
+    settings: &Settings,
+    start: Option<&[f64]>,
+) -> Result<Fit, PlsError> {
+    let s = working_covariance(moments, settings.scaled)?;
+    let ones = vec![1.0; moments.means.len()];
+    let mut w = weight_matrix(model, start.unwrap_or(&ones));
+    normalize(&s, &mut w)?;
     let mut previous = weight_vector(model, &w);
     let mut iterations = 0;
     loop {
         iterations += 1;
-        let y = outer_estimate(&x, &w);
-        let z = &y * inner_weights(model, settings.scheme, &y)?;
-        // Mode A: covariances of the block's indicators with the inner estimate.
+        // The outer estimate Y = X W standardised; its correlations, and
+        // the indicators' covariances with it.
+        let sd = lv_deviations(&s, &w)?;
+        let mut y_weights = w.clone();
+        for (j, sd) in sd.iter().enumerate() {
+            y_weights.column_mut(j).scale_mut(1.0 / sd);
+        }
+        let indicator_lv = &s * &y_weights;
+        let r = y_weights.transpose() * &indicator_lv;
+        // Mode A: covariances of the block's indicators with the inner
+        // estimate Z = Y E.
+        let inner = indicator_lv * inner_weights(model, settings.scheme, &r)?;
         for (j, block) in model.blocks.iter().enumerate() {
             for &c in block {
-                w[(c, j)] = x.column(c).dot(&z.column(j)) / n as f64;
+                w[(c, j)] = inner[(c, j)];
             }
         }
         let current = weight_vector(model, &w);
@@ -323,49 +311,40 @@ pub fn estimate(
         }
         previous = current;
     }
-    normalize(&x, &mut w)?;
-    inner_model(&x, model, w, iterations)
+    normalize(&s, &mut w)?;
+    inner_model(&s, model, w, iterations)
 }
 
 /// The inner model for given outer weights (one per indicator column, on
-/// the centred data): composite scores, loadings, paths and R².
+/// the centred answers): composite scores' loadings, paths and R².
 pub fn with_fixed_weights(
-    data: &DMatrix<f64>,
+    moments: &Moments,
     model: &PathModel,
     weights: &[f64],
 ) -> Result<Fit, PlsError> {
-    let n = data.nrows();
-    if n < 3 {
-        return Err(PlsError::TooFewRows(n));
-    }
-    let x = prepare(data, false)?;
-    let mut w = DMatrix::zeros(x.ncols(), model.lvs());
-    for (j, block) in model.blocks.iter().enumerate() {
-        for &c in block {
-            w[(c, j)] = weights[c];
-        }
-    }
-    let given = w.clone();
-    normalize(&x, &mut w)?;
-    let mut fit = inner_model(&x, model, w, 1)?;
+    let s = working_covariance(moments, false)?;
+    let mut w = weight_matrix(model, weights);
+    normalize(&s, &mut w)?;
+    let mut fit = inner_model(&s, model, w, 1)?;
     // Report the weights as configured, not normalised.
-    fit.weights = weight_vector(model, &given);
+    fit.weights = weights.to_vec();
     Ok(fit)
 }
 
+/// Loadings, path coefficients and R² for normalised weights `w` (every
+/// LV score with unit variance).
 fn inner_model(
-    x: &DMatrix<f64>,
+    s: &DMatrix<f64>,
     model: &PathModel,
     w: DMatrix<f64>,
     iterations: usize,
 ) -> Result<Fit, PlsError> {
-    let scores = x * &w;
-    let mut loadings = vec![0.0; x.ncols()];
+    let indicator_lv = s * &w;
+    let r = w.transpose() * &indicator_lv;
+    let mut loadings = vec![0.0; s.nrows()];
     for (j, block) in model.blocks.iter().enumerate() {
-        let lv: Vec<f64> = scores.column(j).iter().copied().collect();
         for &c in block {
-            let indicator: Vec<f64> = x.column(c).iter().copied().collect();
-            loadings[c] = correlation(&indicator, &lv);
+            loadings[c] = indicator_lv[(c, j)] / s[(c, c)].sqrt();
         }
     }
     let mut coefficients = std::collections::HashMap::new();
@@ -375,13 +354,15 @@ fn inner_model(
         if predecessors.is_empty() {
             continue;
         }
-        let beta = regress(&scores, k, &predecessors).ok_or(PlsError::Singular(k))?;
-        let fitted = scores.select_columns(&predecessors) * &beta;
-        let actual = scores.column(k);
-        let residual: f64 = (actual - &fitted).norm_squared();
-        let mean_k = actual.mean();
-        let total: f64 = actual.iter().map(|v| (v - mean_k).powi(2)).sum();
-        *r2 = Some(1.0 - residual / total);
+        let beta = regress(&r, k, &predecessors).ok_or(PlsError::Singular(k))?;
+        // for standardised scores, R² = beta . (the correlations with y)
+        *r2 = Some(
+            predecessors
+                .iter()
+                .zip(beta.iter())
+                .map(|(p, b)| b * r[(*p, k)])
+                .sum(),
+        );
         for (p, b) in predecessors.iter().zip(beta.iter()) {
             coefficients.insert((*p, k), *b);
         }
@@ -397,7 +378,6 @@ fn inner_model(
         path_coefficients,
         r_squared,
         iterations,
-        scores,
     })
 }
 
@@ -489,7 +469,11 @@ mod tests {
             ..Settings::default()
         };
         let a = estimate(&data, &model, &scaled).unwrap();
-        let standardised = prepare(&data, true).unwrap();
+        // each column minus its mean, over its population deviation
+        let moments = Moments::of(&data);
+        let standardised = DMatrix::from_fn(6, 4, |r, c| {
+            (data[(r, c)] - moments.means[c]) / moments.sd(c)
+        });
         let b = estimate(&standardised, &model, &Settings::default()).unwrap();
         for (x, y) in a
             .weights

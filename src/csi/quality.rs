@@ -12,6 +12,7 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 
+use super::moments::Moments;
 use super::pls::{Fit, PathModel};
 
 /// The measurement quality of one block (factor).
@@ -30,16 +31,17 @@ pub struct BlockQuality {
     pub eig_2nd: Option<f64>,
 }
 
-/// The quality of each block of `model` on `data` (the indicator columns
-/// the model was estimated on) with the fit's loadings.
-pub fn block_quality(data: &DMatrix<f64>, model: &PathModel, fit: &Fit) -> Vec<BlockQuality> {
+/// The quality of each block of `model` from the moments of the indicators
+/// the model was estimated on, with the fit's loadings.
+pub fn block_quality(moments: &Moments, model: &PathModel, fit: &Fit) -> Vec<BlockQuality> {
+    let correlation = moments.correlation();
     model
         .blocks
         .iter()
         .map(|block| {
             let items = block.len() as f64;
             let ave = block.iter().map(|&c| fit.loadings[c].powi(2)).sum::<f64>() / items;
-            let r = correlations(data, block);
+            let r = correlation.select_rows(block).select_columns(block);
             let cronbach_alpha = if block.len() > 1 {
                 items / (items - 1.0) * (1.0 - items / r.sum())
             } else {
@@ -65,27 +67,6 @@ pub fn block_quality(data: &DMatrix<f64>, model: &PathModel, fit: &Fit) -> Vec<B
             }
         })
         .collect()
-}
-
-/// Pearson correlations between the block's columns.
-fn correlations(data: &DMatrix<f64>, block: &[usize]) -> DMatrix<f64> {
-    let n = data.nrows() as f64;
-    let centred: Vec<Vec<f64>> = block
-        .iter()
-        .map(|&c| {
-            let column = data.column(c);
-            let mean = column.sum() / n;
-            column.iter().map(|v| v - mean).collect()
-        })
-        .collect();
-    let norms: Vec<f64> = centred
-        .iter()
-        .map(|x| x.iter().map(|v| v * v).sum::<f64>().sqrt())
-        .collect();
-    DMatrix::from_fn(block.len(), block.len(), |i, j| {
-        let dot: f64 = centred[i].iter().zip(&centred[j]).map(|(a, b)| a * b).sum();
-        dot / (norms[i] * norms[j])
-    })
 }
 
 /// GoF = sqrt(mean communality * mean R²): the communality (squared

@@ -29,6 +29,8 @@ use super::definitions::{KpiDefinition, kpi};
 use super::{KpiFamily, Registration};
 use crate::calendar::{self, RunWindow};
 use crate::config::JobConfig;
+use crate::csi::bootstrap;
+use crate::csi::moments::{CentredRows, Moments};
 use crate::csi::pls::{self, Fit};
 use crate::csi::quality::{self, BlockQuality, Effects};
 use crate::csi::{CsiError, CsiModel};
@@ -176,6 +178,78 @@ pub const KPIS: &[KpiDefinition] = &[
         "csi_index.gof",
         "sqrt(mean squared loading of the items of blocks with more than one item * mean R² of the factors with drivers)"
     ),
+    kpi!(
+        "csi_path_std_error",
+        "Bootstrap standard error of a CSI path",
+        "4.7",
+        "standardised coefficient",
+        ["surveys"],
+        "csi_paths.std_error",
+        "standard deviation of the path coefficient over csi.bootstrap resamples of the respondents (null when csi.bootstrap = 0)"
+    ),
+    kpi!(
+        "csi_path_ci_low",
+        "Lower end of a CSI path's 95% interval",
+        "4.7",
+        "standardised coefficient",
+        ["surveys"],
+        "csi_paths.ci_low",
+        "2.5% percentile of the resamples' path coefficients (an interval containing 0: not distinguishable from no effect)"
+    ),
+    kpi!(
+        "csi_path_ci_high",
+        "Upper end of a CSI path's 95% interval",
+        "4.7",
+        "standardised coefficient",
+        ["surveys"],
+        "csi_paths.ci_high",
+        "97.5% percentile of the resamples' path coefficients"
+    ),
+    kpi!(
+        "csi_std_error",
+        "Bootstrap standard error of the CSI",
+        "4.7",
+        "0-100 points",
+        ["surveys"],
+        "csi_index.csi_std_error",
+        "standard deviation of csi over the bootstrap resamples"
+    ),
+    kpi!(
+        "csi_ci_low",
+        "Lower end of the CSI's 95% interval",
+        "4.7",
+        "0-100",
+        ["surveys"],
+        "csi_index.csi_ci_low",
+        "2.5% percentile of the resamples' csi"
+    ),
+    kpi!(
+        "csi_ci_high",
+        "Upper end of the CSI's 95% interval",
+        "4.7",
+        "0-100",
+        ["surveys"],
+        "csi_index.csi_ci_high",
+        "97.5% percentile of the resamples' csi"
+    ),
+    kpi!(
+        "csi_bootstrap_resamples",
+        "Bootstrap resamples used",
+        "4.7",
+        "count",
+        ["surveys"],
+        "csi_index.bootstrap_resamples",
+        "resamples whose estimation succeeded (csi.bootstrap unless it gave up; null when off)"
+    ),
+    kpi!(
+        "csi_bootstrap_failures",
+        "Bootstrap resamples that failed",
+        "4.7",
+        "count",
+        ["surveys"],
+        "csi_index.bootstrap_failures",
+        "draws whose estimation failed (did not converge, or a constant block) and were drawn again; at 2 x csi.bootstrap the intervals are left null"
+    ),
 ];
 
 /// The complete respondents' answers of one group, and how many
@@ -198,6 +272,8 @@ struct Estimate {
     quality: Vec<BlockQuality>,
     effects: Effects,
     gof: Option<f64>,
+    /// Spreads of the path coefficients then the index; None when off.
+    bootstrap: Option<bootstrap::Outcome>,
 }
 
 /// Registers the csi views and the `csi_factors`, `csi_paths` and
@@ -256,7 +332,8 @@ fn register_tables(ctx: &SessionContext, batches: [RecordBatch; 3]) -> Result<()
 }
 
 /// The estimates of `all` and of every segment with enough respondents,
-/// from the csi views.
+/// from the csi views. The numeric work (the bootstrap's resamples on as
+/// many threads as the session has partitions) runs off the async runtime.
 async fn estimate(
     ctx: &SessionContext,
     model: &CsiModel,
@@ -264,7 +341,12 @@ async fn estimate(
 ) -> Result<Vec<Estimate>, Error> {
     check_items_answered(ctx, model, window).await?;
     let groups = read_groups(ctx, model).await?;
-    Ok(estimate_groups(model, groups)?)
+    let threads = ctx.state().config().target_partitions();
+    let model = model.clone();
+    let estimates = tokio::task::spawn_blocking(move || estimate_groups(&model, groups, threads))
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))??;
+    Ok(estimates)
 }
 
 /// The rows of the three tables (each empty without estimates).
@@ -449,6 +531,7 @@ async fn read_groups(
 fn estimate_groups(
     model: &CsiModel,
     groups: BTreeMap<String, Group>,
+    threads: usize,
 ) -> Result<Vec<Estimate>, CsiError> {
     let path_model = model.path_model();
     let mut estimates = Vec::new();
@@ -465,51 +548,86 @@ fn estimate_groups(
             continue;
         }
         let data = DMatrix::from_fn(respondents, model.items.len(), |r, c| group.rows[r][c]);
-        let fit = match &model.fixed_weights {
-            Some(weights) => pls::with_fixed_weights(&data, &path_model, weights),
-            None => pls::estimate(&data, &path_model, &model.settings),
-        }
-        .map_err(|source| CsiError::Estimation {
+        drop(group.rows);
+        let rows = CentredRows::new(&data);
+        let moments = rows.moments();
+        let fit = estimate_once(model, &moments, None).map_err(|source| CsiError::Estimation {
             segment: segment.clone(),
             respondents,
             source,
         })?;
-        let scores = factor_scores(model, &data, &fit);
+        let scores = factor_scores(model, &moments, &fit);
         tracing::info!(%segment, respondents, iterations = fit.iterations, "csi estimated");
+        let bootstrap = (model.bootstrap > 0).then(|| {
+            let started = std::time::Instant::now();
+            let plan = bootstrap::Plan {
+                resamples: model.bootstrap,
+                seed: model.seed,
+                threads,
+            };
+            let statistics = fit.path_coefficients.len() + 1;
+            let outcome = bootstrap::run(&rows, &segment, &plan, statistics, |resample| {
+                let fit = estimate_once(model, resample, Some(&fit.weights))?;
+                let mut values: Vec<f64> = fit.path_coefficients.iter().map(|p| p.2).collect();
+                values.push(
+                    factor_scores(model, resample, &fit)[model.index_factor].unwrap_or(f64::NAN),
+                );
+                Ok::<_, pls::PlsError>(values)
+            });
+            tracing::info!(
+                %segment,
+                resamples = outcome.resamples,
+                failures = outcome.failures,
+                seconds = started.elapsed().as_secs_f64(),
+                "csi bootstrapped"
+            );
+            outcome
+        });
         estimates.push(Estimate {
             segment,
             respondents,
             incomplete: group.incomplete,
-            quality: quality::block_quality(&data, &path_model, &fit),
+            quality: quality::block_quality(&moments, &path_model, &fit),
             effects: quality::effects(&path_model, &fit),
             gof: quality::goodness_of_fit(&path_model, &fit),
             fit,
             scores,
+            bootstrap,
         });
     }
     Ok(estimates)
 }
 
+/// The model's estimate on one set of respondents: PLS (from `start`
+/// weights if given) or the configured weights.
+fn estimate_once(
+    model: &CsiModel,
+    moments: &Moments,
+    start: Option<&[f64]>,
+) -> Result<Fit, pls::PlsError> {
+    let path_model = model.path_model();
+    match &model.fixed_weights {
+        Some(weights) => pls::with_fixed_weights(moments, &path_model, weights),
+        None => pls::estimate_moments(moments, &path_model, &model.settings, start),
+    }
+}
+
 /// Spec 4.7: (sum_i w_i * mean_i / sum_i w_i - min) / (max - min) * 100
 /// over a factor's items, means of the raw answers. Weights estimated on
 /// scaled items are turned back into weights of raw answers first.
-fn factor_scores(model: &CsiModel, data: &DMatrix<f64>, fit: &Fit) -> Vec<Option<f64>> {
+fn factor_scores(model: &CsiModel, moments: &Moments, fit: &Fit) -> Vec<Option<f64>> {
     let (min, max) = model.scale;
-    let n = data.nrows() as f64;
     model
         .blocks
         .iter()
         .map(|block| {
             let (mut weighted, mut total) = (0.0, 0.0);
             for &c in block {
-                let column = data.column(c);
-                let mean = column.mean();
                 let mut w = fit.weights[c];
                 if model.settings.scaled && model.fixed_weights.is_none() {
-                    let sd = (column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-                    w /= sd;
+                    w /= moments.sd(c);
                 }
-                weighted += w * mean;
+                weighted += w * moments.means[c];
                 total += w;
             }
             (total != 0.0).then(|| (weighted / total - min) / (max - min) * 100.0)
@@ -652,18 +770,22 @@ fn path_table(
         Field::new("path_coefficient", DataType::Float64, false),
         Field::new("indirect_effect", DataType::Float64, false),
         Field::new("total_effect", DataType::Float64, false),
+        Field::new("std_error", DataType::Float64, true),
+        Field::new("ci_low", DataType::Float64, true),
+        Field::new("ci_high", DataType::Float64, true),
     ]);
     let (mut segments, mut from, mut to, mut coefficients) = (vec![], vec![], vec![], vec![]);
-    let (mut indirect, mut total) = (vec![], vec![]);
+    let (mut indirect, mut total, mut spreads) = (vec![], vec![], vec![]);
     if let Some(model) = model {
         for e in estimates {
-            for &(f, t, c) in &e.fit.path_coefficients {
+            for (p, &(f, t, c)) in e.fit.path_coefficients.iter().enumerate() {
                 segments.push(e.segment.clone());
                 from.push(model.factors[f].clone());
                 to.push(model.factors[t].clone());
                 coefficients.push(c);
                 indirect.push(e.effects.indirect[(t, f)]);
                 total.push(e.effects.total[(t, f)]);
+                spreads.push(e.spread(p));
             }
         }
     }
@@ -678,8 +800,29 @@ fn path_table(
             Arc::new(Float64Array::from(coefficients)),
             Arc::new(Float64Array::from(indirect)),
             Arc::new(Float64Array::from(total)),
+            spread_column(&spreads, |s| s.std_error),
+            spread_column(&spreads, |s| Some(s.ci_low)),
+            spread_column(&spreads, |s| Some(s.ci_high)),
         ],
     )?)
+}
+
+/// One column of bootstrap spreads, null where there is none.
+fn spread_column(
+    spreads: &[Option<bootstrap::Spread>],
+    value: impl Fn(&bootstrap::Spread) -> Option<f64>,
+) -> ArrayRef {
+    Arc::new(Float64Array::from_iter(
+        spreads.iter().map(|s| s.as_ref().and_then(&value)),
+    ))
+}
+
+impl Estimate {
+    /// The bootstrap spread of statistic `index` (paths in the model's
+    /// order, then the index), if bootstrapped.
+    fn spread(&self, index: usize) -> Option<bootstrap::Spread> {
+        self.bootstrap.as_ref().and_then(|b| b.spreads[index])
+    }
 }
 
 fn index_table(
@@ -696,7 +839,16 @@ fn index_table(
         utf8("weights"),
         Field::new("iterations", DataType::Int64, false),
         Field::new("gof", DataType::Float64, true),
+        Field::new("csi_std_error", DataType::Float64, true),
+        Field::new("csi_ci_low", DataType::Float64, true),
+        Field::new("csi_ci_high", DataType::Float64, true),
+        Field::new("bootstrap_resamples", DataType::Int64, true),
+        Field::new("bootstrap_failures", DataType::Int64, true),
     ]);
+    let spreads: Vec<Option<bootstrap::Spread>> = estimates
+        .iter()
+        .map(|e| e.spread(e.fit.path_coefficients.len()))
+        .collect();
     let method = match model.map(|m| m.fixed_weights.is_some()) {
         Some(true) => "configured",
         _ => "pls",
@@ -724,6 +876,19 @@ fn index_table(
                 estimates.iter().map(|e| e.fit.iterations as i64),
             )),
             Arc::new(Float64Array::from_iter(estimates.iter().map(|e| e.gof))),
+            spread_column(&spreads, |s| s.std_error),
+            spread_column(&spreads, |s| Some(s.ci_low)),
+            spread_column(&spreads, |s| Some(s.ci_high)),
+            Arc::new(Int64Array::from_iter(
+                estimates
+                    .iter()
+                    .map(|e| e.bootstrap.as_ref().map(|b| b.resamples as i64)),
+            )),
+            Arc::new(Int64Array::from_iter(
+                estimates
+                    .iter()
+                    .map(|e| e.bootstrap.as_ref().map(|b| b.failures as i64)),
+            )),
         ],
     )?)
 }

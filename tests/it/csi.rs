@@ -382,3 +382,124 @@ async fn pls_through_a_run_reproduces_plspm_weights() {
     let [communality, r2, gof]: [f64; 3] = std::array::from_fn(|i| parts[0][i].parse().unwrap());
     assert!(((communality * r2).sqrt() - gof).abs() < 1e-12, "{parts:?}");
 }
+
+/// Draw `d` of a group exactly as README "Bootstrap" documents it: ChaCha8
+/// keyed by the seed and d (little-endian, the rest of the key zero), on
+/// stream FNV-1a-64(group), n picks of `random_range(0..n)`. Written here
+/// from the documentation, not with the engine's code.
+fn documented_draw(seed: u64, group: &str, d: u64, n: u32) -> Vec<u32> {
+    use rand::{Rng, SeedableRng};
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&d.to_le_bytes());
+    let mut rng = rand_chacha::ChaCha8Rng::from_seed(key);
+    rng.set_stream(group.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    }));
+    let mut counts = vec![0; n as usize];
+    for _ in 0..n {
+        counts[rng.random_range(0..n) as usize] += 1;
+    }
+    counts
+}
+
+/// (standard deviation, 2.5% and 97.5% percentiles by R's type 7).
+fn spread_of(mut values: Vec<f64>) -> (f64, f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    values.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        let h = (n - 1.0) * p;
+        let (lo, frac) = (h.floor() as usize, h - h.floor());
+        values[lo] + frac * (values[(lo + 1).min(values.len() - 1)] - values[lo])
+    };
+    (sd, q(0.025), q(0.975))
+}
+
+/// The bootstrap of the hand fixture, worked out from the documented
+/// generator: respondents R1, R2, R3 (response_id order), satisfaction
+/// composite 2 s1 + s2 = 27, 9, 18 and value 8, 3, 5. A resample's csi is
+/// ((2 mean s1 + mean s2) / 3 - 1) / 9 * 100 and its path the correlation
+/// of the two composites over the drawn rows; a draw of one respondent three
+/// times has constant blocks, fails, and the next draw is taken.
+fn expected_bootstrap(seed: u64, group: &str, resamples: usize) -> [(f64, f64, f64); 2] {
+    let (s1, s2, v1) = ([10.0, 4.0, 7.0], [7.0, 1.0, 4.0], [8.0, 3.0, 5.0]);
+    let (mut csi, mut path, mut failures) = (vec![], vec![], 0);
+    let mut d = 0;
+    while csi.len() < resamples {
+        let counts = documented_draw(seed, group, d, 3);
+        d += 1;
+        if counts.contains(&3) {
+            failures += 1;
+            continue;
+        }
+        let w: Vec<f64> = counts.iter().map(|&c| f64::from(c)).collect();
+        let mean = |x: [f64; 3]| (0..3).map(|i| w[i] * x[i]).sum::<f64>() / 3.0;
+        csi.push(((2.0 * mean(s1) + mean(s2)) / 3.0 - 1.0) / 9.0 * 100.0);
+        let sat = [0, 1, 2].map(|i| 2.0 * s1[i] + s2[i]);
+        let (ms, mv) = (mean(sat), mean(v1));
+        let cov = (0..3)
+            .map(|i| w[i] * (sat[i] - ms) * (v1[i] - mv))
+            .sum::<f64>();
+        let var = |x: [f64; 3], m: f64| (0..3).map(|i| w[i] * (x[i] - m).powi(2)).sum::<f64>();
+        path.push(cov / (var(sat, ms) * var(v1, mv)).sqrt());
+    }
+    assert!(
+        failures > 0,
+        "{group}: the fixture should draw a failing resample"
+    );
+    [spread_of(csi), spread_of(path)]
+}
+
+/// Spec v2 4.7's bootstrap through runs: the default (200 resamples, seed
+/// 1), another seed and count, and `bootstrap = 0` (every bootstrap column
+/// null), each against the numbers worked out above.
+#[tokio::test]
+async fn bootstrap_intervals_follow_the_documented_draws() {
+    let near = |got: &str, want: f64, what: &str| {
+        let got: f64 = got.parse().unwrap_or_else(|_| panic!("{what}: {got:?}"));
+        assert!((got - want).abs() < 1e-9, "{what}: {got} against {want}");
+    };
+    for (settings, seed, resamples) in [("", 1, 200), ("seed = 7\nbootstrap = 50\n", 7, 50)] {
+        let mut f = fixture();
+        f.job_extra = CONFIGURED.replace("[csi]\n", &format!("[csi]\n{settings}"));
+        f.run("2025-03-31").await.unwrap();
+        let index = f
+            .rows(
+                "SELECT i.segment, csi_std_error, csi_ci_low, csi_ci_high, bootstrap_resamples, \
+                 bootstrap_failures, std_error, ci_low, ci_high \
+                 FROM csi_index i JOIN csi_paths p USING (segment) ORDER BY i.segment",
+            )
+            .await;
+        assert_eq!(index.len(), 2, "{index:?}");
+        for row in &index {
+            let [csi, path] = expected_bootstrap(seed, &row[0], resamples);
+            let what = |c: &str| format!("seed {seed}, {}: {c}", row[0]);
+            near(&row[1], csi.0, &what("csi_std_error"));
+            near(&row[2], csi.1, &what("csi_ci_low"));
+            near(&row[3], csi.2, &what("csi_ci_high"));
+            assert_eq!(row[4], resamples.to_string());
+            assert_ne!(row[5], "0");
+            near(&row[6], path.0, &what("path std_error"));
+            near(&row[7], path.1, &what("path ci_low"));
+            near(&row[8], path.2, &what("path ci_high"));
+        }
+        // the two groups hold the same respondents but draw on their own streams
+        assert_ne!(index[0][1..4], index[1][1..4]);
+    }
+
+    let mut f = fixture();
+    f.job_extra = CONFIGURED.replace("[csi]\n", "[csi]\nbootstrap = 0\n");
+    f.run("2025-03-31").await.unwrap();
+    let nulls = f
+        .rows(
+            "SELECT csi_std_error, csi_ci_low, csi_ci_high, bootstrap_resamples, bootstrap_failures, \
+             std_error, ci_low, ci_high FROM csi_index i JOIN csi_paths p USING (segment)",
+        )
+        .await;
+    assert_eq!(nulls.len(), 2);
+    for row in nulls {
+        assert!(row.iter().all(|v| v == "NULL"), "{row:?}");
+    }
+}

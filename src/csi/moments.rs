@@ -1,0 +1,163 @@
+//! The respondents' answers reduced to what PLS path modelling reads: the
+//! item means and their (population) covariance matrix. Mode A weights,
+//! latent variable correlations, path coefficients, loadings and R² are all
+//! functions of the covariances, so an estimate costs one pass over the
+//! answers and then works on a p x p matrix, and a bootstrap resample
+//! (which repeats respondents) costs one weighted pass over the same rows.
+
+use nalgebra::DMatrix;
+
+/// Means and population covariances (divided by n) of the indicator
+/// columns of `n` respondents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moments {
+    pub n: usize,
+    pub means: Vec<f64>,
+    pub covariance: DMatrix<f64>,
+}
+
+impl Moments {
+    pub fn of(data: &DMatrix<f64>) -> Self {
+        CentredRows::new(data).moments()
+    }
+
+    /// Population standard deviation of column `c`.
+    pub fn sd(&self, c: usize) -> f64 {
+        self.covariance[(c, c)].sqrt()
+    }
+
+    /// The correlation matrix of the columns (NaN beside a constant one).
+    pub fn correlation(&self) -> DMatrix<f64> {
+        let p = self.means.len();
+        DMatrix::from_fn(p, p, |i, j| {
+            self.covariance[(i, j)] / (self.sd(i) * self.sd(j))
+        })
+    }
+}
+
+/// The answers row by row, each minus the column means: contiguous rows make
+/// the weighted cross products of a resample one sequential pass, and
+/// centring first keeps them accurate (no large sums of squares to subtract).
+#[derive(Debug, Clone)]
+pub struct CentredRows {
+    n: usize,
+    p: usize,
+    means: Vec<f64>,
+    rows: Vec<f64>,
+}
+
+impl CentredRows {
+    pub fn new(data: &DMatrix<f64>) -> Self {
+        let (n, p) = data.shape();
+        let means: Vec<f64> = (0..p).map(|c| data.column(c).sum() / n as f64).collect();
+        let mut rows = Vec::with_capacity(n * p);
+        for r in 0..n {
+            rows.extend((0..p).map(|c| data[(r, c)] - means[c]));
+        }
+        Self { n, p, means, rows }
+    }
+
+    pub fn respondents(&self) -> usize {
+        self.n
+    }
+
+    /// The moments of every respondent once.
+    pub fn moments(&self) -> Moments {
+        self.weighted_moments(|_| 1)
+    }
+
+    /// The moments of a resample that holds respondent i `counts[i]` times
+    /// (the counts sum to the number of respondents).
+    pub fn resample_moments(&self, counts: &[u32]) -> Moments {
+        debug_assert_eq!(counts.len(), self.n);
+        self.weighted_moments(|i| counts[i])
+    }
+
+    fn weighted_moments(&self, count: impl Fn(usize) -> u32) -> Moments {
+        let p = self.p;
+        let mut total = 0u64;
+        let mut sums = vec![0.0; p];
+        // upper triangle, row k at k * p
+        let mut products = vec![0.0; p * p];
+        for (i, row) in self.rows.chunks_exact(p).enumerate() {
+            let c = count(i);
+            if c == 0 {
+                continue;
+            }
+            total += u64::from(c);
+            let weight = f64::from(c);
+            for k in 0..p {
+                let a = weight * row[k];
+                sums[k] += a;
+                for (product, b) in products[k * p + k..(k + 1) * p].iter_mut().zip(&row[k..]) {
+                    *product += a * b;
+                }
+            }
+        }
+        let n = total as f64;
+        // the resample's mean minus the sample's, in centred units
+        let shift: Vec<f64> = sums.iter().map(|s| s / n).collect();
+        // A column whose drawn values are all equal has variance 0, but the
+        // subtraction leaves rounding noise of the size of its terms: below
+        // 1e-12 of them it is noise, and the column is made exactly
+        // constant so that a constant block is recognised as such.
+        let constant: Vec<bool> = (0..p)
+            .map(|k| {
+                products[k * p + k] / n - shift[k] * shift[k] <= 1e-12 * products[k * p + k] / n
+            })
+            .collect();
+        let covariance = DMatrix::from_fn(p, p, |i, j| {
+            let (k, l) = (i.min(j), i.max(j));
+            if constant[k] || constant[l] {
+                0.0
+            } else {
+                products[k * p + l] / n - shift[k] * shift[l]
+            }
+        });
+        Moments {
+            n: total as usize,
+            means: self.means.iter().zip(&shift).map(|(m, s)| m + s).collect(),
+            covariance,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moments_by_hand() {
+        // x: 1 2 3 6 (mean 3, population variance (4 + 1 + 0 + 9) / 4 = 3.5)
+        // y: 2 2 4 4 (mean 3, variance 1); cov = (-2*-1 + -1*-1 + 0 + 3*1) / 4 = 1.5
+        let data = DMatrix::from_row_slice(4, 2, &[1.0, 2.0, 2.0, 2.0, 3.0, 4.0, 6.0, 4.0]);
+        let m = Moments::of(&data);
+        assert_eq!(m.n, 4);
+        assert_eq!(m.means, vec![3.0, 3.0]);
+        let expected = DMatrix::from_row_slice(2, 2, &[3.5, 1.5, 1.5, 1.0]);
+        assert!((m.covariance - expected).abs().max() < 1e-15);
+    }
+
+    #[test]
+    fn a_resample_is_the_data_with_rows_repeated() {
+        let data = DMatrix::from_row_slice(3, 2, &[1.0, 5.0, 2.0, 3.0, 7.0, 4.0]);
+        let counts = [2, 0, 1];
+        let repeated = DMatrix::from_row_slice(3, 2, &[1.0, 5.0, 1.0, 5.0, 7.0, 4.0]);
+        let got = CentredRows::new(&data).resample_moments(&counts);
+        let want = Moments::of(&repeated);
+        assert_eq!(got.n, 3);
+        for (a, b) in got.means.iter().zip(&want.means) {
+            assert!((a - b).abs() < 1e-14);
+        }
+        assert!((got.covariance - want.covariance).abs().max() < 1e-14);
+    }
+
+    #[test]
+    fn a_column_drawn_from_one_respondent_is_exactly_constant() {
+        // 16/3 is not a float: centring and repeating leave rounding noise
+        let data = DMatrix::from_row_slice(3, 2, &[8.0, 1.0, 3.0, 2.0, 5.0, 4.0]);
+        let got = CentredRows::new(&data).resample_moments(&[3, 0, 0]);
+        assert_eq!(got.covariance, DMatrix::zeros(2, 2));
+        assert!((got.means[0] - 8.0).abs() < 1e-14);
+    }
+}
