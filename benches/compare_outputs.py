@@ -11,9 +11,9 @@ rates equal within 1e-9 relative (|a - b| <= 1e-9 * max(|a|, |b|), or
 both within 1e-12 of each other, so that 0 and -0.0 agree).
 
 Checks marked `report` (comment themes and sentiment, which the peer
-tokenises approximately, and the CSI estimates, which the peer computes with
-numpy's least squares instead of nalgebra's QR) print their differences but
-do not fail. Exits 1 when an exact check fails.
+tokenises approximately, the CSI estimates, whose floating sums differ in
+the last bits, and the CSI bootstrap, drawn by another generator) print
+their differences but do not fail. Exits 1 when an exact check fails.
 """
 
 import collections
@@ -41,10 +41,12 @@ class Comparison:
         self.failed = False
 
     def check(self, name, table_name, keys, exact=(), close=(), report=False, where="true",
-              cskpi_sql=None, peer_sql=None):
+              cskpi_sql=None, peer_sql=None, rounded=()):
         """Joins cskpi's and the peer's rows of a table on `keys`; counts
         rows present on one side only and, per column, the rows that
-        differ (`exact`: equality, `close`: 1e-9 relative)."""
+        differ (`exact`: equality, `close`: 1e-9 relative, `rounded`:
+        values both engines round to 9 decimals, within one unit of that
+        rounding, since operands a bit apart can round to neighbours)."""
         a = cskpi_sql or f"SELECT * FROM {table(self.cskpi, table_name)} WHERE {where}"
         b = peer_sql or f"SELECT * FROM {table(self.peer, table_name)} WHERE {where}"
         on = " AND ".join(f"a.{k} IS NOT DISTINCT FROM b.{k}" for k in keys)
@@ -61,6 +63,9 @@ class Comparison:
             parts.append(f"count(*) FILTER (a._present AND b._present AND ((a.{c} IS NULL) <> (b.{c} IS NULL) "
                          f"OR ({diff} > {REL_TOL} * {scale} AND {diff} > {ABS_TOL})))")
             parts.append(f"max(CASE WHEN {scale} > 0 THEN {diff} / {scale} END) FILTER (a._present AND b._present)")
+        for c in rounded:
+            parts.append(f"count(*) FILTER (a._present AND b._present AND ((a.{c} IS NULL) <> (b.{c} IS NULL) "
+                         f"OR abs(a.{c} - b.{c}) > 1.001e-9))")
         result = self.con.execute(f"""
             SELECT {", ".join(parts)}
             FROM (SELECT *, true AS _present FROM ({a})) a
@@ -79,6 +84,10 @@ class Comparison:
             worst = max(worst, rel or 0.0)
             if n:
                 diffs[c] = n
+        for c in rounded:
+            n = values.pop(0)
+            if n:
+                diffs[c] = n
         ok = not (only_peer or only_cskpi or diffs)
         if not ok and not report:
             self.failed = True
@@ -87,6 +96,23 @@ class Comparison:
         self.rows.append((name, rows, only_cskpi, only_peer, detail or "-",
                           f"{worst:.1e}" if close else "-", status))
         return ok
+
+    def check_bootstrap(self, name, table_name, keys, std_error, ci_low, ci_high):
+        """Bootstrap spreads, which the two engines draw from different
+        generators: resample counts equal, standard errors within 30% of
+        each other, interval ends within 1.5 standard errors (with 200
+        resamples, about 4 and 3.7 times their own sampling error)."""
+        on = " AND ".join(f"a.{k} IS NOT DISTINCT FROM b.{k}" for k in keys)
+        far = (f"(a.{std_error} IS NULL) <> (b.{std_error} IS NULL) "
+               f"OR abs(a.{std_error} - b.{std_error}) > 0.3 * a.{std_error} "
+               f"OR abs(a.{ci_low} - b.{ci_low}) > 1.5 * a.{std_error} "
+               f"OR abs(a.{ci_high} - b.{ci_high}) > 1.5 * a.{std_error}")
+        rows, differ = self.con.execute(f"""
+            SELECT count(*), count(*) FILTER ({far})
+            FROM {table(self.cskpi, table_name)} a JOIN {table(self.peer, table_name)} b ON {on}
+        """).fetchone()
+        self.rows.append((name, rows, "-", "-", f"{std_error}/{ci_low}/{ci_high}: {differ}" if differ else "-",
+                          "-", "ok" if not differ else "report"))
 
     def check_raw_rows(self):
         """The rejects' raw rows as JSON objects: the same columns and values,
@@ -174,7 +200,7 @@ def main():
             close=["health_score", "usage", "nps", "csat", "support", "mrr_trend",
                    "usage_contribution", "nps_contribution", "csat_contribution",
                    "support_contribution", "mrr_trend_contribution",
-                   "previous_health_score", "health_change"])
+                   "previous_health_score"], rounded=["health_change"])
     bands = """SELECT segment, band, floor(health_score / 10) AS decile, count(*) AS customers
                FROM {t} GROUP BY ALL"""
     c.check("health score distribution", "customer_health", ["segment", "band", "decile"], exact=["customers"],
@@ -202,6 +228,11 @@ def main():
             peer_sql=unnested.format(t=table(peer, "csi_factors")))
     c.check("csi_paths", "csi_paths", ["period", "segment", "from_factor", "to_factor"],
             close=["path_coefficient", "indirect_effect", "total_effect"], report=True)
+    c.check("csi bootstrap counts", "csi_index", ["period", "segment"], exact=["bootstrap_resamples"])
+    c.check_bootstrap("csi_paths bootstrap", "csi_paths", ["period", "segment", "from_factor", "to_factor"],
+                      "std_error", "ci_low", "ci_high")
+    c.check_bootstrap("csi_index bootstrap", "csi_index", ["period", "segment"],
+                      "csi_std_error", "csi_ci_low", "csi_ci_high")
 
     c.print()
     sys.exit(1 if c.failed else 0)

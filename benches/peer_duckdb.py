@@ -36,6 +36,7 @@ rows) and its tree goes to DIR/<section>-<nn>.txt; the run is then slower.
 """
 
 import argparse
+import concurrent.futures
 import contextlib
 import datetime as dt
 import math
@@ -46,6 +47,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import zlib
 from pathlib import Path
 
 import duckdb
@@ -226,6 +228,8 @@ def csi_model(csi):
         scaled=bool(csi.get("scaled", False)),
         tolerance=float(csi.get("tolerance", 1e-6)),
         max_iterations=int(csi.get("max_iterations", 100)),
+        bootstrap=int(csi.get("bootstrap", 200)),
+        seed=int(csi.get("seed", 1)),
     )
 
 
@@ -271,41 +275,41 @@ class PlsError(Exception):
     pass
 
 
-def _outer_scores(x, w, pop):
-    """plspm's outer estimate: standardise(X W) * sqrt((n-1)/n)."""
-    y = x @ w
-    return (y - y.mean(axis=0)) / y.std(axis=0, ddof=1) * pop
+def _regress(r, target, predictors):
+    """Least squares without intercept of standardised LV `target` on
+    `predictors`, from their correlations `r` (the normal equations)."""
+    try:
+        return np.linalg.solve(r[np.ix_(predictors, predictors)], r[predictors, target])
+    except np.linalg.LinAlgError:
+        raise PlsError(f"the regression onto latent variable {target} is singular")
 
 
-def _normalize(x, w, pop):
-    """Divides each LV's weights by the population deviation of its score."""
-    sd = (x @ w).std(axis=0, ddof=1) * pop
-    if np.any(~(sd > 0)):
-        raise PlsError("a latent variable has no variance")
-    return w / sd
+def moments(data):
+    """(n, means, population covariance) of the answers."""
+    means = data.mean(axis=0)
+    x = data - means
+    return len(data), means, x.T @ x / len(data)
 
 
-def _regress(y, target, predictors):
-    """Least squares without intercept of column `target` on `predictors`."""
-    beta, *_ = np.linalg.lstsq(y[:, predictors], y[:, target], rcond=None)
-    return beta
-
-
-def pls_estimate(data, blocks, paths, scheme="path", scaled=False, tol=1e-6, max_iter=100,
-                 fixed_weights=None):
+def pls_estimate(n, s, blocks, paths, scheme="path", scaled=False, tol=1e-6, max_iter=100,
+                 fixed_weights=None, start=None):
     """PLS path modelling, Lohmöller's algorithm as R's plspm and cskpi's
     src/csi/pls.rs run it: mode A for every block, the given inner scheme,
     centred (optionally scaled) indicators, stop when the sum of squared
-    changes of the absolute outer weights is below `tol`. With
-    `fixed_weights`, only the inner model for those weights."""
-    n, p = data.shape
+    changes of the absolute outer weights is below `tol`. Every step is a
+    function of the items' covariance matrix `s` (n respondents): the LV
+    correlations are W'SW scaled, mode A's weights S W E. With
+    `fixed_weights`, only the inner model for those weights; `start` gives
+    initial weights (a bootstrap resample starts from the sample's)."""
+    p = s.shape[0]
     lvs = len(blocks)
     if n < 3:
         raise PlsError(f"needs at least 3 respondents, got {n}")
-    pop = math.sqrt((n - 1) / n)
-    x = data - data.mean(axis=0)
     if scaled and fixed_weights is None:   # configured weights apply to raw answers
-        x = x / (x.std(axis=0, ddof=1) * pop)
+        sd = np.sqrt(np.diag(s))
+        if np.any(~(sd > 0)):
+            raise PlsError("an indicator has no variance")
+        s = s / np.outer(sd, sd)
     preds = [sorted(f for f, t in paths if t == k) for k in range(lvs)]
     follows = [sorted(t for f, t in paths if f == k) for k in range(lvs)]
     adjacent = np.zeros((lvs, lvs), dtype=bool)
@@ -315,29 +319,35 @@ def pls_estimate(data, blocks, paths, scheme="path", scaled=False, tol=1e-6, max
     for j, block in enumerate(blocks):
         mask[block, j] = 1.0
 
+    def standardised(w):
+        sd = np.sqrt(np.einsum("ij,ik,kj->j", w, s, w))
+        if np.any(~(sd > 0)):
+            raise PlsError("a latent variable has no variance")
+        return w / sd
+
     if fixed_weights is not None:
-        w = _normalize(x, mask * np.asarray(fixed_weights)[:, None], pop)
+        w = standardised(mask * np.asarray(fixed_weights, dtype=float)[:, None])
         iterations = 1
     else:
-        w = _normalize(x, mask.copy(), pop)
+        w = standardised(mask * (1.0 if start is None else np.asarray(start)[:, None]))
         previous = (w * mask).sum(axis=1)
         iterations = 0
         while True:
             iterations += 1
-            y = _outer_scores(x, w, pop)
+            y = standardised(w)
+            sy = s @ y
+            r = y.T @ sy
             e = np.zeros((lvs, lvs))
             if scheme == "path":
                 for k in range(lvs):
                     if preds[k]:
-                        e[preds[k], k] = _regress(y, k, preds[k])
+                        e[preds[k], k] = _regress(r, k, preds[k])
                     for f in follows[k]:
-                        e[f, k] = np.corrcoef(y[:, k], y[:, f])[0, 1]
+                        e[f, k] = r[k, f]
             else:
-                r = np.corrcoef(y, rowvar=False)
                 e = np.where(adjacent, np.sign(r) if scheme == "centroid" else r, 0.0)
-            z = y @ e
             # mode A: covariances of each block's indicators with its inner estimate
-            w = (x.T @ z / n) * mask
+            w = (sy @ e) * mask
             current = w.sum(axis=1)
             change = float(np.sum((np.abs(previous) - np.abs(current)) ** 2))
             if change < tol:
@@ -345,22 +355,18 @@ def pls_estimate(data, blocks, paths, scheme="path", scaled=False, tol=1e-6, max
             if iterations >= max_iter:
                 raise PlsError(f"did not converge in {iterations} iterations")
             previous = current
-        w = _normalize(x, w, pop)
+        w = standardised(w)
 
-    scores = x @ w
+    sw = s @ w
+    r = w.T @ sw
     weights = (w * mask).sum(axis=1)
-    loadings = np.zeros(p)
-    for j, block in enumerate(blocks):
-        for c in block:
-            loadings[c] = np.corrcoef(x[:, c], scores[:, j])[0, 1]
+    loadings = (sw * mask).sum(axis=1) / np.sqrt(np.diag(s))
     coefficients, r_squared = {}, [None] * lvs
     for k in range(lvs):
         if not preds[k]:
             continue
-        beta = _regress(scores, k, preds[k])
-        fitted = scores[:, preds[k]] @ beta
-        actual = scores[:, k]
-        r_squared[k] = 1.0 - np.sum((actual - fitted) ** 2) / np.sum((actual - actual.mean()) ** 2)
+        beta = _regress(r, k, preds[k])
+        r_squared[k] = float(beta @ r[preds[k], k])
         coefficients.update({(f, k): b for f, b in zip(preds[k], beta)})
     if fixed_weights is not None:
         weights = np.asarray(fixed_weights, dtype=float)   # reported as configured
@@ -368,21 +374,86 @@ def pls_estimate(data, blocks, paths, scheme="path", scaled=False, tol=1e-6, max
                 paths=[(f, t, float(coefficients[(f, t)])) for f, t in paths])
 
 
-def factor_scores(model, data, fit):
+def estimate_model(model, n, s, start=None):
+    return pls_estimate(n, s, model["blocks"], model["paths"], model["scheme"], model["scaled"],
+                        model["tolerance"], model["max_iterations"], model["fixed_weights"], start)
+
+
+def factor_scores(model, means, s, fit):
     """Spec 4.7: (sum w_i mean_i / sum w_i - min) / (max - min) * 100 over a
     factor's items, means of the raw answers (weights estimated on scaled
     items turned back into weights of raw answers first)."""
     lo, hi = model["scale"]
-    means = data.mean(axis=0)
     w = fit["weights"].copy()
     if model["scaled"] and model["fixed_weights"] is None:
-        w = w / data.std(axis=0, ddof=0)
+        w = w / np.sqrt(np.diag(s))
     scores = []
     for block in model["blocks"]:
         total = w[block].sum()
         scores.append(None if total == 0 else
                       float((np.dot(w[block], means[block]) / total - lo) / (hi - lo) * 100))
     return scores
+
+
+def bootstrap(model, data, group, fit, threads):
+    """Spec v2 4.7: `bootstrap` resamples of the respondents with
+    replacement, draw d from numpy's PCG64 seeded with (seed, crc32 of the
+    group, d) (not cskpi's generator, so the numbers agree in scale, not
+    exactly), each estimated like the sample from its weighted covariances,
+    warm-started from the sample's weights, on `threads` threads (numpy's
+    array work releases the GIL); the first `bootstrap` draws that estimate
+    are used, failures counted, and after 2 x bootstrap failures the
+    intervals are None. Returns (per path and then csi: (std error, 2.5%,
+    97.5%) or None, resamples, failures), or None when off."""
+    wanted = model["bootstrap"]
+    if wanted == 0:
+        return None
+    n = len(data)
+    means = data.mean(axis=0)
+    x = data - means
+    xt = np.ascontiguousarray(x.T)
+    stream = zlib.crc32(group.encode())
+
+    def draw(d):
+        rng = np.random.default_rng([model["seed"], stream, d])
+        counts = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+        weighted = xt * counts
+        shift = weighted.sum(axis=1) / n
+        products = weighted @ x / n
+        s = products - np.outer(shift, shift)
+        constant = np.diag(s) <= 1e-12 * np.diag(products)
+        s[constant, :] = 0.0
+        s[:, constant] = 0.0
+        try:
+            f = estimate_model(model, n, s, start=fit["weights"])
+        except PlsError:
+            return None
+        csi = factor_scores(model, means + shift, s, f)[model["index_factor"]]
+        return [c for _, _, c in f["paths"]] + [np.nan if csi is None else csi]
+
+    values, failures, next_draw = [], 0, 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+        while len(values) < wanted:
+            batch = wanted - len(values)
+            for result in pool.map(draw, range(next_draw, next_draw + batch)):
+                if len(values) == wanted:
+                    break
+                if result is not None:
+                    values.append(result)
+                    continue
+                failures += 1
+                if failures >= 2 * wanted:
+                    return [None] * (len(fit["paths"]) + 1), len(values), failures
+            next_draw += batch
+    values = np.asarray(values)
+    spreads = []
+    for column in values.T:
+        if not np.all(np.isfinite(column)):
+            spreads.append(None)
+            continue
+        low, high = np.percentile(column, [2.5, 97.5])
+        spreads.append((float(column.std(ddof=1)) if len(column) > 1 else None, float(low), float(high)))
+    return spreads, len(values), failures
 
 
 # ---------------------------------------------------------------- retention model (4.11)
@@ -555,7 +626,7 @@ def goodness_of_fit(blocks, fit):
     return float(np.sqrt(np.mean(communality) * np.mean(r2)))
 
 
-def run_csi(con, model, period):
+def run_csi(con, model, period, threads):
     """Pivots the csi answers to one row per respondent, estimates `all` and
     every segment with enough complete respondents, and registers
     csi_factors, csi_paths and csi_index (empty without a [csi] model)."""
@@ -565,9 +636,12 @@ def run_csi(con, model, period):
             item_loadings STRUCT(item VARCHAR, loading DOUBLE)[], r_squared DOUBLE,
             ave DOUBLE, cronbach_alpha DOUBLE, dg_rho DOUBLE, eig_1st DOUBLE, eig_2nd DOUBLE);
         CREATE OR REPLACE TEMP TABLE csi_paths (period DATE, segment VARCHAR, from_factor VARCHAR,
-            to_factor VARCHAR, path_coefficient DOUBLE, indirect_effect DOUBLE, total_effect DOUBLE);
+            to_factor VARCHAR, path_coefficient DOUBLE, indirect_effect DOUBLE, total_effect DOUBLE,
+            std_error DOUBLE, ci_low DOUBLE, ci_high DOUBLE);
         CREATE OR REPLACE TEMP TABLE csi_index (period DATE, segment VARCHAR, respondents BIGINT,
-            csi DOUBLE, incomplete_respondents BIGINT, weights VARCHAR, iterations BIGINT, gof DOUBLE);
+            csi DOUBLE, incomplete_respondents BIGINT, weights VARCHAR, iterations BIGINT, gof DOUBLE,
+            csi_std_error DOUBLE, csi_ci_low DOUBLE, csi_ci_high DOUBLE, bootstrap_resamples BIGINT,
+            bootstrap_failures BIGINT);
     """)
     if model is None:
         return
@@ -601,12 +675,15 @@ def run_csi(con, model, period):
         incomplete = int((in_group & ~complete).sum())
         if len(data) < model["min_respondents"]:
             continue
+        n, means, s = moments(data)
         try:
-            fit = pls_estimate(data, model["blocks"], model["paths"], model["scheme"], model["scaled"],
-                               model["tolerance"], model["max_iterations"], model["fixed_weights"])
+            fit = estimate_model(model, n, s)
         except PlsError as e:
             raise JobError(1, f"csi: segment {segment!r} ({len(data)} respondents): {e}")
-        scores = factor_scores(model, data, fit)
+        scores = factor_scores(model, means, s, fit)
+        boot = bootstrap(model, data, segment, fit, threads)
+        spreads = boot[0] if boot else [None] * (len(fit["paths"]) + 1)
+        spreads = [spread or (None, None, None) for spread in spreads]
         quality = [block_quality(data, block, fit["loadings"]) for block in model["blocks"]]
         total = total_effects(len(factors), fit["paths"])
         for j, factor in enumerate(factors):
@@ -616,10 +693,12 @@ def run_csi(con, model, period):
                                 [{"item": items[c], "loading": float(fit["loadings"][c])} for c in block],
                                 None if fit["r_squared"][j] is None else float(fit["r_squared"][j]),
                                 *quality[j]))
-        path_rows += [(period, segment, factors[f], factors[t], c, float(total[t, f] - c), float(total[t, f]))
-                      for f, t, c in fit["paths"]]
+        path_rows += [(period, segment, factors[f], factors[t], c, float(total[t, f] - c), float(total[t, f]),
+                       *spreads[i])
+                      for i, (f, t, c) in enumerate(fit["paths"])]
         index_rows.append((period, segment, len(data), scores[model["index_factor"]], incomplete,
-                           method, fit["iterations"], goodness_of_fit(model["blocks"], fit)))
+                           method, fit["iterations"], goodness_of_fit(model["blocks"], fit),
+                           *spreads[-1], *(boot[1:] if boot else (None, None))))
     for table, rows in [("csi_factors", factor_rows), ("csi_paths", path_rows), ("csi_index", index_rows)]:
         if rows:
             con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
@@ -834,7 +913,7 @@ def main():
                 if job["csi"]:
                     set_variables(con, dict(csi_items=job["csi"]["items"]))
                     run_section(con, "csi", sections["csi"])
-                run_csi(con, job["csi"], job["as_of"].replace(day=1))
+                run_csi(con, job["csi"], job["as_of"].replace(day=1), args.threads or os.cpu_count())
             for name in ["value", "health", "summary"]:
                 with step(name):
                     run_section(con, name, sections[name])

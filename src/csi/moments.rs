@@ -79,13 +79,24 @@ impl CentredRows {
         let mut sums = vec![0.0; p];
         // upper triangle, row k at k * p
         let mut products = vec![0.0; p * p];
+        // Rows are added four at a time: one load and store of each
+        // product per four rows instead of per row.
+        let mut batch: [(&[f64], f64); 4] = [(&[], 0.0); 4];
+        let mut batched = 0;
         for (i, row) in self.rows.chunks_exact(p).enumerate() {
             let c = count(i);
             if c == 0 {
                 continue;
             }
             total += u64::from(c);
-            let weight = f64::from(c);
+            batch[batched] = (row, f64::from(c));
+            batched += 1;
+            if batched == 4 {
+                add_four_rows(&batch, &mut sums, &mut products);
+                batched = 0;
+            }
+        }
+        for &(row, weight) in &batch[..batched] {
             for k in 0..p {
                 let a = weight * row[k];
                 sums[k] += a;
@@ -122,6 +133,22 @@ impl CentredRows {
     }
 }
 
+/// sums += the weighted rows; products (upper triangle) += their weighted
+/// outer products.
+fn add_four_rows(batch: &[(&[f64], f64); 4], sums: &mut [f64], products: &mut [f64]) {
+    let p = sums.len();
+    let [(r0, w0), (r1, w1), (r2, w2), (r3, w3)] = *batch;
+    for k in 0..p {
+        let (a0, a1, a2, a3) = (w0 * r0[k], w1 * r1[k], w2 * r2[k], w3 * r3[k]);
+        sums[k] += a0 + a1 + a2 + a3;
+        let out = &mut products[k * p + k..(k + 1) * p];
+        let rest = r0[k..p].iter().zip(&r1[k..p]).zip(&r2[k..p]).zip(&r3[k..p]);
+        for (product, (((b0, b1), b2), b3)) in out.iter_mut().zip(rest) {
+            *product += a0 * b0 + a1 * b1 + a2 * b2 + a3 * b3;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,16 +167,36 @@ mod tests {
 
     #[test]
     fn a_resample_is_the_data_with_rows_repeated() {
-        let data = DMatrix::from_row_slice(3, 2, &[1.0, 5.0, 2.0, 3.0, 7.0, 4.0]);
-        let counts = [2, 0, 1];
-        let repeated = DMatrix::from_row_slice(3, 2, &[1.0, 5.0, 1.0, 5.0, 7.0, 4.0]);
+        // 11 rows: two batches of four rows and a tail of three
+        let data = DMatrix::from_fn(11, 3, |r, c| ((r * 5 + c * 3) % 7) as f64 + 0.5 * c as f64);
+        let counts = [2, 0, 1, 3, 0, 0, 1, 1, 2, 0, 1];
+        let repeated: Vec<usize> = counts
+            .iter()
+            .enumerate()
+            .flat_map(|(r, &c)| std::iter::repeat_n(r, c as usize))
+            .collect();
+        let repeated = DMatrix::from_fn(11, 3, |r, c| data[(repeated[r], c)]);
         let got = CentredRows::new(&data).resample_moments(&counts);
         let want = Moments::of(&repeated);
-        assert_eq!(got.n, 3);
+        assert_eq!(got.n, 11);
         for (a, b) in got.means.iter().zip(&want.means) {
             assert!((a - b).abs() < 1e-14);
         }
         assert!((got.covariance - want.covariance).abs().max() < 1e-14);
+        // and the moments of the data as numpy computes them
+        let plain = Moments::of(&data);
+        let means: Vec<f64> = (0..3).map(|c| data.column(c).sum() / 11.0).collect();
+        let cov = |i: usize, j: usize| {
+            (0..11)
+                .map(|r| (data[(r, i)] - means[i]) * (data[(r, j)] - means[j]))
+                .sum::<f64>()
+                / 11.0
+        };
+        for i in 0..3 {
+            for j in 0..3 {
+                assert!((plain.covariance[(i, j)] - cov(i, j)).abs() < 1e-13);
+            }
+        }
     }
 
     #[test]

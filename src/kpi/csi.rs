@@ -550,6 +550,7 @@ fn estimate_groups(
         let data = DMatrix::from_fn(respondents, model.items.len(), |r, c| group.rows[r][c]);
         drop(group.rows);
         let rows = CentredRows::new(&data);
+        let started = std::time::Instant::now();
         let moments = rows.moments();
         let fit = estimate_once(model, &moments, None).map_err(|source| CsiError::Estimation {
             segment: segment.clone(),
@@ -557,7 +558,13 @@ fn estimate_groups(
             source,
         })?;
         let scores = factor_scores(model, &moments, &fit);
-        tracing::info!(%segment, respondents, iterations = fit.iterations, "csi estimated");
+        tracing::info!(
+            %segment,
+            respondents,
+            iterations = fit.iterations,
+            seconds = started.elapsed().as_secs_f64(),
+            "csi estimated"
+        );
         let bootstrap = (model.bootstrap > 0).then(|| {
             let started = std::time::Instant::now();
             let plan = bootstrap::Plan {
