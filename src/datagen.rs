@@ -82,6 +82,26 @@ pub struct GenOptions {
     pub rows_per_file: usize,
 }
 
+/// The generator's version, written into the job file it makes: bumped
+/// whenever the same options make different data (2: 150 days of usage),
+/// so that `cskpi bench` never times a run on data an older generator made.
+pub const GENERATOR_VERSION: u32 = 2;
+
+/// The generator version named in the first line of a job file, if `cskpi
+/// gen` made it: `Some(None)` for a generator from before versions were
+/// written, `None` for a job file written by someone else.
+pub fn generator_version_of(job_text: &str) -> Option<Option<u32>> {
+    let first = job_text.lines().next()?;
+    if !first.starts_with("# Made by `cskpi gen") {
+        return None;
+    }
+    Some(
+        first
+            .split_once("(generator version ")
+            .and_then(|(_, rest)| rest.split(')').next()?.parse().ok()),
+    )
+}
+
 /// Rows per part file of the date layout unless told otherwise: tens of
 /// files per table at a million customers, a handful at 100,000.
 pub const DEFAULT_ROWS_PER_FILE: usize = 500_000;
@@ -1181,7 +1201,7 @@ fn job_toml(options: &GenOptions) -> String {
         })
         .collect();
     format!(
-        r#"# Made by `cskpi gen --customers {customers} --seed {seed} --start {start} --end {end} --layout {layout}`.
+        r#"# Made by `cskpi gen --customers {customers} --seed {seed} --start {start} --end {end} --layout {layout}` (generator version {GENERATOR_VERSION}).
 # Paths are relative to this file.
 
 [input]
@@ -1263,5 +1283,29 @@ mod tests {
         let total: u32 = (0..n).map(|_| poisson(&mut rng, 3.0)).sum();
         let mean = total as f64 / n as f64;
         assert!((mean - 3.0).abs() < 0.1, "{mean}");
+    }
+
+    #[test]
+    fn the_job_file_names_the_generator_version() {
+        let options = GenOptions {
+            customers: 10,
+            seed: 1,
+            start: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+            end: NaiveDate::from_ymd_opt(2024, 6, 30).unwrap(),
+            bad_row_rate: 0.0,
+            layout: Layout::Date,
+            rows_per_file: DEFAULT_ROWS_PER_FILE,
+        };
+        assert_eq!(
+            generator_version_of(&job_toml(&options)),
+            Some(Some(GENERATOR_VERSION))
+        );
+        let before_versions =
+            "# Made by `cskpi gen --customers 10 --seed 1 --layout date`.\n[input]\n";
+        assert_eq!(generator_version_of(before_versions), Some(None));
+        assert_eq!(
+            generator_version_of("[input]\ncustomers = 'c.parquet'\n"),
+            None
+        );
     }
 }

@@ -13,7 +13,9 @@ use chrono::NaiveDate;
 use futures::StreamExt;
 
 use crate::config::JobConfig;
-use crate::datagen::{DEFAULT_ROWS_PER_FILE, GenOptions, Layout, generate};
+use crate::datagen::{
+    DEFAULT_ROWS_PER_FILE, GENERATOR_VERSION, GenOptions, Layout, generate, generator_version_of,
+};
 use crate::error::Error;
 use crate::run::{RunOptions, run_job};
 use crate::views::open_inputs;
@@ -34,10 +36,24 @@ fn reset_peak_rss() {
 }
 
 /// The benchmark's data set in `dir`: generated (seed 42, 2023-07 ..
-/// 2026-06, 0.1% bad rows) unless a `job.toml` is already there. Returns
-/// the job file's path.
+/// 2026-06, 0.1% bad rows) unless a `job.toml` is already there; one that
+/// another version of the generator made is refused (its timings would not
+/// compare). Returns the job file's path.
 pub async fn prepare_data(customers: u64, layout: Layout, dir: &Path) -> Result<PathBuf, Error> {
     let job_path = dir.join("job.toml");
+    if let Ok(text) = std::fs::read_to_string(&job_path)
+        && let Some(version) = generator_version_of(&text)
+        && version != Some(GENERATOR_VERSION)
+    {
+        let made_by = version.map_or("a generator from before versions".into(), |v| {
+            format!("generator version {v}")
+        });
+        return Err(Error::Usage(format!(
+            "{}: made by {made_by}, this cskpi's is version {GENERATOR_VERSION}: \
+             remove the folder to generate it again, or pass another --dir",
+            dir.display()
+        )));
+    }
     if !job_path.exists() {
         let started = Instant::now();
         let summary = generate(
@@ -129,5 +145,31 @@ fn dir_bytes(path: &Path) -> u64 {
             .map(|e| dir_bytes(&e.path()))
             .sum(),
         Err(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn data_from_another_generator_version_is_refused_and_other_data_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = dir.path().join("job.toml");
+        std::fs::write(
+            &job,
+            "# Made by `cskpi gen --customers 10 --seed 42 --layout date`.\n[input]\n",
+        )
+        .unwrap();
+        let err = prepare_data(10, Layout::Date, dir.path())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Usage(_)), "{err}");
+        assert!(err.to_string().contains("remove the folder"), "{err}");
+        std::fs::write(&job, "# my own data\n[input]\n").unwrap();
+        assert_eq!(
+            prepare_data(10, Layout::Date, dir.path()).await.unwrap(),
+            job
+        );
     }
 }
