@@ -547,15 +547,19 @@ fn estimate_groups(
             );
             continue;
         }
-        let data = DMatrix::from_fn(respondents, model.items.len(), |r, c| group.rows[r][c]);
+        // the answers are kept once, centred, through the bootstrap
+        let rows = CentredRows::new(&DMatrix::from_fn(respondents, model.items.len(), |r, c| {
+            group.rows[r][c]
+        }));
         drop(group.rows);
-        let rows = CentredRows::new(&data);
         let started = std::time::Instant::now();
         let moments = rows.moments();
-        let fit = estimate_once(model, &moments, None).map_err(|source| CsiError::Estimation {
-            segment: segment.clone(),
-            respondents,
-            source,
+        let fit = estimate_once(model, &path_model, &moments, None).map_err(|source| {
+            CsiError::Estimation {
+                segment: segment.clone(),
+                respondents,
+                source,
+            }
         })?;
         let scores = factor_scores(model, &moments, &fit);
         tracing::info!(
@@ -574,7 +578,7 @@ fn estimate_groups(
             };
             let statistics = fit.path_coefficients.len() + 1;
             let outcome = bootstrap::run(&rows, &segment, &plan, statistics, |resample| {
-                let fit = estimate_once(model, resample, Some(&fit.weights))?;
+                let fit = estimate_once(model, &path_model, resample, Some(&fit.weights))?;
                 let mut values: Vec<f64> = fit.path_coefficients.iter().map(|p| p.2).collect();
                 values.push(
                     factor_scores(model, resample, &fit)[model.index_factor].unwrap_or(f64::NAN),
@@ -609,13 +613,13 @@ fn estimate_groups(
 /// weights if given) or the configured weights.
 fn estimate_once(
     model: &CsiModel,
+    path_model: &pls::PathModel,
     moments: &Moments,
     start: Option<&[f64]>,
 ) -> Result<Fit, pls::PlsError> {
-    let path_model = model.path_model();
     match &model.fixed_weights {
-        Some(weights) => pls::with_fixed_weights(moments, &path_model, weights),
-        None => pls::estimate_moments(moments, &path_model, &model.settings, start),
+        Some(weights) => pls::with_fixed_weights(moments, path_model, weights),
+        None => pls::estimate_moments(moments, path_model, &model.settings, start),
     }
 }
 

@@ -188,6 +188,20 @@ impl Fixture {
         );
     }
 
+    /// Survey responses without items or comments.
+    pub fn surveys(&self, rows: &[SurveyRow]) {
+        self.write(
+            "surveys",
+            vec![
+                ("response_id", strs(rows.iter().map(|s| Some(s.0)))),
+                ("customer_id", strs(rows.iter().map(|s| Some(s.1)))),
+                ("responded_at", timestamps(rows.iter().map(|s| Some(s.2)))),
+                ("survey", strs(rows.iter().map(|s| Some(s.3)))),
+                ("score", floats(rows.iter().map(|s| Some(s.4)))),
+            ],
+        );
+    }
+
     pub fn no_tickets(&self) {
         self.tickets(&[]);
     }
@@ -236,6 +250,9 @@ impl Fixture {
 }
 
 /// Expected rows written as string literals, owned as `rows()` returns them.
+/// (response_id, customer_id, responded_at, survey, score)
+pub type SurveyRow<'a> = (&'a str, &'a str, &'a str, &'a str, f64);
+
 pub fn owned<'a, R: AsRef<[&'a str]>>(rows: &[R]) -> Vec<Vec<String>> {
     rows.iter()
         .map(|r| r.as_ref().iter().map(|v| v.to_string()).collect())

@@ -22,28 +22,7 @@
 //! - M100: 100 in Sep, 300 in Dec -> min(100, 150) = 100 -> 100.
 //! - GONE churned on Dec 15 and LATE signs up in 2026: no rows.
 
-use super::fixture::{
-    Fixture, Order, TicketRow, dates, floats, ints, owned, strs, sub, timestamps,
-};
-
-/// (response_id, customer_id, responded_at, survey, score)
-type SurveyRow<'a> = (&'a str, &'a str, &'a str, &'a str, f64);
-
-fn write_surveys(f: &Fixture, surveys: &[SurveyRow]) {
-    f.write(
-        "surveys",
-        vec![
-            ("response_id", strs(surveys.iter().map(|s| Some(s.0)))),
-            ("customer_id", strs(surveys.iter().map(|s| Some(s.1)))),
-            (
-                "responded_at",
-                timestamps(surveys.iter().map(|s| Some(s.2))),
-            ),
-            ("survey", strs(surveys.iter().map(|s| Some(s.3)))),
-            ("score", floats(surveys.iter().map(|s| Some(s.4)))),
-        ],
-    );
-}
+use super::fixture::{Fixture, Order, TicketRow, dates, ints, owned, strs, sub};
 
 /// (customer_id, day, events), one active user each
 fn write_usage(f: &Fixture, usage: &[(&str, &str, i64)]) {
@@ -99,7 +78,7 @@ fn fixture() -> Fixture {
         ("N1b", "NOUSE", "2025-12-01 10:00", "nps", 4.0),
         ("N0", "NOUSE", "2025-07-04 10:00", "nps", 10.0),
     ];
-    write_surveys(&f, &surveys);
+    f.surveys(&surveys);
     let usage = [
         ("USE", "2025-12-02", 15),
         ("USE", "2025-12-01", 45),
@@ -266,7 +245,7 @@ fn trend_fixture() -> Fixture {
         ("S3", "C", "2025-11-10 10:00", "csat", 5.0),
         ("S4", "C", "2025-12-20 10:00", "csat", 1.0),
     ];
-    write_surveys(&f, &surveys);
+    f.surveys(&surveys);
     let usage = [
         ("U", "2025-10-01", 60),
         ("U", "2025-11-20", 30),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use expectrl::session::OsSession;
 use expectrl::{ControlCode, Expect, Session};
 
-use super::fixture::{Fixture, floats, strs, sub, timestamps};
+use super::fixture::{Fixture, sub};
 
 /// Two customers, one paying 100 a month from January 2025; run once so
 /// `last_run` has tables.
@@ -23,24 +23,11 @@ async fn fixture() -> Fixture {
         sub("O2", "A", "2025-02-01", "2025-03-01", 100.0),
     ]);
     f.no_tickets();
-    let answers = [
-        ("R1", "A", "nps", 9.0),
-        ("R2", "B", "nps", 3.0),
-        ("R3", "A", "csat", 5.0),
-    ];
-    f.write(
-        "surveys",
-        vec![
-            ("response_id", strs(answers.iter().map(|a| Some(a.0)))),
-            ("customer_id", strs(answers.iter().map(|a| Some(a.1)))),
-            (
-                "responded_at",
-                timestamps(answers.iter().map(|_| Some("2025-02-10 10:00"))),
-            ),
-            ("survey", strs(answers.iter().map(|a| Some(a.2)))),
-            ("score", floats(answers.iter().map(|a| Some(a.3)))),
-        ],
-    );
+    f.surveys(&[
+        ("R1", "A", "2025-02-10 10:00", "nps", 9.0),
+        ("R2", "B", "2025-02-10 10:00", "nps", 3.0),
+        ("R3", "A", "2025-02-10 10:00", "csat", 5.0),
+    ]);
     f.job_extra = "[run]\nfrom = '2025-01'\nas_of = '2025-02-28'\n".into();
     std::fs::write(f.dir.path().join("job.toml"), f.job_text()).unwrap();
     f.run("2025-02-28").await.unwrap();
