@@ -14,7 +14,7 @@
 -- customers who signed up after as_of are invisible): a superset of the
 -- visible rows' hashes is enough to find their repeats, and the look-up of
 -- every row took longer than the hashing (benches/README.md, "Measured
--- reasons"). A run finds `<table>_repeated_hashes` by sorting the hashes
+-- reasons"). A run finds `<table>_repeated_hashes` by grouping the hashes
 -- instead (src/repeated_hashes.rs), when the memory pool can hold them. A run stores each
 -- `<table>_duplicates` view (a handful of keys) before the checks read it,
 -- so the planner knows it is the small side of the join.
@@ -34,7 +34,9 @@
 -- The checks put the key on every row of a known customer, and the KPI
 -- views join and group customers by it: integers in a dense range, which
 -- the engine hashes, compares and sorts far faster than strings (a join on
--- them is an array look-up), in the order of customer_id.
+-- them is an array look-up), in the order of customer_id. A check tells a
+-- known customer by the directory's customer_key (never null), not its
+-- customer_id: the join then copies no string out of the directory.
 CREATE OR REPLACE VIEW customer_directory AS
 SELECT customer_id, first_signup_date,
        CAST(ROW_NUMBER() OVER (ORDER BY customer_id) - 1 AS INT) AS customer_key
@@ -79,7 +81,7 @@ SELECT * EXCLUDE (duplicate_key),
 FROM counted;
 
 CREATE OR REPLACE VIEW orders_visible AS
-SELECT o.*, d.customer_id IS NOT NULL AS customer_known, d.customer_key
+SELECT o.*, d.customer_key IS NOT NULL AS customer_known, d.customer_key
 FROM orders_typed o
 LEFT JOIN customer_directory d ON o.customer_id = d.customer_id
 WHERE (o.order_date IS NULL OR o.order_date <= ${as_of})
@@ -129,7 +131,7 @@ SELECT * EXCLUDE (duplicate_key, customer_known),
 FROM counted;
 
 CREATE OR REPLACE VIEW tickets_visible AS
-SELECT t.*, d.customer_id IS NOT NULL AS customer_known, d.customer_key
+SELECT t.*, d.customer_key IS NOT NULL AS customer_known, d.customer_key
 FROM tickets_typed t
 LEFT JOIN customer_directory d ON t.customer_id = d.customer_id
 WHERE (t.opened_at IS NULL OR t.opened_at < ${as_of_end})
@@ -175,7 +177,7 @@ SELECT * EXCLUDE (duplicate_key, customer_known),
 FROM counted;
 
 CREATE OR REPLACE VIEW surveys_visible AS
-SELECT s.*, d.customer_id IS NOT NULL AS customer_known, d.customer_key
+SELECT s.*, d.customer_key IS NOT NULL AS customer_known, d.customer_key
 FROM surveys_typed s
 LEFT JOIN customer_directory d ON s.customer_id = d.customer_id
 WHERE (s.responded_at IS NULL OR s.responded_at < ${as_of_end})
@@ -227,7 +229,7 @@ SELECT * EXCLUDE (duplicate_key, customer_known),
 FROM counted;
 
 CREATE OR REPLACE VIEW usage_visible AS
-SELECT u.*, d.customer_id IS NOT NULL AS customer_known, d.customer_key
+SELECT u.*, d.customer_key IS NOT NULL AS customer_known, d.customer_key
 FROM usage_typed u
 LEFT JOIN customer_directory d ON u.customer_id = d.customer_id
 WHERE (u.day IS NULL OR u.day <= ${as_of})
@@ -273,7 +275,7 @@ FROM counted;
 
 CREATE OR REPLACE VIEW costs_checked AS
 WITH visible AS (
-    SELECT c.*, c.customer_id IS NULL OR d.customer_id IS NOT NULL AS customer_known,
+    SELECT c.*, c.customer_id IS NULL OR d.customer_key IS NOT NULL AS customer_known,
            d.customer_key
     FROM costs_typed c
     LEFT JOIN customer_directory d ON c.customer_id = d.customer_id

@@ -122,7 +122,7 @@ async fn store_checks(
     Ok(())
 }
 
-/// Stores a view of sql/validate.sql: `<t>_repeated_hashes` by sorting the
+/// Stores a view of sql/validate.sql: `<t>_repeated_hashes` by grouping the
 /// hashes of `<t>_key_hashes` when the memory pool holds them, everything
 /// else (and that, otherwise) as Parquet.
 fn store_check<'c>(
