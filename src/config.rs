@@ -130,6 +130,14 @@ pub struct OutputConfig {
     /// vacuumed after each run.
     #[serde(default = "default_keep_versions")]
     pub keep_versions: u32,
+    /// cskpi extension: write `report.html` beside the tables after each
+    /// run (a failed report is a warning, never a failed run).
+    #[serde(default = "default_report")]
+    pub report: bool,
+}
+
+fn default_report() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -28,6 +28,8 @@ pub enum Error {
     Output(#[from] OutputError),
     #[error(transparent)]
     Gen(#[from] GenError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     #[error("query engine: {0}")]
     Engine(#[from] datafusion::error::DataFusionError),
     /// Reading or writing a file, stdin, stdout or the terminal outside

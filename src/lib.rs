@@ -18,6 +18,7 @@ pub mod feedback;
 pub mod inputs;
 pub mod kpi;
 pub mod output;
+pub mod report;
 pub mod run;
 pub mod sbg;
 pub mod validate;

@@ -188,6 +188,16 @@ pub enum Command {
         #[arg(short = 'c', long)]
         config: PathBuf,
     },
+    /// Draw the HTML report (report.html) of the run published at the job's
+    /// output, again or to another file.
+    #[command(mut_arg("config", |a| a.short('c')))]
+    Report {
+        #[command(flatten)]
+        job: JobArgs,
+        /// Write the page here instead of report.html at the job's output.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
     /// Generate a data set (unless DIR already has one) and time a run on it.
     Bench {
         /// Number of customers to generate.
@@ -219,6 +229,9 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
                 progress: std::io::stderr().is_terminal(),
             };
             let report = run::run_job(&job, &options).await?;
+            // After publishing: a failed page is a warning, not a failed run.
+            let span = tracing::info_span!("run", run_id = %report.run_id);
+            tracing::Instrument::instrument(crate::report::write_after_run(&job), span).await;
             println!(
                 "run {} as_of {} (months from {}) -> {}",
                 report.run_id, report.as_of, report.first_month, report.output_path
@@ -326,6 +339,12 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
                     Ok(())
                 }
             }
+        }
+        Command::Report { job: args, output } => {
+            let job = args.load()?;
+            let location = crate::report::write(&job, args.as_of, output.as_deref()).await?;
+            println!("report: {location}");
+            Ok(())
         }
         Command::Recover { config } => {
             let job = JobConfig::load(&config)?;

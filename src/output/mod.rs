@@ -143,6 +143,90 @@ fn session_s3_store(
         })
 }
 
+/// The store and key of a file at the top of an output path (the
+/// manifest, the report): the session's S3 store, or the local file system
+/// (whose writes go through a temporary file and a rename).
+fn output_file(
+    ctx: &SessionContext,
+    output: &OutputConfig,
+    name: &str,
+) -> Result<
+    (
+        std::sync::Arc<dyn object_store::ObjectStore>,
+        object_store::path::Path,
+    ),
+    OutputError,
+> {
+    let path = output.path.as_str();
+    let location = || OutputError::Location(path.into());
+    if path.starts_with("s3://") {
+        let url = url::Url::parse(path).map_err(|_| location())?;
+        let store = session_s3_store(ctx, &url, path)?;
+        let prefix = url.path().trim_matches('/');
+        let key = match prefix.is_empty() {
+            true => name.to_string(),
+            false => format!("{prefix}/{name}"),
+        };
+        return Ok((store, object_store::path::Path::from(key)));
+    }
+    let dir = std::path::absolute(path.strip_prefix("file://").unwrap_or(path))
+        .map_err(|_| location())?;
+    let key =
+        object_store::path::Path::from_absolute_path(dir.join(name)).map_err(|_| location())?;
+    Ok((
+        std::sync::Arc::new(object_store::local::LocalFileSystem::new()),
+        key,
+    ))
+}
+
+/// The bytes of `name` at the top of the output path; None when absent.
+pub async fn read_output_file(
+    ctx: &SessionContext,
+    output: &OutputConfig,
+    name: &str,
+) -> Result<Option<Vec<u8>>, OutputError> {
+    use object_store::ObjectStoreExt;
+    let (store, key) = output_file(ctx, output, name)?;
+    match store.get(&key).await {
+        Ok(found) => {
+            let bytes = found.bytes().await.map_err(store_error(key.as_ref()))?;
+            Ok(Some(bytes.to_vec()))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(store_error(key.as_ref())(e)),
+    }
+}
+
+/// Writes `name` at the top of the output path, whole or not at all.
+pub async fn write_output_file(
+    ctx: &SessionContext,
+    output: &OutputConfig,
+    name: &str,
+    bytes: Vec<u8>,
+) -> Result<(), OutputError> {
+    use object_store::ObjectStoreExt;
+    let (store, key) = output_file(ctx, output, name)?;
+    store
+        .put(&key, bytes.into())
+        .await
+        .map_err(store_error(key.as_ref()))?;
+    Ok(())
+}
+
+/// Removes `name` at the top of the output path, if there.
+pub async fn remove_output_file(
+    ctx: &SessionContext,
+    output: &OutputConfig,
+    name: &str,
+) -> Result<(), OutputError> {
+    use object_store::ObjectStoreExt;
+    let (store, key) = output_file(ctx, output, name)?;
+    match store.delete(&key).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(store_error(key.as_ref())(e)),
+    }
+}
+
 fn store_error(path: &str) -> impl FnOnce(object_store::Error) -> OutputError + '_ {
     move |source| OutputError::Store {
         path: path.to_string(),

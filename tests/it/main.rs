@@ -14,6 +14,7 @@ mod generated;
 mod health;
 mod mrr;
 mod publish;
+mod report;
 mod retention;
 mod s3;
 mod sbg_reference;
