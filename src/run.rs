@@ -296,6 +296,11 @@ async fn execute_run(
             &outputs,
             &timings,
         );
+        // The previous run's report goes before its tables do (see
+        // output::REPORT); one that cannot be removed is a warning.
+        if let Err(e) = output::remove_output_file(&ctx, &job.output, output::REPORT).await {
+            tracing::warn!(error = %e, "the previous report could not be removed");
+        }
         staging.publish(manifest).await?;
         // The manifest cannot time its own publication; the report can.
         let total = clock.elapsed().as_secs_f64();

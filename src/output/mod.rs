@@ -143,6 +143,12 @@ fn session_s3_store(
         })
 }
 
+/// The run's HTML report beside the tables (drawn by `report` after
+/// publishing). A run removes the previous run's page before it publishes,
+/// so a page beside the tables is about them or absent, never another
+/// run's: killed after publishing, a run leaves its tables without a page.
+pub const REPORT: &str = "report.html";
+
 /// The store and key of a file at the top of an output path (the
 /// manifest, the report): the session's S3 store, or the local file system
 /// (whose writes go through a temporary file and a rename).

@@ -40,8 +40,7 @@ const TABLES_READ: &[&str] = &[
     "rejects",
 ];
 
-/// The report's file name, beside the output tables.
-pub const REPORT_FILE: &str = "report.html";
+use crate::output::REPORT as REPORT_FILE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -151,19 +150,9 @@ pub async fn write(
     }
 }
 
-/// After a run has published: the report, or a warning. The previous run's
-/// report is removed first (also with `report = false`), so no page about
-/// other numbers is left beside the tables.
+/// After a run has published: the report, or a warning. (The run removed
+/// the previous run's page before publishing, see `output::REPORT`.)
 pub async fn write_after_run(job: &JobConfig) {
-    let removed = match session::build(job) {
-        Ok(ctx) => output::remove_output_file(&ctx, &job.output, REPORT_FILE)
-            .await
-            .map_err(ReportError::from),
-        Err(e) => Err(ReportError::from(e)),
-    };
-    if let Err(e) = removed {
-        tracing::warn!(error = %e, "the previous report could not be removed");
-    }
     if !job.output.report {
         return;
     }

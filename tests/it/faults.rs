@@ -57,6 +57,8 @@ struct Seen {
     /// Every file of every table, by path under the output location.
     tables: BTreeMap<String, Vec<u8>>,
     manifest_as_of: Option<String>,
+    /// The as_of report.html shows, when there is one.
+    report_as_of: Option<String>,
     journal: bool,
     staging: bool,
 }
@@ -66,7 +68,9 @@ impl Seen {
     /// come from, if there is one.
     fn which(&self, runs: &[Seen; 2]) -> Option<usize> {
         (0..2).find(|&i| {
-            self.tables == runs[i].tables && self.manifest_as_of.as_deref() == Some(AS_OF[i])
+            self.tables == runs[i].tables
+                && self.manifest_as_of.as_deref() == Some(AS_OF[i])
+                && self.report_as_of.as_deref().is_none_or(|r| r == AS_OF[i])
         })
     }
 
@@ -80,6 +84,12 @@ impl Seen {
             self.journal = true;
         } else if top.starts_with(".cskpi-staging-") {
             self.staging = true;
+        } else if relative == "report.html" {
+            // A page about another run's numbers would be a mix too.
+            let page = String::from_utf8(bytes()).unwrap();
+            let marker = "data-kpi=\"as_of\">";
+            let at = page.find(marker).expect("the report shows its as_of") + marker.len();
+            self.report_as_of = Some(page[at..at + 10].to_string());
         } else if relative == "_manifest.json" {
             let manifest: serde_json::Value = serde_json::from_slice(&bytes()).unwrap();
             self.manifest_as_of = manifest["as_of"].as_str().map(str::to_string);
@@ -103,6 +113,7 @@ impl Place {
         let mut seen = Seen {
             tables: BTreeMap::new(),
             manifest_as_of: None,
+            report_as_of: None,
             journal: false,
             staging: false,
         };

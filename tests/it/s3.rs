@@ -209,8 +209,20 @@ async fn s3_inputs_and_outputs_match_a_local_run() {
         }
     }
     let tables = cskpi::run::output_tables().len();
+    // The report of the second run, beside the tables on S3.
+    assert!(keys.contains(&"kpis/report.html".to_string()), "{keys:?}");
+    let page = store
+        .get(&object_store::path::Path::from("kpis/report.html"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let page = String::from_utf8(page.to_vec()).unwrap();
+    assert!(page.contains("data-kpi=\"as_of\">2025-05-31<"));
     assert!(
         keys.iter().all(|k| k == "kpis/_manifest.json"
+            || k == "kpis/report.html"
             || cskpi::run::output_tables()
                 .iter()
                 .any(|t| k.starts_with(&format!("kpis/{}/", t.name)))),
