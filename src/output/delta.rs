@@ -70,20 +70,7 @@ impl DeltaTarget {
         run_id: &str,
         keep_versions: u32,
     ) -> Result<Self, OutputError> {
-        let location = || OutputError::Location(path.to_string());
-        let root = if path.starts_with("s3://") {
-            Url::parse(&format!("{}/", path.trim_end_matches('/'))).map_err(|_| location())?
-        } else {
-            let dir = std::path::absolute(path.strip_prefix("file://").unwrap_or(path))
-                .map_err(|_| location())?;
-            Url::from_directory_path(dir).map_err(|_| location())?
-        };
-        let store: Arc<dyn ObjectStore> = if root.scheme() == "s3" {
-            register_s3_log_stores();
-            session_s3_store(ctx, &root, path)?
-        } else {
-            Arc::new(LocalFileSystem::new())
-        };
+        let (store, root) = store_and_root(ctx, path)?;
         Ok(Self {
             files,
             ctx: ctx.clone(),
@@ -176,6 +163,56 @@ fn register_s3_log_stores() {
         let scheme = Url::parse("s3://").expect("a scheme URL");
         logstore_factories().insert(scheme, Arc::new(S3LogStores));
     });
+}
+
+/// The store an output path's tables are in and the path as a URL ending
+/// in '/'.
+fn store_and_root(
+    ctx: &SessionContext,
+    path: &str,
+) -> Result<(Arc<dyn ObjectStore>, Url), OutputError> {
+    let location = || OutputError::Location(path.to_string());
+    let root = if path.starts_with("s3://") {
+        Url::parse(&format!("{}/", path.trim_end_matches('/'))).map_err(|_| location())?
+    } else {
+        let dir = std::path::absolute(path.strip_prefix("file://").unwrap_or(path))
+            .map_err(|_| location())?;
+        Url::from_directory_path(dir).map_err(|_| location())?
+    };
+    let store: Arc<dyn ObjectStore> = if root.scheme() == "s3" {
+        register_s3_log_stores();
+        session_s3_store(ctx, &root, path)?
+    } else {
+        Arc::new(LocalFileSystem::new())
+    };
+    Ok((store, root))
+}
+
+/// Registers the published Delta table `name` of the output at `path` as
+/// `name` in `ctx`, at its latest version (what a Delta reader sees).
+pub(super) async fn register_published(
+    ctx: &SessionContext,
+    path: &str,
+    name: &str,
+) -> Result<(), OutputError> {
+    let (store, root) = store_and_root(ctx, path)?;
+    let url = root
+        .join(&format!("{name}/"))
+        .expect("a table name is a URL path segment");
+    let mut table = DeltaTableBuilder::from_url(url.clone())
+        .and_then(|b| b.with_storage_backend(store, url).build())
+        .map_err(delta_error(name))?;
+    table.load().await.map_err(delta_error(name))?;
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(delta_error(name))?;
+    let engine = |source| OutputError::Write {
+        table: name.into(),
+        source,
+    };
+    let provider = table.table_provider().await.map_err(engine)?;
+    ctx.register_table(name, provider).map_err(engine)?;
+    Ok(())
 }
 
 fn delta_error(table: &str) -> impl FnOnce(DeltaTableError) -> OutputError + '_ {

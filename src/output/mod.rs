@@ -185,6 +185,31 @@ fn output_file(
     ))
 }
 
+/// Registers the published table `name` of `output` as `name` in `ctx`:
+/// its Parquet directory, or its Delta table at the latest version.
+pub async fn register_published_table(
+    ctx: &SessionContext,
+    output: &OutputConfig,
+    name: &str,
+) -> Result<(), OutputError> {
+    match output.format {
+        OutputFormat::Delta => delta::register_published(ctx, &output.path, name).await,
+        OutputFormat::Parquet => {
+            let location = format!("{}/{name}/", output.path.trim_end_matches('/'));
+            ctx.register_parquet(
+                name,
+                &location,
+                datafusion::prelude::ParquetReadOptions::default(),
+            )
+            .await
+            .map_err(|source| OutputError::Write {
+                table: name.into(),
+                source,
+            })
+        }
+    }
+}
+
 /// The bytes of `name` at the top of the output path; None when absent.
 pub async fn read_output_file(
     ctx: &SessionContext,

@@ -12,9 +12,9 @@ mod sections;
 
 use chrono::{Datelike, Months, NaiveDate};
 use datafusion::error::DataFusionError;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::SessionContext;
 
-use crate::config::{JobConfig, OutputFormat};
+use crate::config::JobConfig;
 use crate::engine::session::{self, SessionError};
 use crate::output::{self, OutputError};
 
@@ -58,10 +58,6 @@ pub enum ReportError {
         "report: the published run is as of {published}, not {asked}: run `cskpi run --as-of {asked}` first"
     )]
     OtherAsOf { published: String, asked: String },
-    #[error(
-        "report: the outputs are Delta tables; the report reads Parquet outputs only (README \"The report\")"
-    )]
-    Delta,
     #[error("report: drawing a chart: {0}")]
     Chart(String),
     #[error("report: writing {path}: {source}")]
@@ -79,9 +75,6 @@ async fn query(ctx: &SessionContext, sql: &str) -> Result<Frame, ReportError> {
 /// The page for the run published at the job's output. With `as_of`, the
 /// published run must be as of that day.
 pub async fn render(job: &JobConfig, as_of: Option<NaiveDate>) -> Result<String, ReportError> {
-    if job.output.format == OutputFormat::Delta {
-        return Err(ReportError::Delta);
-    }
     let ctx = session::build(job)?;
     let path = &job.output.path;
     let manifest = output::read_output_file(&ctx, &job.output, output::MANIFEST)
@@ -104,11 +97,8 @@ pub async fn render(job: &JobConfig, as_of: Option<NaiveDate>) -> Result<String,
             asked: asked.to_string(),
         });
     }
-    let base = path.trim_end_matches('/');
     for table in TABLES_READ {
-        let location = format!("{base}/{table}/");
-        ctx.register_parquet(*table, &location, ParquetReadOptions::default())
-            .await?;
+        output::register_published_table(&ctx, &job.output, table).await?;
     }
     let context = sections::Context {
         ctx: &ctx,

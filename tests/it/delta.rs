@@ -250,7 +250,26 @@ async fn two_runs_are_two_versions_readable_by_another_reader_and_by_time_travel
     let (data, delta_job) = published_once(dir.path()).await;
     let out = data.join("out-delta");
     let first_manifest = manifest(&out);
+    // The report reads the Delta tables (the latest version, not every
+    // data file in the directories): its sections are the Parquet run's of
+    // the same day, everything but the header (run id, times).
+    let sections = |page: &Path| {
+        let page = std::fs::read_to_string(page).unwrap();
+        let start = page
+            .find("<section id=\"revenue\"")
+            .expect("a revenue section");
+        page[start..].to_string()
+    };
+    assert_eq!(
+        sections(&out.join("report.html")),
+        sections(&data.join("out-first/report.html"))
+    );
     run_ok(&delta_job, AS_OF[1]);
+    // Again after the second run, whose version is the latest.
+    assert_eq!(
+        sections(&out.join("report.html")),
+        sections(&data.join("out-second/report.html"))
+    );
     let manifest = manifest(&out);
     no_leftovers(&out);
 
