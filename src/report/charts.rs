@@ -121,13 +121,7 @@ pub fn lines(
             .y_label_area_size(70)
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), low..high)
             .map_err(chart_error)?;
-        let label_of = |x: &f64| {
-            let i = x.round();
-            match (i - x).abs() < 1e-6 && i >= 0.0 {
-                true => labels.get(i as usize).cloned().unwrap_or_default(),
-                false => String::new(),
-            }
-        };
+        let label_of = |x: &f64| label_at(labels, *x, |l| l.clone());
         chart
             .configure_mesh()
             .x_desc(x_desc)
@@ -197,6 +191,16 @@ pub fn lines(
     })
 }
 
+/// The label of the item at an axis position: items sit at 0, 1, 2, ...;
+/// a tick between them has no label.
+fn label_at<T>(items: &[T], position: f64, label: impl Fn(&T) -> String) -> String {
+    let i = position.round();
+    match (i - position).abs() < 1e-6 && i >= 0.0 {
+        true => items.get(i as usize).map(label).unwrap_or_default(),
+        false => String::new(),
+    }
+}
+
 /// Consecutive present values, as runs (a gap breaks a line).
 fn runs<T: Copy>(items: impl Iterator<Item = Option<T>>) -> Vec<Vec<T>> {
     let mut runs = vec![Vec::new()];
@@ -234,16 +238,7 @@ pub fn bars(title: &str, x_desc: &str, y_desc: &str, bars: &[Bar]) -> Result<Str
             .y_label_area_size(70)
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), low..high)
             .map_err(chart_error)?;
-        let label_of = |x: &f64| {
-            let i = x.round();
-            match (i - x).abs() < 1e-6 && i >= 0.0 {
-                true => bars
-                    .get(i as usize)
-                    .map(|b| b.label.clone())
-                    .unwrap_or_default(),
-                false => String::new(),
-            }
-        };
+        let label_of = |x: &f64| label_at(bars, *x, |b| b.label.clone());
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -305,16 +300,7 @@ pub fn waterfall(title: &str, y_desc: &str, steps: &[Step]) -> Result<String, Re
             .y_label_area_size(80)
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), low..high)
             .map_err(chart_error)?;
-        let label_of = |x: &f64| {
-            let i = x.round();
-            match (i - x).abs() < 1e-6 && i >= 0.0 {
-                true => steps
-                    .get(i as usize)
-                    .map(|s| s.label.clone())
-                    .unwrap_or_default(),
-                false => String::new(),
-            }
-        };
+        let label_of = |x: &f64| label_at(steps, *x, |s| s.label.clone());
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -369,13 +355,7 @@ pub fn heatmap(
                 (n_rows as f64 - 0.5)..-0.5f64,
             )
             .map_err(chart_error)?;
-        let row_of = |y: &f64| {
-            let i = y.round();
-            match (i - y).abs() < 1e-6 && i >= 0.0 {
-                true => rows.get(i as usize).cloned().unwrap_or_default(),
-                false => String::new(),
-            }
-        };
+        let row_of = |y: &f64| label_at(rows, *y, |l| l.clone());
         chart
             .configure_mesh()
             .disable_mesh()
@@ -436,16 +416,7 @@ pub fn stacked_rows(
             .y_label_area_size(100)
             .build_cartesian_2d(0f64..high, (n as f64 - 0.5)..-0.5f64)
             .map_err(chart_error)?;
-        let row_of = |y: &f64| {
-            let i = y.round();
-            match (i - y).abs() < 1e-6 && i >= 0.0 {
-                true => rows
-                    .get(i as usize)
-                    .map(|r| r.label.clone())
-                    .unwrap_or_default(),
-                false => String::new(),
-            }
-        };
+        let row_of = |y: &f64| label_at(rows, *y, |r| r.label.clone());
         chart
             .configure_mesh()
             .disable_y_mesh()

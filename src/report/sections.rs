@@ -34,6 +34,21 @@ fn months(frame: &Frame) -> Vec<String> {
     months
 }
 
+/// A headline number: shown with `show`, "–" when absent.
+fn tile(
+    key: &'static str,
+    label: impl Into<String>,
+    value: Option<f64>,
+    show: fn(f64) -> String,
+) -> Tile {
+    Tile {
+        key,
+        label: label.into(),
+        shown: fmt(value, show),
+        value,
+    }
+}
+
 /// One series per segment (`all` first) of a monthly column.
 fn per_segment(frame: &Frame, months: &[String], column: &str) -> Vec<Series> {
     let mut segments = frame.distinct("segment");
@@ -171,24 +186,24 @@ pub async fn revenue(c: &Context<'_>, page: &mut Page) -> Result<(), ReportError
     }
     let last = all_row(&mrr, &c.last_month);
     page.tiles(&[
-        Tile {
-            key: "mrr",
-            label: format!("MRR, {}", month_label(&c.last_month)),
-            shown: fmt(last.and_then(|r| mrr.number(r, "mrr")), money),
-            value: last.and_then(|r| mrr.number(r, "mrr")),
-        },
-        Tile {
-            key: "nrr",
-            label: "NRR".into(),
-            shown: fmt(last.and_then(|r| mrr.number(r, "nrr")), percent),
-            value: last.and_then(|r| mrr.number(r, "nrr")),
-        },
-        Tile {
-            key: "grr",
-            label: "GRR".into(),
-            shown: fmt(last.and_then(|r| mrr.number(r, "grr")), percent),
-            value: last.and_then(|r| mrr.number(r, "grr")),
-        },
+        tile(
+            "mrr",
+            format!("MRR, {}", month_label(&c.last_month)),
+            last.and_then(|r| mrr.number(r, "mrr")),
+            money,
+        ),
+        tile(
+            "nrr",
+            "NRR",
+            last.and_then(|r| mrr.number(r, "nrr")),
+            percent,
+        ),
+        tile(
+            "grr",
+            "GRR",
+            last.and_then(|r| mrr.number(r, "grr")),
+            percent,
+        ),
     ]);
     let series = per_segment(&mrr, &months, "mrr");
     let svg = charts::lines(
@@ -286,21 +301,18 @@ pub async fn retention(c: &Context<'_>, page: &mut Page) -> Result<(), ReportErr
     let months = months(&retention);
     let last = all_row(&retention, &c.last_month);
     page.tiles(&[
-        Tile {
-            key: "churn_rate",
-            label: format!("Churn rate, {}", month_label(&c.last_month)),
-            shown: fmt(
-                last.and_then(|r| retention.number(r, "churn_rate")),
-                percent,
-            ),
-            value: last.and_then(|r| retention.number(r, "churn_rate")),
-        },
-        Tile {
-            key: "crr",
-            label: "Customer retention rate".into(),
-            shown: fmt(last.and_then(|r| retention.number(r, "crr")), percent),
-            value: last.and_then(|r| retention.number(r, "crr")),
-        },
+        tile(
+            "churn_rate",
+            format!("Churn rate, {}", month_label(&c.last_month)),
+            last.and_then(|r| retention.number(r, "churn_rate")),
+            percent,
+        ),
+        tile(
+            "crr",
+            "Customer retention rate",
+            last.and_then(|r| retention.number(r, "crr")),
+            percent,
+        ),
     ]);
     for (column, title, id) in [
         ("churn_rate", "Churn rate per month", "churn-chart"),
@@ -514,20 +526,18 @@ pub async fn voice(c: &Context<'_>, page: &mut Page) -> Result<(), ReportError> 
     } else {
         let last = all_row(&surveys, &c.last_month);
         page.tiles(&[
-            Tile {
-                key: "nps",
-                label: format!("NPS, {}", month_label(&c.last_month)),
-                shown: fmt(last.and_then(|r| surveys.number(r, "nps")), |v| {
-                    format::number(v, 1)
-                }),
-                value: last.and_then(|r| surveys.number(r, "nps")),
-            },
-            Tile {
-                key: "csat",
-                label: "CSAT".into(),
-                shown: fmt(last.and_then(|r| surveys.number(r, "csat")), percent),
-                value: last.and_then(|r| surveys.number(r, "csat")),
-            },
+            tile(
+                "nps",
+                format!("NPS, {}", month_label(&c.last_month)),
+                last.and_then(|r| surveys.number(r, "nps")),
+                |v| format::number(v, 1),
+            ),
+            tile(
+                "csat",
+                "CSAT",
+                last.and_then(|r| surveys.number(r, "csat")),
+                percent,
+            ),
         ]);
         let rows: Vec<Option<usize>> = months.iter().map(|m| all_row(&surveys, m)).collect();
         let value = |r: &Option<usize>, column: &str| r.and_then(|r| surveys.number(r, column));
@@ -852,24 +862,19 @@ pub async fn health(c: &Context<'_>, page: &mut Page) -> Result<(), ReportError>
             .sum::<f64>()
     };
     page.tiles(&[
-        Tile {
-            key: "green_customers",
-            label: "Green customers".into(),
-            shown: count(total("green")),
-            value: Some(total("green")),
-        },
-        Tile {
-            key: "yellow_customers",
-            label: "Yellow customers".into(),
-            shown: count(total("yellow")),
-            value: Some(total("yellow")),
-        },
-        Tile {
-            key: "red_customers",
-            label: "Red customers".into(),
-            shown: count(total("red")),
-            value: Some(total("red")),
-        },
+        tile(
+            "green_customers",
+            "Green customers",
+            Some(total("green")),
+            count,
+        ),
+        tile(
+            "yellow_customers",
+            "Yellow customers",
+            Some(total("yellow")),
+            count,
+        ),
+        tile("red_customers", "Red customers", Some(total("red")), count),
     ]);
     if total("with_usage") == 0.0 {
         page.no_data("usage", "no product usage (no usage input, or none in the last 120 days): the scores leave the usage component out");
