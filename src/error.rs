@@ -30,6 +30,9 @@ pub enum Error {
     Gen(#[from] GenError),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    #[cfg(feature = "distributed")]
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("query engine: {0}")]
     Engine(#[from] datafusion::error::DataFusionError),
     /// Reading or writing a file, stdin, stdout or the terminal outside

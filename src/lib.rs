@@ -9,6 +9,8 @@
 pub mod calendar;
 pub mod catalog;
 pub mod cli;
+#[cfg(feature = "distributed")]
+pub mod cluster;
 pub mod config;
 pub mod csi;
 pub mod datagen;

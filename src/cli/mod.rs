@@ -57,6 +57,12 @@ impl Cli {
             (None, Command::Run { .. } | Command::Gen { .. } | Command::Bench { .. }) => {
                 "warn,cskpi=info,deltalake_core::operations::vacuum=error,deltalake_core::kernel::schema::cast=error".into()
             }
+            // A cluster's processes say when they listen and register
+            // (Ballista's own info lines, one per task too).
+            #[cfg(feature = "distributed")]
+            (None, Command::Scheduler { .. } | Command::Executor { .. }) => {
+                "warn,cskpi=info,ballista_scheduler=info,ballista_executor=info".into()
+            }
             (None, _) => "warn".into(),
         }
     }
@@ -197,6 +203,51 @@ pub enum Command {
         /// Write the page here instead of report.html at the job's output.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+    },
+    /// Run a Ballista scheduler that knows cskpi's functions: the
+    /// coordinator of a cluster (`cskpi run --cluster df://HOST:PORT`).
+    #[cfg(feature = "distributed")]
+    Scheduler {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: std::net::IpAddr,
+        /// Port to listen on (gRPC).
+        #[arg(long, default_value_t = crate::cluster::processes::DEFAULT_SCHEDULER_PORT)]
+        port: u16,
+        /// Host name executors reach this scheduler by (default localhost).
+        #[arg(long)]
+        external_host: Option<String>,
+    },
+    /// Run a Ballista executor that knows cskpi's functions, for the
+    /// scheduler at HOST:PORT.
+    #[cfg(feature = "distributed")]
+    Executor {
+        /// The scheduler, HOST:PORT.
+        #[arg(long)]
+        scheduler: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: std::net::IpAddr,
+        /// Host name the scheduler and other executors reach this one by
+        /// (default: the address the scheduler sees).
+        #[arg(long)]
+        external_host: Option<String>,
+        /// Arrow Flight port (shuffle data).
+        #[arg(long, default_value_t = crate::cluster::processes::DEFAULT_EXECUTOR_PORT)]
+        port: u16,
+        /// gRPC port (tasks from the scheduler).
+        #[arg(long, default_value_t = crate::cluster::processes::DEFAULT_EXECUTOR_GRPC_PORT)]
+        grpc_port: u16,
+        /// Tasks run at once (default: the machine's cores).
+        #[arg(long)]
+        cores: Option<usize>,
+        /// Memory this executor's tasks may use before spilling, e.g. 4G
+        /// (default: Ballista's share of the machine's memory).
+        #[arg(long)]
+        memory_limit: Option<ByteSize>,
+        /// Directory for shuffle and spill files (default: a temporary one).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
     },
     /// Generate a data set (unless DIR already has one) and time a run on it.
     Bench {
@@ -352,6 +403,44 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             println!("{}: {recovery}", job.output.path);
             Ok(())
         }
+        #[cfg(feature = "distributed")]
+        Command::Scheduler {
+            bind,
+            port,
+            external_host,
+        } => {
+            let options = crate::cluster::processes::SchedulerOptions {
+                bind,
+                port,
+                external_host,
+            };
+            Ok(crate::cluster::processes::serve_scheduler(&options).await?)
+        }
+        #[cfg(feature = "distributed")]
+        Command::Executor {
+            scheduler,
+            bind,
+            external_host,
+            port,
+            grpc_port,
+            cores,
+            memory_limit,
+            work_dir,
+        } => {
+            let (scheduler_host, scheduler_port) = split_host_port(&scheduler)?;
+            let options = crate::cluster::processes::ExecutorOptions {
+                scheduler_host,
+                scheduler_port,
+                bind,
+                external_host,
+                port,
+                grpc_port,
+                cores,
+                memory_limit,
+                work_dir,
+            };
+            Ok(crate::cluster::processes::serve_executor(&options).await?)
+        }
         Command::Bench {
             customers,
             dir,
@@ -369,6 +458,24 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
                 return Ok(());
             }
             bench::run_benchmark(customers, &engine.load(&job_path)?).await
+        }
+    }
+}
+
+/// `HOST:PORT` (a bare host means the scheduler's default port).
+#[cfg(feature = "distributed")]
+fn split_host_port(address: &str) -> Result<(String, u16), Error> {
+    let address = address.strip_prefix("df://").unwrap_or(address);
+    match address.rsplit_once(':') {
+        None => Ok((
+            address.to_string(),
+            crate::cluster::processes::DEFAULT_SCHEDULER_PORT,
+        )),
+        Some((host, port)) => {
+            let port = port.parse().map_err(|_| {
+                Error::Usage(format!("--scheduler {address:?}: the port is not a number"))
+            })?;
+            Ok((host.to_string(), port))
         }
     }
 }

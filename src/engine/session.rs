@@ -1,6 +1,6 @@
 //! The one place a DataFusion session is built: configuration, memory pool
-//! and spill directory, object stores and every UDF. A distributed engine
-//! (Ballista) would reuse `session_config`, `runtime` and `udf::scalar_udfs`.
+//! and spill directory, object stores and every UDF. A cluster's processes
+//! (`crate::cluster`) reuse `physical_rules` and the UDF lists.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::aws::AmazonS3Builder;
 use object_store::{ClientOptions, RetryConfig};
@@ -102,20 +103,26 @@ pub fn runtime(
         .build_arc()?)
 }
 
-/// A context with DataFusion's defaults plus cskpi's physical optimizer
-/// rules (`whole_group_plan`: aggregates over whole groups in one stage;
+/// cskpi's physical optimizer rules, run after DataFusion's
+/// (`whole_group_plan`: aggregates over whole groups in one stage;
 /// `compact`: sorts see batches of their own size).
+pub fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    vec![
+        Arc::new(crate::engine::whole_group_plan::AggregateWholeGroupsOnce),
+        Arc::new(crate::engine::compact::CompactBeforeSort),
+    ]
+}
+
+/// A context with DataFusion's defaults plus cskpi's physical rules.
 pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
-    let state = SessionStateBuilder::new()
+    let mut builder = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
-        .with_default_features()
-        .with_physical_optimizer_rule(Arc::new(
-            crate::engine::whole_group_plan::AggregateWholeGroupsOnce,
-        ))
-        .with_physical_optimizer_rule(Arc::new(crate::engine::compact::CompactBeforeSort))
-        .build();
-    SessionContext::new_with_state(state)
+        .with_default_features();
+    for rule in physical_rules() {
+        builder = builder.with_physical_optimizer_rule(rule);
+    }
+    SessionContext::new_with_state(builder.build())
 }
 
 /// Sets DataFusion options (`datafusion.optimizer.prefer_hash_join`, ...)

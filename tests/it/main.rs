@@ -3,6 +3,8 @@
 mod architecture;
 mod bad_input;
 mod cli;
+#[cfg(feature = "distributed")]
+mod cluster;
 mod cohorts;
 mod csi;
 mod csi_reference;

@@ -46,6 +46,10 @@ impl CommentThemes {
             taxonomy,
         }
     }
+
+    pub fn taxonomy(&self) -> &Arc<Taxonomy> {
+        &self.taxonomy
+    }
 }
 
 impl ScalarUDFImpl for CommentThemes {
