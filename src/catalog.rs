@@ -11,13 +11,15 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
@@ -73,6 +75,15 @@ pub enum InputError {
         files: String,
         message: String,
     },
+    #[error(
+        "input {table}: the cluster read {read} rows at {location}, where the files' Parquet footers hold {footers}: every node must reach the input at the same location (s3://, or a path mounted alike everywhere)"
+    )]
+    RowsRead {
+        table: String,
+        location: String,
+        read: u64,
+        footers: u64,
+    },
     #[error("input {table}: {message}")]
     Engine { table: String, message: String },
 }
@@ -89,6 +100,8 @@ pub struct RegisteredInput {
 pub struct InputFile {
     pub path: String,
     pub size: u64,
+    /// Rows, as the file's Parquet footer says.
+    pub rows: u64,
 }
 
 /// The location configured for a table, if any.
@@ -113,8 +126,50 @@ pub async fn register_inputs(
         let extra_required = (spec.name == "customers").then_some(job.run.segment_by.as_str());
         registered.push(register_input(ctx, spec, location, extra_required).await?);
     }
+    if job.cluster.scheduler.is_some() {
+        for input in &registered {
+            check_rows_read(ctx, input).await?;
+        }
+    }
     register_typed_views(ctx).await?;
     Ok(registered)
+}
+
+/// On a cluster: the rows the executors read of `input` are the rows its
+/// footers (read here, on the driver) hold. A node that cannot see a path
+/// scans it as empty, without an error. `SUM(1)`, not `COUNT(*)`, which
+/// the planner would answer from the footers' statistics without a scan.
+async fn check_rows_read(ctx: &SessionContext, input: &RegisteredInput) -> Result<(), InputError> {
+    let engine = |e: datafusion::error::DataFusionError| InputError::Engine {
+        table: input.table.clone(),
+        message: e.to_string(),
+    };
+    let query = format!(
+        "SELECT CAST(COALESCE(SUM(1), 0) AS BIGINT) FROM {}",
+        quote_ident(&format!("{}_input", input.table))
+    );
+    let batches = ctx
+        .sql(&query)
+        .await
+        .map_err(engine)?
+        .collect()
+        .await
+        .map_err(engine)?;
+    let read = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .map(|b| b.column(0).as_primitive::<Int64Type>().value(0).max(0) as u64)
+        .unwrap_or(0);
+    let footers = input.files.iter().map(|f| f.rows).sum();
+    if read == footers {
+        return Ok(());
+    }
+    Err(InputError::RowsRead {
+        table: input.table.clone(),
+        location: input.location.clone(),
+        read,
+        footers,
+    })
 }
 
 /// Registers `<t>_typed` over every `<t>_input` table present in the session
@@ -192,23 +247,33 @@ async fn register_input(
     files.sort_by(|a, b| a.location.cmp(&b.location));
 
     let format = ParquetFormat::default();
-    let schemas: Vec<(String, SchemaRef)> = futures::stream::iter(files.iter())
+    let footers: Vec<(String, SchemaRef, u64)> = futures::stream::iter(files.iter())
         .map(|file| {
             let (format, state, store) = (&format, &state, &store);
             async move {
                 let schema = format
                     .infer_schema(state, store, std::slice::from_ref(file))
                     .await;
-                (file.location.to_string(), schema)
+                // The footer infer_schema read, from the session's cache.
+                let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+                let rows = DFParquetMetadata::new(store.as_ref(), file)
+                    .with_file_metadata_cache(Some(cache))
+                    .fetch_metadata()
+                    .await
+                    .map(|m| m.file_metadata().num_rows().max(0) as u64);
+                (
+                    file.location.to_string(),
+                    schema.and_then(|s| Ok((s, rows?))),
+                )
             }
         })
         .buffered(16)
         .collect::<Vec<_>>()
         .await
         .into_iter()
-        .map(|(file, schema)| {
-            schema
-                .map(|s| (file.clone(), s))
+        .map(|(file, footer)| {
+            footer
+                .map(|(schema, rows)| (file.clone(), schema, rows))
                 .map_err(|e| InputError::Unreadable {
                     table: table.clone(),
                     file,
@@ -216,6 +281,10 @@ async fn register_input(
                 })
         })
         .collect::<Result<_, _>>()?;
+    let schemas: Vec<(String, SchemaRef)> = footers
+        .iter()
+        .map(|(file, schema, _)| (file.clone(), Arc::clone(schema)))
+        .collect();
 
     let partition_cols = hive_partition_columns(&url, &files, &schemas);
     for (file, schema) in &schemas {
@@ -255,9 +324,11 @@ async fn register_input(
         location: location.into(),
         files: files
             .iter()
-            .map(|f| InputFile {
+            .zip(&footers)
+            .map(|(f, (_, _, rows))| InputFile {
                 path: f.location.to_string(),
                 size: f.size,
+                rows: *rows,
             })
             .collect(),
     })
@@ -418,6 +489,42 @@ fn typed_view_sql(spec: &TableSpec, columns: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn rows_read_must_be_the_rows_the_footers_hold() {
+        let ctx = SessionContext::new();
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let batch = datafusion::arrow::record_batch::RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(datafusion::arrow::array::Int64Array::from(vec![
+                1, 2,
+            ]))],
+        )
+        .unwrap();
+        let table = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
+        ctx.register_table("orders_input", Arc::new(table)).unwrap();
+        let input = |rows: &[u64]| RegisteredInput {
+            table: "orders".into(),
+            location: "/data/orders/".into(),
+            files: rows
+                .iter()
+                .enumerate()
+                .map(|(i, &rows)| InputFile {
+                    path: format!("/data/orders/part-{i}.parquet"),
+                    size: 100,
+                    rows,
+                })
+                .collect(),
+        };
+        assert!(check_rows_read(&ctx, &input(&[1, 1])).await.is_ok());
+        let error = check_rows_read(&ctx, &input(&[2, 3])).await.unwrap_err();
+        let line = error.to_string();
+        assert!(
+            line.starts_with("input orders: the cluster read 2 rows at /data/orders/")
+                && line.contains("footers hold 5"),
+            "{line}"
+        );
+    }
 
     #[test]
     fn typed_view_casts_contract_columns_and_keeps_extras() {

@@ -45,6 +45,10 @@ pub struct JobConfig {
     pub csi: Option<CsiConfig>,
     #[serde(default)]
     pub feedback: FeedbackConfig,
+    /// Where the job runs. Not part of the config hash: a cluster computes
+    /// the same outputs as this machine.
+    #[serde(default, skip_serializing)]
+    pub cluster: ClusterConfig,
     /// Built from the sections above and checked once, when the job file
     /// is read.
     #[serde(skip)]
@@ -190,6 +194,19 @@ impl Default for RunConfig {
             temp_dir: None,
         }
     }
+}
+
+/// cskpi extension: `[cluster]`, a run on Apache DataFusion Ballista.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The scheduler, `df://HOST:PORT`; none: the job runs on this
+    /// machine. `--cluster` wins over it.
+    pub scheduler: Option<String>,
+    /// The job's local paths (inputs, output, temp_dir) are mounted at the
+    /// same place on every node of the cluster; `--shared-fs` sets it.
+    #[serde(default)]
+    pub shared_fs: bool,
 }
 
 fn default_segment_by() -> String {

@@ -209,7 +209,10 @@ async fn execute_run(
     let job = &spilling_in_scratch;
 
     stages.start("inputs");
-    let ctx = session::build(job)?;
+    let ctx = views::open_session(job).await?;
+    // This machine's session writes and publishes the outputs: `ctx`
+    // itself, unless the job's queries run on a cluster.
+    let here = crate::engine::writer::writer_of(&ctx);
     let registered = catalog::register_inputs(&ctx, job).await?;
     for input in &registered {
         tracing::info!(table = %input.table, location = %input.location, files = input.files.len(), "input");
@@ -219,7 +222,7 @@ async fn execute_run(
     // or back), and a second run on the same output is refused. (After the
     // inputs are listed, so that missing inputs are the error a run with
     // missing inputs reports.)
-    let mut staging = Staging::begin(&ctx, &job.output, &run_id).await?;
+    let mut staging = Staging::begin(&here, &job.output, &run_id).await?;
 
     // Whatever happens next, the output's lock is released (on S3 it is an
     // object only this run can remove before its lease ends).
@@ -298,7 +301,7 @@ async fn execute_run(
         );
         // The previous run's report goes before its tables do (see
         // output::REPORT); one that cannot be removed is a warning.
-        if let Err(e) = output::remove_output_file(&ctx, &job.output, output::REPORT).await {
+        if let Err(e) = output::remove_output_file(&here, &job.output, output::REPORT).await {
             tracing::warn!(error = %e, "the previous report could not be removed");
         }
         staging.publish(manifest).await?;

@@ -28,9 +28,30 @@ pub fn resolve_as_of(job: &JobConfig, as_of: Option<NaiveDate>) -> NaiveDate {
         .unwrap_or_else(|| Utc::now().date_naive() - chrono::Duration::days(1))
 }
 
+/// The session a job's queries run in: on this machine, or, with
+/// `[cluster] scheduler`, on that Ballista cluster (the driver keeps the
+/// same configuration, object stores and functions).
+pub async fn open_session(job: &JobConfig) -> Result<SessionContext, Error> {
+    let ctx = session::build(job)?;
+    let Some(url) = &job.cluster.scheduler else {
+        return Ok(ctx);
+    };
+    #[cfg(feature = "distributed")]
+    {
+        crate::cluster::check_locations(job)?;
+        let taxonomy = Arc::new(job.feedback_taxonomy().clone());
+        let storage = crate::cluster::storage::StorageOptions::of_job(job.s3.as_ref());
+        Ok(crate::cluster::connect(url, ctx.state(), taxonomy, storage).await?)
+    }
+    #[cfg(not(feature = "distributed"))]
+    Err(Error::Usage(format!(
+        "cluster.scheduler {url}: this cskpi was built without the `distributed` feature"
+    )))
+}
+
 /// Builds the session for a job and registers its inputs (schema checked).
 pub async fn open_inputs(job: &JobConfig) -> Result<(SessionContext, Vec<RegisteredInput>), Error> {
-    let ctx = session::build(job)?;
+    let ctx = open_session(job).await?;
     let registered = catalog::register_inputs(&ctx, job).await?;
     Ok((ctx, registered))
 }

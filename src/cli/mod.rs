@@ -60,7 +60,7 @@ impl Cli {
             // A cluster's processes say when they listen and register
             // (Ballista's own info lines, one per task too).
             #[cfg(feature = "distributed")]
-            (None, Command::Scheduler { .. } | Command::Executor { .. }) => {
+            (None, Command::Scheduler(_) | Command::Executor(_)) => {
                 "warn,cskpi=info,ballista_scheduler=info,ballista_executor=info".into()
             }
             (None, _) => "warn".into(),
@@ -116,6 +116,36 @@ impl JobArgs {
     }
 }
 
+/// Where a job runs: this machine, or a Ballista cluster.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClusterArgs {
+    /// Run on the Ballista cluster whose scheduler is at df://HOST:PORT
+    /// (job: cluster.scheduler).
+    #[cfg(feature = "distributed")]
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub cluster: Option<String>,
+    /// The job's local paths are mounted at the same place on every node of
+    /// the cluster (job: cluster.shared_fs).
+    #[cfg(feature = "distributed")]
+    #[arg(long)]
+    pub shared_fs: bool,
+}
+
+impl ClusterArgs {
+    /// The job file with these settings applied.
+    pub fn apply(&self, job: &mut JobConfig) {
+        #[cfg(feature = "distributed")]
+        {
+            if let Some(url) = &self.cluster {
+                job.cluster.scheduler = Some(url.clone());
+            }
+            job.cluster.shared_fs |= self.shared_fs;
+        }
+        #[cfg(not(feature = "distributed"))]
+        let _ = job;
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Compute every KPI of a job and publish the output tables.
@@ -123,6 +153,8 @@ pub enum Command {
     Run {
         #[command(flatten)]
         job: JobArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Write a deterministic synthetic data set in the input schema, plus a job.toml.
     Gen {
@@ -185,6 +217,8 @@ pub enum Command {
     Validate {
         #[command(flatten)]
         job: JobArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Finish a publication a killed or failed run left at the job's output
     /// (roll it back, or forward when every table was in place); exits 0
@@ -207,48 +241,11 @@ pub enum Command {
     /// Run a Ballista scheduler that knows cskpi's functions: the
     /// coordinator of a cluster (`cskpi run --cluster df://HOST:PORT`).
     #[cfg(feature = "distributed")]
-    Scheduler {
-        /// Address to listen on.
-        #[arg(long, default_value = "0.0.0.0")]
-        bind: std::net::IpAddr,
-        /// Port to listen on (gRPC).
-        #[arg(long, default_value_t = crate::cluster::processes::DEFAULT_SCHEDULER_PORT)]
-        port: u16,
-        /// Host name executors reach this scheduler by (default localhost).
-        #[arg(long)]
-        external_host: Option<String>,
-    },
+    Scheduler(crate::cluster::processes::SchedulerOptions),
     /// Run a Ballista executor that knows cskpi's functions, for the
     /// scheduler at HOST:PORT.
     #[cfg(feature = "distributed")]
-    Executor {
-        /// The scheduler, HOST:PORT.
-        #[arg(long)]
-        scheduler: String,
-        /// Address to listen on.
-        #[arg(long, default_value = "0.0.0.0")]
-        bind: std::net::IpAddr,
-        /// Host name the scheduler and other executors reach this one by
-        /// (default: the address the scheduler sees).
-        #[arg(long)]
-        external_host: Option<String>,
-        /// Arrow Flight port (shuffle data).
-        #[arg(long, default_value_t = crate::cluster::processes::DEFAULT_EXECUTOR_PORT)]
-        port: u16,
-        /// gRPC port (tasks from the scheduler).
-        #[arg(long, default_value_t = crate::cluster::processes::DEFAULT_EXECUTOR_GRPC_PORT)]
-        grpc_port: u16,
-        /// Tasks run at once (default: the machine's cores).
-        #[arg(long)]
-        cores: Option<usize>,
-        /// Memory this executor's tasks may use before spilling, e.g. 4G
-        /// (default: Ballista's share of the machine's memory).
-        #[arg(long)]
-        memory_limit: Option<ByteSize>,
-        /// Directory for shuffle and spill files (default: a temporary one).
-        #[arg(long)]
-        work_dir: Option<PathBuf>,
-    },
+    Executor(crate::cluster::processes::ExecutorOptions),
     /// Generate a data set (unless DIR already has one) and time a run on it.
     Bench {
         /// Number of customers to generate.
@@ -262,6 +259,8 @@ pub enum Command {
         layout: Layout,
         #[command(flatten)]
         engine: EngineArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         /// Only generate the data set (unless DIR has one) and exit: a
         /// timed run in a fresh process then measures only itself (the
         /// allocator keeps much of what generating freed).
@@ -273,8 +272,9 @@ pub enum Command {
 /// Runs a parsed command; returns what to print on success.
 pub async fn execute(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Run { job: args } => {
-            let job = args.load()?;
+        Command::Run { job: args, cluster } => {
+            let mut job = args.load()?;
+            cluster.apply(&mut job);
             let options = RunOptions {
                 as_of: args.as_of,
                 progress: std::io::stderr().is_terminal(),
@@ -354,8 +354,9 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Validate { job: args } => {
-            let job = args.load()?;
+        Command::Validate { job: args, cluster } => {
+            let mut job = args.load()?;
+            cluster.apply(&mut job);
             let options = RunOptions {
                 as_of: args.as_of,
                 progress: false,
@@ -404,41 +405,11 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         #[cfg(feature = "distributed")]
-        Command::Scheduler {
-            bind,
-            port,
-            external_host,
-        } => {
-            let options = crate::cluster::processes::SchedulerOptions {
-                bind,
-                port,
-                external_host,
-            };
+        Command::Scheduler(options) => {
             Ok(crate::cluster::processes::serve_scheduler(&options).await?)
         }
         #[cfg(feature = "distributed")]
-        Command::Executor {
-            scheduler,
-            bind,
-            external_host,
-            port,
-            grpc_port,
-            cores,
-            memory_limit,
-            work_dir,
-        } => {
-            let (scheduler_host, scheduler_port) = split_host_port(&scheduler)?;
-            let options = crate::cluster::processes::ExecutorOptions {
-                scheduler_host,
-                scheduler_port,
-                bind,
-                external_host,
-                port,
-                grpc_port,
-                cores,
-                memory_limit,
-                work_dir,
-            };
+        Command::Executor(options) => {
             Ok(crate::cluster::processes::serve_executor(&options).await?)
         }
         Command::Bench {
@@ -446,6 +417,7 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             dir,
             layout,
             engine,
+            cluster,
             generate_only,
         } => {
             let tmp = tempfile::tempdir().map_err(|e| SessionError::TempDir {
@@ -457,25 +429,9 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             if generate_only {
                 return Ok(());
             }
-            bench::run_benchmark(customers, &engine.load(&job_path)?).await
-        }
-    }
-}
-
-/// `HOST:PORT` (a bare host means the scheduler's default port).
-#[cfg(feature = "distributed")]
-fn split_host_port(address: &str) -> Result<(String, u16), Error> {
-    let address = address.strip_prefix("df://").unwrap_or(address);
-    match address.rsplit_once(':') {
-        None => Ok((
-            address.to_string(),
-            crate::cluster::processes::DEFAULT_SCHEDULER_PORT,
-        )),
-        Some((host, port)) => {
-            let port = port.parse().map_err(|_| {
-                Error::Usage(format!("--scheduler {address:?}: the port is not a number"))
-            })?;
-            Ok((host.to_string(), port))
+            let mut job = engine.load(&job_path)?;
+            cluster.apply(&mut job);
+            bench::run_benchmark(customers, &job).await
         }
     }
 }

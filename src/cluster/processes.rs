@@ -12,23 +12,27 @@ use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 
 use super::codec::{LogicalCodec, PhysicalCodec};
-use super::{ClusterError, executor_functions};
+use super::{ClusterError, executor_functions, storage};
 use crate::config::ByteSize;
 
 pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
 pub const DEFAULT_EXECUTOR_PORT: u16 = 50051;
 pub const DEFAULT_EXECUTOR_GRPC_PORT: u16 = 50052;
 
-#[derive(Debug, Clone)]
+/// `cskpi scheduler`'s options.
+#[derive(Debug, Clone, clap::Args)]
 pub struct SchedulerOptions {
     /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
+    /// Port to listen on (gRPC).
+    #[arg(long, default_value_t = DEFAULT_SCHEDULER_PORT)]
     pub port: u16,
-    /// The host name executors and drivers reach this scheduler by.
+    /// Host name executors reach this scheduler by (default localhost).
+    #[arg(long)]
     pub external_host: Option<String>,
 }
 
@@ -46,6 +50,7 @@ pub async fn serve_scheduler(options: &SchedulerOptions) -> Result<(), ClusterEr
             .external_host
             .clone()
             .unwrap_or_else(|| defaults.external_host.clone()),
+        override_config_producer: Some(Arc::new(storage::node_config)),
         override_session_builder: Some(Arc::new(scheduler_session)),
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
@@ -63,14 +68,16 @@ pub async fn serve_scheduler(options: &SchedulerOptions) -> Result<(), ClusterEr
 
 /// A scheduler's session for a job (its configuration comes from the
 /// driver): DataFusion's defaults, Ballista's logical rules, cskpi's
-/// physical rules and every function.
+/// physical rules (and [`super::leaves::LeavesAsMemoryScans`], last) and
+/// every function.
 pub(crate) fn scheduler_session(
     config: SessionConfig,
 ) -> datafusion::common::Result<datafusion::execution::SessionState> {
+    let runtime = storage::node_runtime(&config, None)?;
     let mut builder = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
-        .with_runtime_env(Arc::new(RuntimeEnvBuilder::new().build()?))
+        .with_runtime_env(runtime)
         .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
         .with_scalar_functions(super::scheduler_scalar_functions())
         .with_aggregate_functions(super::scheduler_aggregate_functions())
@@ -78,28 +85,38 @@ pub(crate) fn scheduler_session(
     for rule in crate::engine::session::physical_rules() {
         builder = builder.with_physical_optimizer_rule(rule);
     }
+    builder = builder.with_physical_optimizer_rule(Arc::new(super::leaves::LeavesAsMemoryScans));
     Ok(builder.build())
 }
 
-#[derive(Debug, Clone)]
+/// `cskpi executor`'s options.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ExecutorOptions {
-    /// The scheduler, host and port.
-    pub scheduler_host: String,
-    pub scheduler_port: u16,
+    /// The scheduler, HOST:PORT.
+    #[arg(long)]
+    pub scheduler: String,
     /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
-    /// The host name the scheduler and other executors reach this one by.
+    /// Host name the scheduler and other executors reach this one by
+    /// (default: the address the scheduler sees).
+    #[arg(long)]
     pub external_host: Option<String>,
     /// Arrow Flight port (shuffle data).
+    #[arg(long, default_value_t = DEFAULT_EXECUTOR_PORT)]
     pub port: u16,
     /// gRPC port (tasks from the scheduler).
+    #[arg(long, default_value_t = DEFAULT_EXECUTOR_GRPC_PORT)]
     pub grpc_port: u16,
     /// Tasks run at once (default: the machine's cores).
+    #[arg(long)]
     pub cores: Option<usize>,
-    /// Memory the executor's tasks may use before spilling (default: a
-    /// share of the machine's, Ballista's rule).
+    /// Memory this executor's tasks may use before spilling, e.g. 4G
+    /// (default: Ballista's share of the machine's memory).
+    #[arg(long)]
     pub memory_limit: Option<ByteSize>,
-    /// Shuffle and spill files (default: a temporary directory).
+    /// Directory for shuffle and spill files (default: a temporary one).
+    #[arg(long)]
     pub work_dir: Option<PathBuf>,
 }
 
@@ -110,27 +127,40 @@ pub async fn serve_executor(options: &ExecutorOptions) -> Result<(), ClusterErro
         process: "executor",
         message,
     };
-    let work_dir = match &options.work_dir {
-        Some(dir) => {
+    // Held until the executor stops: a work directory of its own, removed
+    // then, when none is given.
+    let temporary = match options.work_dir {
+        Some(_) => None,
+        None => Some(tempfile::tempdir().map_err(|e| failed(format!("work directory: {e}")))?),
+    };
+    let work_dir = match (&options.work_dir, &temporary) {
+        (Some(dir), _) => {
             std::fs::create_dir_all(dir)
                 .map_err(|e| failed(format!("work directory {}: {e}", dir.display())))?;
-            Some(dir.display().to_string())
+            dir.clone()
         }
-        None => None,
+        (None, Some(temporary)) => temporary.path().to_path_buf(),
+        (None, None) => unreachable!("a temporary directory is made when none is given"),
     };
+    let spill_dir = work_dir.clone();
+    let (scheduler_host, scheduler_port) = super::scheduler_host_port(&options.scheduler)?;
     let defaults = ExecutorProcessConfig::default();
     let config = ExecutorProcessConfig {
         bind_host: options.bind.to_string(),
         external_host: options.external_host.clone(),
         port: options.port,
         grpc_port: options.grpc_port,
-        scheduler_host: options.scheduler_host.clone(),
-        scheduler_port: options.scheduler_port,
+        scheduler_host,
+        scheduler_port,
         // Started beside the scheduler (compose, systemd), an executor
         // waits for it rather than exiting at once.
         scheduler_connect_timeout_seconds: 30,
         vcores: options.cores.unwrap_or(defaults.vcores),
-        work_dir,
+        work_dir: Some(work_dir.display().to_string()),
+        override_config_producer: Some(Arc::new(storage::node_config)),
+        override_runtime_producer: Some(Arc::new(move |config: &SessionConfig| {
+            storage::node_runtime(config, Some(spill_dir.clone()))
+        })),
         memory_pool_size: options.memory_limit.map(|m| m.bytes() as u64),
         override_function_registry: Some(Arc::new(executor_functions()?)),
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
@@ -138,7 +168,7 @@ pub async fn serve_executor(options: &ExecutorOptions) -> Result<(), ClusterErro
         ..defaults
     };
     tracing::info!(
-        scheduler = %format!("{}:{}", options.scheduler_host, options.scheduler_port),
+        scheduler = %options.scheduler,
         port = options.port,
         grpc_port = options.grpc_port,
         cores = config.vcores,

@@ -12,3 +12,4 @@ pub mod session;
 pub mod sql;
 pub mod udf;
 pub mod whole_group_plan;
+pub mod writer;

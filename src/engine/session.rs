@@ -11,7 +11,7 @@ use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::{ClientOptions, RetryConfig};
 use url::Url;
 
@@ -125,17 +125,28 @@ pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContex
     SessionContext::new_with_state(builder.build())
 }
 
+/// A session-config extension: options the session keeps whatever
+/// `set_options` asks (a cluster session's join planning, see
+/// `cluster::connect`).
+#[derive(Debug, Clone, Default)]
+pub struct PinnedOptions(pub Vec<&'static str>);
+
 /// Sets DataFusion options (`datafusion.optimizer.prefer_hash_join`, ...)
 /// for the queries planned from now on; returns their previous values, for
 /// `restore_options`. An option set in the environment (see
-/// `apply_env_overrides`) keeps that value, as over the defaults, and is
-/// left out of the returned values.
+/// `apply_env_overrides`) or pinned ([`PinnedOptions`]) keeps that value,
+/// and is left out of the returned values.
 pub fn set_options(
     ctx: &SessionContext,
     settings: &[(impl AsRef<str>, impl AsRef<str>)],
 ) -> Result<Vec<(String, String)>, datafusion::error::DataFusionError> {
     let state = ctx.state_ref();
     let mut state = state.write();
+    let pinned = state
+        .config()
+        .get_extension::<PinnedOptions>()
+        .map(|p| p.0.clone())
+        .unwrap_or_default();
     let options = state.config_mut().options_mut();
     let current: std::collections::HashMap<String, Option<String>> = options
         .entries()
@@ -145,7 +156,8 @@ pub fn set_options(
     let mut previous = Vec::new();
     for (key, value) in settings {
         let key = key.as_ref();
-        if std::env::var_os(key.to_uppercase().replace('.', "_")).is_some() {
+        if std::env::var_os(key.to_uppercase().replace('.', "_")).is_some() || pinned.contains(&key)
+        {
             continue;
         }
         let before = current.get(key).cloned().flatten().unwrap_or_default();
@@ -194,6 +206,18 @@ pub fn register_s3_bucket(
     location: &str,
     settings: Option<&S3Config>,
 ) -> Result<(), SessionError> {
+    let (bucket_url, store) = s3_store(location, settings)?;
+    ctx.register_object_store(&bucket_url, Arc::new(store));
+    Ok(())
+}
+
+/// The object store of the bucket of `location` (`s3://bucket/...`) and
+/// the bucket's URL: credentials from this process's environment (or
+/// role), endpoint, region and plain HTTP from the job's `[s3]`.
+pub fn s3_store(
+    location: &str,
+    settings: Option<&S3Config>,
+) -> Result<(Url, AmazonS3), SessionError> {
     let url = Url::parse(location).map_err(|e| SessionError::Location {
         location: location.into(),
         message: e.to_string(),
@@ -228,8 +252,7 @@ pub fn register_s3_bucket(
         url: location.into(),
         source,
     })?;
-    ctx.register_object_store(&bucket_url, Arc::new(store));
-    Ok(())
+    Ok((bucket_url, store))
 }
 
 #[cfg(test)]

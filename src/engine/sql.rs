@@ -319,6 +319,9 @@ pub async fn materialize_view(
             options.or_default().dictionary_enabled = Some(false);
         }
     }
+    // Written by this machine's session when the rows come from a cluster
+    // (engine/writer.rs).
+    let view = crate::engine::writer::read_by(&crate::engine::writer::writer_of(ctx), view).await?;
     view.write_parquet(&target, DataFrameWriteOptions::new(), Some(options))
         .await?;
     ctx.deregister_table(name)?;

@@ -357,6 +357,9 @@ struct StagedTable {
 /// directory removes itself; an S3 one is removed by the next run.
 pub struct Staging {
     target: Box<dyn Target>,
+    /// The session that writes the staged files: this machine's, whichever
+    /// session computes the rows (a cluster's, see `write_table`).
+    writer: SessionContext,
     run_id: String,
     location: String,
     tables: Vec<StagedTable>,
@@ -366,7 +369,8 @@ pub struct Staging {
 impl Staging {
     /// Takes the output location (refused while another run holds it),
     /// finishes a publication a dead run left (logged) and removes the
-    /// staging areas of dead runs.
+    /// staging areas of dead runs. `ctx`, a session of this machine, writes
+    /// and publishes the tables.
     pub async fn begin(
         ctx: &SessionContext,
         output: &OutputConfig,
@@ -378,6 +382,7 @@ impl Staging {
         }
         Ok(Self {
             target,
+            writer: ctx.clone(),
             run_id: run_id.to_string(),
             location: output.path.clone(),
             tables: Vec::new(),
@@ -393,6 +398,9 @@ impl Staging {
     /// Writes `SELECT * FROM <table> ORDER BY <order_by>` as zstd Parquet:
     /// one file, or one file per value of the table's partition column
     /// (an empty partitioned table is one empty file). Returns the rows.
+    /// `ctx` computes the rows (this machine's session or a cluster's); the
+    /// files are written here, by the writer `begin` was given, so a
+    /// table's bytes do not depend on where its rows were computed.
     pub async fn write_table(
         &mut self,
         ctx: &SessionContext,
@@ -411,22 +419,23 @@ impl Staging {
         }
         let frame = ctx.sql(&query).await.map_err(write)?;
         let dir = self.target.staged_dir(name)?;
+        let writer = &self.writer;
         let rows = match table.partition_by {
             Some(column) if table.sorted_per_partition => {
-                write_each_partition(ctx, table, &dir, column)
+                write_each_partition(ctx, writer, table, &dir, column)
                     .await
                     .map_err(write)?
             }
             Some(column) => {
-                let rows = write_partitioned(ctx, frame.clone(), &dir, column)
+                let rows = write_partitioned(writer, frame.clone(), &dir, column)
                     .await
                     .map_err(write)?;
                 if rows == 0 {
-                    write_single(frame, &dir).await.map_err(write)?;
+                    write_single(writer, frame, &dir).await.map_err(write)?;
                 }
                 rows
             }
-            None => row_count(&write_single(frame, &dir).await.map_err(write)?),
+            None => row_count(&write_single(writer, frame, &dir).await.map_err(write)?),
         };
         let files = self.target.name_staged_files(name).await?;
         self.tables.push(StagedTable {

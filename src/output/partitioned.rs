@@ -32,7 +32,7 @@ use super::{OutputTable, TABLE_FILE};
 /// encodes columns in parallel); a value's file is finished while the next
 /// value's rows arrive.
 pub(super) async fn write_partitioned(
-    ctx: &SessionContext,
+    writer: &SessionContext,
     frame: DataFrame,
     dir: &str,
     column: &str,
@@ -65,9 +65,12 @@ pub(super) async fn write_partitioned(
                     Arc::clone(&schema),
                     vec![Arc::new(rows_of_value) as Arc<dyn PartitionStream>],
                 )?;
-                let file = ctx.read_table(Arc::new(table))?;
+                let file = writer.read_table(Arc::new(table))?;
                 let value_dir = format!("{dir}{column}={value}/");
-                files.spawn(async move { write_single(file, &value_dir).await.map(|_| ()) });
+                let writer = writer.clone();
+                files.spawn(
+                    async move { write_single(&writer, file, &value_dir).await.map(|_| ()) },
+                );
                 open = Some((value, sender));
             }
             if let Some((_, sender)) = &open
@@ -97,6 +100,7 @@ pub(super) async fn write_partitioned(
 /// values' files the filter skips.
 pub(super) async fn write_each_partition(
     ctx: &SessionContext,
+    writer: &SessionContext,
     table: &OutputTable,
     dir: &str,
     column: &str,
@@ -131,7 +135,8 @@ pub(super) async fn write_each_partition(
                     table.order_by
                 ))
                 .await?;
-            rows += row_count(&write_single(frame, &format!("{dir}{column}={value}/")).await?);
+            rows +=
+                row_count(&write_single(writer, frame, &format!("{dir}{column}={value}/")).await?);
             files += 1;
         }
     }
@@ -139,17 +144,19 @@ pub(super) async fn write_each_partition(
         let empty = ctx
             .sql(&format!("SELECT * FROM {name} ORDER BY {}", table.order_by))
             .await?;
-        write_single(empty, dir).await?;
+        write_single(writer, empty, dir).await?;
     }
     Ok(rows)
 }
 
-/// Writes `frame` as the one file `<dir>part-0.parquet`.
+/// Writes `frame` as the one file `<dir>part-0.parquet`, by `writer`.
 pub(super) async fn write_single(
+    writer: &SessionContext,
     frame: DataFrame,
     dir: &str,
 ) -> Result<Vec<RecordBatch>, DataFusionError> {
-    frame
+    crate::engine::writer::read_by(writer, frame)
+        .await?
         .write_parquet(
             &format!("{dir}{TABLE_FILE}"),
             DataFrameWriteOptions::new().with_single_file_output(true),

@@ -43,9 +43,10 @@ struct Process {
 }
 
 impl Process {
-    fn start(name: &str, args: &[String]) -> Self {
+    fn start(name: &str, args: &[String], envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cskpi"))
             .args(args)
+            .envs(envs.iter().copied())
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -105,12 +106,48 @@ impl Drop for Process {
 
 pub struct Cluster {
     pub url: String,
-    _processes: Vec<Process>,
+    processes: Vec<Process>,
     _work: tempfile::TempDir,
 }
 
+/// The line an executor logs as it starts a task.
+const TASK_STARTED: &str = "Execute task";
+
 impl Cluster {
+    /// SIGKILLs executor `index` once it has started `tasks` tasks; the
+    /// thread answers whether it did (the executor may run fewer).
+    fn kill_executor_after_tasks(
+        &mut self,
+        index: usize,
+        tasks: usize,
+    ) -> std::thread::JoinHandle<bool> {
+        let executor = &mut self.processes[1 + index];
+        let lines = std::mem::replace(&mut executor.lines, mpsc::channel().1);
+        let pid = executor.child.id().to_string();
+        std::thread::spawn(move || {
+            let mut started = 0;
+            for line in lines.iter() {
+                if line.contains(TASK_STARTED) {
+                    started += 1;
+                }
+                if started == tasks {
+                    return Command::new("kill")
+                        .args(["-KILL", &pid])
+                        .status()
+                        .is_ok_and(|s| s.success());
+                }
+            }
+            false
+        })
+    }
+
     pub fn start(executors: usize) -> Self {
+        Self::start_with_env(executors, &[])
+    }
+
+    /// With `envs` in every process's environment (the nodes' own S3
+    /// credentials).
+    pub fn start_with_env(executors: usize, envs: &[(&str, &str)]) -> Self {
         let work = tempfile::tempdir().unwrap();
         let port = free_port();
         let scheduler = Process::start(
@@ -124,6 +161,7 @@ impl Cluster {
                 "--external-host".into(),
                 "127.0.0.1".into(),
             ],
+            envs,
         );
         let address = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -159,13 +197,14 @@ impl Cluster {
                     "--work-dir".into(),
                     work_dir.display().to_string(),
                 ],
+                envs,
             );
             executor.wait_for_line(REGISTERED, Duration::from_secs(60));
             processes.push(executor);
         }
         Cluster {
             url: format!("df://127.0.0.1:{port}"),
-            _processes: processes,
+            processes,
             _work: work,
         }
     }
@@ -256,11 +295,16 @@ async fn register_inputs(ctx: &SessionContext, dir: &Path) {
     ctx.register_table("segments", Arc::new(table)).unwrap();
 }
 
+/// A query's rows; a query that hangs on the cluster fails the test.
 async fn rows(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
-    batches_to_rows(&ctx.sql(sql).await.unwrap().collect().await.unwrap())
+    let answer = async { ctx.sql(sql).await.unwrap().collect().await.unwrap() };
+    let batches = tokio::time::timeout(Duration::from_secs(120), answer)
+        .await
+        .unwrap_or_else(|_| panic!("no answer within 2 minutes: {sql}"));
+    batches_to_rows(&batches)
 }
 
-const QUERIES: [&str; 3] = [
+const QUERIES: [&str; 5] = [
     // cskpi's aggregates, grouped by a segment from the in-memory table
     "SELECT COALESCE(s.segment, 'none') AS segment, \
             nps(a.score) FILTER (WHERE a.survey = 'nps') AS nps, \
@@ -277,6 +321,11 @@ const QUERIES: [&str; 3] = [
     // a shuffle: every answer of a customer repartitioned by customer
     "SELECT customer_id, COUNT(*) AS n, SUM(score) AS total \
      FROM answers GROUP BY customer_id HAVING COUNT(*) > 1 ORDER BY customer_id",
+    // a union with a literal branch (cskpi's 'all' rows): on Ballista 55.0.0
+    // such a job never finished without cluster::leaves
+    "SELECT 'all' AS survey UNION SELECT DISTINCT survey FROM answers ORDER BY 1",
+    "SELECT s, COUNT(*) AS n FROM (SELECT 'all' AS s UNION ALL SELECT survey FROM answers) \
+     GROUP BY s ORDER BY s",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,9 +336,14 @@ async fn a_loopback_cluster_answers_as_a_local_session_does() {
     let local = SessionContext::new_with_state(local_state());
     cskpi::engine::udf::register_all(&local, job_taxonomy());
     register_inputs(&local, dir.path()).await;
-    let remote = cskpi::cluster::connect(&cluster.url, local_state(), job_taxonomy())
-        .await
-        .unwrap();
+    let remote = cskpi::cluster::connect(
+        &cluster.url,
+        local_state(),
+        job_taxonomy(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
     register_inputs(&remote, dir.path()).await;
 
     for query in QUERIES {
@@ -318,6 +372,15 @@ async fn a_loopback_cluster_answers_as_a_local_session_does() {
         .into_iter()
         .map(|r| (r[0].clone(), r[2].clone()))
         .collect();
+    // 'all' and the two surveys; seven answers (five nps) plus the 'all' row.
+    assert_eq!(
+        rows(&remote, QUERIES[3]).await,
+        [["all"], ["csat"], ["nps"]].map(|r| r.map(String::from).to_vec())
+    );
+    assert_eq!(
+        rows(&remote, QUERIES[4]).await,
+        [["all", "1"], ["csat", "2"], ["nps", "5"]].map(|r| r.map(String::from).to_vec())
+    );
     assert_eq!(
         themes,
         [
@@ -341,6 +404,7 @@ async fn a_scheduler_that_is_down_is_named_in_one_line() {
         &format!("df://127.0.0.1:{port}"),
         local_state(),
         job_taxonomy(),
+        Default::default(),
     )
     .await
     else {
@@ -350,4 +414,262 @@ async fn a_scheduler_that_is_down_is_named_in_one_line() {
     let line = cskpi::error::one_line(&error);
     assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
     assert!(line.contains("no Ballista scheduler answers"), "{line}");
+}
+
+/// Every output file of the runs publishing to `a` and `b`, byte for byte
+/// (the manifest aside: it names the run).
+fn assert_same_tables(a: &Path, b: &Path) {
+    for table in cskpi::run::output_tables() {
+        let (here, there) = (
+            crate::fixture::table_files(a, table.name),
+            crate::fixture::table_files(b, table.name),
+        );
+        assert!(!here.is_empty(), "{}", table.name);
+        let names =
+            |files: &[(String, Vec<u8>)]| files.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&there), names(&here), "{}", table.name);
+        for ((name, mine), (_, theirs)) in here.iter().zip(&there) {
+            assert!(
+                mine == theirs,
+                "{}/{name} differs between {} and {}",
+                table.name,
+                a.display(),
+                b.display()
+            );
+        }
+    }
+}
+
+/// `job` on `cluster` (inputs, output and scratch on this machine's disk,
+/// which the loopback cluster shares), failing the test after 10 minutes.
+async fn run_on(
+    cluster: &Cluster,
+    job: &cskpi::config::JobConfig,
+    scratch: &Path,
+    options: &cskpi::run::RunOptions,
+) -> Result<cskpi::run::RunReport, cskpi::error::Error> {
+    let mut job = job.clone();
+    job.cluster.scheduler = Some(cluster.url.clone());
+    job.cluster.shared_fs = true;
+    job.run.temp_dir = Some(scratch.to_path_buf());
+    tokio::time::timeout(Duration::from_secs(600), cskpi::run::run_job(&job, options))
+        .await
+        .expect("the cluster run did not finish within 10 minutes")
+}
+
+/// `job` publishing to `out`.
+fn publishing_to(job: &cskpi::config::JobConfig, out: &Path) -> cskpi::config::JobConfig {
+    let mut job = job.clone();
+    job.output.path = format!("{}/", out.display());
+    job
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_samples_and_a_generated_data_set_on_a_loopback_cluster_publish_a_local_runs_bytes() {
+    let cluster = Cluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples/job.toml");
+    let samples = cskpi::config::JobConfig::load(&samples).unwrap();
+    // Production's layout: events in date order over many files, usage
+    // partitioned by month, Decimal money.
+    let generated_dir = dir.path().join("generated");
+    cskpi::datagen::generate(
+        &cskpi::datagen::GenOptions {
+            customers: 1_500,
+            seed: 19,
+            start: crate::fixture::date("2024-01-01"),
+            end: crate::fixture::date("2025-06-30"),
+            bad_row_rate: 0.002,
+            layout: cskpi::datagen::Layout::Date,
+            rows_per_file: 4_000,
+        },
+        &generated_dir,
+    )
+    .await
+    .unwrap();
+    let generated = cskpi::config::JobConfig::load(&generated_dir.join("job.toml")).unwrap();
+
+    let options = cskpi::run::RunOptions::default();
+    for (name, job) in [("samples", samples), ("generated", generated)] {
+        let (local_out, cluster_out) = (
+            dir.path().join(format!("{name}-local")),
+            dir.path().join(format!("{name}-cluster")),
+        );
+        let here = cskpi::run::run_job(&publishing_to(&job, &local_out), &options)
+            .await
+            .unwrap();
+        let there = run_on(
+            &cluster,
+            &publishing_to(&job, &cluster_out),
+            &dir.path().join(format!("{name}-scratch")),
+            &options,
+        )
+        .await
+        .unwrap();
+        assert_eq!(there.outputs, here.outputs, "{name}");
+        assert_eq!(
+            serde_json::to_value(&there.inputs).unwrap(),
+            serde_json::to_value(&here.inputs).unwrap(),
+            "{name}"
+        );
+        assert!(
+            here.inputs.iter().any(|i| i.rejected > 0),
+            "{name}: no bad rows"
+        );
+        assert_same_tables(&local_out, &cluster_out);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_killed_mid_run_gives_the_same_tables_or_one_line_and_the_previous_tables() {
+    let mut cluster = Cluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples/job.toml");
+    let job = cskpi::config::JobConfig::load(&samples).unwrap();
+    let (out, expected) = (dir.path().join("out"), dir.path().join("expected"));
+    let as_of = |day: &str| cskpi::run::RunOptions {
+        as_of: Some(crate::fixture::date(day)),
+        ..Default::default()
+    };
+    // The previous run's tables (another month: a mix would show), and
+    // what the killed run must publish if it succeeds.
+    let previous = as_of("2026-05-31");
+    let this = as_of("2026-06-30");
+    cskpi::run::run_job(&publishing_to(&job, &out), &previous)
+        .await
+        .unwrap();
+    let before = dir.path().join("before");
+    copy_dir(&out, &before);
+    cskpi::run::run_job(&publishing_to(&job, &expected), &this)
+        .await
+        .unwrap();
+
+    let killed = cluster.kill_executor_after_tasks(1, 40);
+    let result = run_on(
+        &cluster,
+        &publishing_to(&job, &out),
+        &dir.path().join("scratch"),
+        &this,
+    )
+    .await;
+    assert!(
+        killed.join().unwrap(),
+        "the executor ran fewer than 40 tasks"
+    );
+    match result {
+        Ok(_) => assert_same_tables(&expected, &out),
+        Err(error) => {
+            let line = cskpi::error::one_line(&error);
+            assert!(!line.is_empty() && !line.contains('\n'), "{line}");
+            eprintln!("the run failed as it may: {line}");
+            assert_same_tables(&before, &out);
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_inputs_and_outputs_on_a_loopback_cluster_publish_a_local_runs_bytes() {
+    use object_store::ObjectStoreExt;
+
+    let moto = crate::s3::start_moto();
+    // The nodes' own credentials (moto takes any); the job names only the
+    // endpoint and region.
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let cluster = Cluster::start_with_env(2, &creds);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    crate::fixture::generate_dataset(&data, 150, 23, "2024-06-01", "2025-05-31").await;
+    crate::s3::create_bucket(&moto.endpoint, "cs-cluster");
+    crate::s3::upload_dir(&moto.endpoint, "cs-cluster", "exports", &data).await;
+
+    let local_out = dir.path().join("local-out");
+    let local = publishing_to(
+        &cskpi::config::JobConfig::load(&data.join("job.toml")).unwrap(),
+        &local_out,
+    );
+    cskpi::run::run_job(&local, &cskpi::run::RunOptions::default())
+        .await
+        .unwrap();
+
+    // The generated job with its inputs and output on S3.
+    let mut text = std::fs::read_to_string(data.join("job.toml")).unwrap();
+    for table in crate::fixture::input_names() {
+        text = text.replace(
+            &format!("{table} = \"{table}.parquet\""),
+            &format!("{table} = \"s3://cs-cluster/exports/{table}/\""),
+        );
+    }
+    text = text.replace("path = \"out/\"", "path = \"s3://cs-cluster/kpis/\"");
+    assert!(
+        !text.contains(".parquet\"") && text.contains("s3://cs-cluster/kpis/"),
+        "{text}"
+    );
+    text.push_str(&format!(
+        "\n[s3]\nendpoint = \"{}\"\nregion = \"us-east-1\"\nallow_http = true\n",
+        moto.endpoint
+    ));
+    let job = dir.path().join("cluster-job.toml");
+    std::fs::write(&job, text).unwrap();
+    // The run's scratch directory is the one thing on a (loopback-)shared
+    // path.
+    let run = Command::new(env!("CARGO_BIN_EXE_cskpi"))
+        .args(["run", "--config"])
+        .arg(&job)
+        .args(["--cluster", &cluster.url, "--shared-fs", "--temp-dir"])
+        .arg(dir.path().join("scratch"))
+        .envs(creds)
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let store = crate::s3::s3_store(&moto.endpoint, "cs-cluster");
+    for table in cskpi::run::output_tables() {
+        let here = crate::fixture::table_files(&local_out, table.name);
+        assert!(!here.is_empty(), "{}", table.name);
+        let prefix = format!("kpis/{}/", table.name);
+        let mut keys = crate::s3::keys_under(&store, &prefix).await;
+        keys.sort();
+        let names: Vec<String> = keys.iter().map(|k| k[prefix.len()..].to_string()).collect();
+        assert_eq!(
+            names,
+            here.iter().map(|f| f.0.clone()).collect::<Vec<_>>(),
+            "{}",
+            table.name
+        );
+        for (key, (name, bytes)) in keys.iter().zip(&here) {
+            let there = store
+                .get(&object_store::path::Path::from(key.as_str()))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert!(
+                there.as_ref() == bytes.as_slice(),
+                "{}/{name} differs between the local run and the cluster's on S3",
+                table.name
+            );
+        }
+    }
 }

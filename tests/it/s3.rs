@@ -86,7 +86,7 @@ pub(super) fn s3_store(endpoint: &str, bucket: &str) -> object_store::aws::Amazo
         .unwrap()
 }
 
-async fn upload_dir(endpoint: &str, bucket: &str, prefix: &str, dir: &Path) {
+pub(super) async fn upload_dir(endpoint: &str, bucket: &str, prefix: &str, dir: &Path) {
     let store = s3_store(endpoint, bucket);
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();

@@ -9,6 +9,7 @@ mod mrr_snapshot_months;
 mod renewal_due_months;
 mod survey_scores;
 mod to_json;
+mod version;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ pub use mrr_snapshot_months::MrrSnapshotMonths;
 pub use renewal_due_months::RenewalDueMonths;
 pub use survey_scores::{DEFAULT_CSAT_POSITIVE_MIN, ScoreAggregate, ScoreKpi};
 pub use to_json::ToJson;
+pub use version::{CskpiVersion, VERSION};
 
 /// The scalar UDFs, by value, for registries other than a SessionContext.
 /// `comment_themes` uses `taxonomy`.
@@ -34,6 +36,7 @@ pub fn scalar_udfs(taxonomy: Arc<Taxonomy>) -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(CommentThemes::new(taxonomy)),
         ScalarUDF::new_from_impl(CommentSentiment::new()),
         ScalarUDF::new_from_impl(KeyHash::new()),
+        ScalarUDF::new_from_impl(CskpiVersion::new()),
     ]
 }
 
