@@ -197,7 +197,7 @@ impl Default for RunConfig {
 }
 
 /// cskpi extension: `[cluster]`, a run on Apache DataFusion Ballista.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// The scheduler, `df://HOST:PORT`; none: the job runs on this
@@ -207,6 +207,25 @@ pub struct ClusterConfig {
     /// same place on every node of the cluster; `--shared-fs` sets it.
     #[serde(default)]
     pub shared_fs: bool,
+    /// A query sent to the cluster fails when this long passes without a
+    /// batch from it (cluster/quiet.rs): Ballista 55 can wait for ever
+    /// after losing an executor.
+    #[serde(default = "default_quiet_limit_seconds")]
+    pub quiet_limit_seconds: u64,
+}
+
+fn default_quiet_limit_seconds() -> u64 {
+    3600
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            scheduler: None,
+            shared_fs: false,
+            quiet_limit_seconds: default_quiet_limit_seconds(),
+        }
+    }
 }
 
 fn default_segment_by() -> String {
@@ -533,6 +552,11 @@ impl JobConfig {
                 "health.trend_days must be at least 1".into(),
             ));
         }
+        if self.cluster.quiet_limit_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "cluster.quiet_limit_seconds must be at least 1".into(),
+            ));
+        }
         let v = &self.value;
         if !v.gross_margin.is_finite() || v.gross_margin < 0.0 {
             return Err(ConfigError::Invalid(format!(
@@ -759,6 +783,8 @@ mod tests {
         assert!(JobConfig::parse(&format!("{base}[value]\nmonthly_discount = -0.01\n")).is_err());
         assert!(JobConfig::parse(&format!("{base}[health]\ntrend_days = 0\n")).is_err());
         assert!(JobConfig::parse(&format!("{base}[health]\ntrend_days = -7\n")).is_err());
+        assert!(JobConfig::parse(&format!("{base}[cluster]\nquiet_limit_seconds = 0\n")).is_err());
+        assert_eq!(c.cluster.quiet_limit_seconds, 3600);
         let v = &c.value;
         assert_eq!((v.min_model_customers, v.forecast_months), (100, 24));
         assert_eq!((v.monthly_discount, c.health.trend_days), (0.01, 30));

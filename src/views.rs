@@ -41,7 +41,8 @@ pub async fn open_session(job: &JobConfig) -> Result<SessionContext, Error> {
         crate::cluster::check_locations(job)?;
         let taxonomy = Arc::new(job.feedback_taxonomy().clone());
         let storage = crate::cluster::storage::StorageOptions::of_job(job.s3.as_ref());
-        Ok(crate::cluster::connect(url, ctx.state(), taxonomy, storage).await?)
+        let quiet_limit = std::time::Duration::from_secs(job.cluster.quiet_limit_seconds);
+        Ok(crate::cluster::connect(url, ctx.state(), taxonomy, storage, quiet_limit).await?)
     }
     #[cfg(not(feature = "distributed"))]
     Err(Error::Usage(format!(

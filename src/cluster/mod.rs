@@ -13,6 +13,7 @@
 pub mod codec;
 pub mod leaves;
 pub mod processes;
+pub mod quiet;
 pub mod storage;
 
 use std::sync::Arc;
@@ -56,6 +57,10 @@ pub enum ClusterError {
         driver: String,
         cluster: String,
     },
+    #[error(
+        "the cluster sent nothing for {seconds} s (cluster.quiet_limit_seconds) while a query of this run was running: an executor lost mid-query can leave Ballista 55 waiting for ever"
+    )]
+    Quiet { seconds: u64 },
     #[error("cluster session: {0}")]
     Engine(#[from] datafusion::error::DataFusionError),
 }
@@ -118,6 +123,7 @@ pub async fn connect(
     state: SessionState,
     taxonomy: Arc<Taxonomy>,
     storage: storage::StorageOptions,
+    quiet_limit: Duration,
 ) -> Result<SessionContext, ClusterError> {
     let endpoint = scheduler_endpoint(url)?;
     wait_for_scheduler(&endpoint, CONNECT_TIMEOUT).await?;
@@ -167,6 +173,15 @@ pub async fn connect(
         .with_config(config)
         .build();
     let ctx = SessionContext::remote_with_state(url, state).await?;
+    // Every query under a limit of silence (quiet.rs).
+    let planner = quiet::QuietLimitPlanner {
+        inner: Arc::clone(ctx.state().query_planner()),
+        limit: quiet_limit,
+    };
+    let state = datafusion::execution::SessionStateBuilder::new_from_existing(ctx.state())
+        .with_query_planner(Arc::new(planner))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     udf::register_all(&ctx, taxonomy);
     check_version(&ctx, url).await?;
     Ok(ctx)

@@ -341,6 +341,7 @@ async fn a_loopback_cluster_answers_as_a_local_session_does() {
         local_state(),
         job_taxonomy(),
         Default::default(),
+        Duration::from_secs(600),
     )
     .await
     .unwrap();
@@ -405,6 +406,7 @@ async fn a_scheduler_that_is_down_is_named_in_one_line() {
         local_state(),
         job_taxonomy(),
         Default::default(),
+        Duration::from_secs(600),
     )
     .await
     else {
@@ -452,6 +454,9 @@ async fn run_on(
     job.cluster.scheduler = Some(cluster.url.clone());
     job.cluster.shared_fs = true;
     job.run.temp_dir = Some(scratch.to_path_buf());
+    // A query of these data sets takes seconds: one that hangs (Ballista
+    // 55 after a lost executor, cluster/quiet.rs) fails the run.
+    job.cluster.quiet_limit_seconds = 60;
     tokio::time::timeout(Duration::from_secs(600), cskpi::run::run_job(&job, options))
         .await
         .expect("the cluster run did not finish within 10 minutes")
