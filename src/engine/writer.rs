@@ -7,8 +7,12 @@
 //! `COPY` of a two-partition join kept one partition's rows: half of
 //! data-samples' costs.)
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::Column;
@@ -20,7 +24,7 @@ use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::SessionContext;
-use futures::TryStreamExt;
+use futures::{Stream, TryStreamExt};
 
 /// A session-config extension: this machine's session, which writes what
 /// the session carrying it computes.
@@ -52,6 +56,33 @@ pub async fn read_by(
     let rows = ComputedElsewhere {
         schema: Arc::clone(&schema),
         frame: Mutex::new(Some(frame)),
+        batch_rows: None,
+    };
+    let mut table =
+        StreamingTable::try_new(schema, vec![Arc::new(rows) as Arc<dyn PartitionStream>])?;
+    if let Some(order) = order {
+        table = table.with_sort_order(order);
+    }
+    writer.read_table(Arc::new(table))
+}
+
+/// `frame` as a frame of `writer`'s session whose rows come in batches of
+/// exactly the session's batch size (the last one fewer), for writing a
+/// table file: a Parquet writer cuts pages where a batch's chunks end, so
+/// a file's bytes follow the batches it is handed. A local plan and a
+/// cluster's stream cut the same rows differently; batches of one size
+/// make their files byte-identical. (Batches already of that size pass
+/// as zero-copy slices; only pieces are copied.)
+pub async fn in_fixed_batches(
+    writer: &SessionContext,
+    frame: DataFrame,
+) -> Result<DataFrame, DataFusionError> {
+    let schema = Arc::clone(frame.schema().inner());
+    let order = sorted_by(writer, frame.logical_plan()).await?;
+    let rows = ComputedElsewhere {
+        schema: Arc::clone(&schema),
+        frame: Mutex::new(Some(frame)),
+        batch_rows: Some(writer.state().config().batch_size()),
     };
     let mut table =
         StreamingTable::try_new(schema, vec![Arc::new(rows) as Arc<dyn PartitionStream>])?;
@@ -103,11 +134,14 @@ async fn sorted_by(
     Ok((!order.is_empty()).then_some(order))
 }
 
-/// The rows of a frame of another session, computed when first read.
+/// The rows of a frame (of another session, or recut), computed when
+/// first read.
 #[derive(Debug)]
 struct ComputedElsewhere {
     schema: SchemaRef,
     frame: Mutex<Option<DataFrame>>,
+    /// Recut into batches of this many rows.
+    batch_rows: Option<usize>,
 }
 
 impl PartitionStream for ComputedElsewhere {
@@ -126,17 +160,181 @@ impl PartitionStream for ComputedElsewhere {
             }
         })
         .try_flatten();
-        Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&self.schema),
-            rows,
-        ))
+        let schema = Arc::clone(&self.schema);
+        match self.batch_rows {
+            Some(size) => Box::pin(RecordBatchStreamAdapter::new(
+                Arc::clone(&schema),
+                fixed_batches(rows, schema, size),
+            )),
+            None => Box::pin(RecordBatchStreamAdapter::new(schema, rows)),
+        }
+    }
+}
+
+/// `rows` recut into batches of exactly `size` rows, the last one fewer.
+fn fixed_batches(
+    rows: impl Stream<Item = Result<RecordBatch, DataFusionError>> + Send + 'static,
+    schema: SchemaRef,
+    size: usize,
+) -> impl Stream<Item = Result<RecordBatch, DataFusionError>> + Send + 'static {
+    let state = Recut {
+        rows: Box::pin(rows),
+        pending: VecDeque::new(),
+        pending_rows: 0,
+        ended: false,
+    };
+    futures::stream::try_unfold(state, move |mut state| {
+        let schema = Arc::clone(&schema);
+        async move {
+            while state.pending_rows < size && !state.ended {
+                match state.rows.try_next().await? {
+                    Some(batch) if batch.num_rows() > 0 => {
+                        state.pending_rows += batch.num_rows();
+                        state.pending.push_back(batch);
+                    }
+                    Some(_) => {}
+                    None => state.ended = true,
+                }
+            }
+            if state.pending_rows == 0 {
+                return Ok(None);
+            }
+            let batch = state.take(size.min(state.pending_rows), &schema)?;
+            Ok(Some((batch, state)))
+        }
+    })
+}
+
+/// [`fixed_batches`]' state: the rows read and not yet passed on.
+struct Recut {
+    rows: Pin<Box<dyn Stream<Item = Result<RecordBatch, DataFusionError>> + Send>>,
+    pending: VecDeque<RecordBatch>,
+    pending_rows: usize,
+    ended: bool,
+}
+
+impl Recut {
+    /// The first `n` pending rows (n <= pending_rows): a slice of the first
+    /// batch when it holds them, else the pieces concatenated.
+    fn take(&mut self, n: usize, schema: &SchemaRef) -> Result<RecordBatch, DataFusionError> {
+        self.pending_rows -= n;
+        let first = self.pending.front().map_or(0, RecordBatch::num_rows);
+        if first >= n {
+            let batch = self.pending.pop_front().expect("a pending batch");
+            if first > n {
+                self.pending.push_front(batch.slice(n, first - n));
+            }
+            return Ok(batch.slice(0, n));
+        }
+        let mut pieces = Vec::new();
+        let mut wanted = n;
+        while wanted > 0 {
+            let batch = self.pending.pop_front().expect("pending rows");
+            let len = batch.num_rows();
+            if len > wanted {
+                pieces.push(batch.slice(0, wanted));
+                self.pending.push_front(batch.slice(wanted, len - wanted));
+                wanted = 0;
+            } else {
+                wanted -= len;
+                pieces.push(batch);
+            }
+        }
+        Ok(concat_batches(schema, &pieces)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::dataframe::DataFrameWriteOptions;
+    use datafusion::datasource::MemTable;
     use datafusion::prelude::SessionConfig;
+
+    fn numbered(schema: &SchemaRef, from: usize, to: usize) -> RecordBatch {
+        let n: Vec<i64> = (from as i64..to as i64).collect();
+        let text: Vec<String> = n.iter().map(|i| format!("row {}", i % 977)).collect();
+        RecordBatch::try_new(
+            Arc::clone(schema),
+            vec![
+                Arc::new(Int64Array::from(n)),
+                Arc::new(StringArray::from(text)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn rows_are_recut_into_batches_of_one_size_in_order() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, false),
+        ]));
+        let cuts = [0, 3, 13, 14, 14, 21];
+        let batches: Vec<Result<RecordBatch, DataFusionError>> = cuts
+            .windows(2)
+            .map(|w| Ok(numbered(&schema, w[0], w[1])))
+            .collect();
+        let recut: Vec<RecordBatch> =
+            fixed_batches(futures::stream::iter(batches), Arc::clone(&schema), 4)
+                .try_collect()
+                .await
+                .unwrap();
+        let sizes: Vec<usize> = recut.iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(sizes, [4, 4, 4, 4, 4, 1]);
+        let all = concat_batches(&schema, &recut).unwrap();
+        assert_eq!(all, numbered(&schema, 0, 21));
+    }
+
+    #[tokio::test]
+    async fn a_file_written_in_fixed_batches_does_not_depend_on_the_input_batches() {
+        // One partition: the scan hands the batches on as they are, in order.
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, false),
+        ]));
+        let rows = 50_000;
+        let cut_at = |cuts: Vec<usize>| {
+            let batches: Vec<RecordBatch> = cuts
+                .windows(2)
+                .map(|w| numbered(&schema, w[0], w[1]))
+                .collect();
+            MemTable::try_new(Arc::clone(&schema), vec![batches]).unwrap()
+        };
+        let regular: Vec<usize> = (0..rows).step_by(8192).chain([rows]).collect();
+        let irregular: Vec<usize> = (0..rows).step_by(1000).chain([rows]).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let write = |table: MemTable, fixed: bool, name: &'static str| {
+            let (ctx, dir) = (ctx.clone(), dir.path().to_path_buf());
+            async move {
+                let mut frame = ctx.read_table(Arc::new(table)).unwrap();
+                if fixed {
+                    frame = in_fixed_batches(&ctx, frame).await.unwrap();
+                }
+                let path = dir.join(name);
+                frame
+                    .write_parquet(
+                        path.to_str().unwrap(),
+                        DataFrameWriteOptions::new().with_single_file_output(true),
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                std::fs::read(path).unwrap()
+            }
+        };
+        // As handed: the pages (cut where a batch's chunks end) differ.
+        let as_cut = write(cut_at(regular.clone()), false, "a.parquet").await;
+        let as_cut_too = write(cut_at(irregular.clone()), false, "b.parquet").await;
+        assert_ne!(as_cut, as_cut_too);
+        // Recut: the same bytes.
+        let fixed = write(cut_at(regular), true, "c.parquet").await;
+        let fixed_too = write(cut_at(irregular), true, "d.parquet").await;
+        assert!(fixed == fixed_too, "the files differ");
+    }
 
     #[tokio::test]
     async fn a_session_carrying_a_writer_is_written_by_it_with_every_row() {

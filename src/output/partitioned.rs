@@ -149,13 +149,15 @@ pub(super) async fn write_each_partition(
     Ok(rows)
 }
 
-/// Writes `frame` as the one file `<dir>part-0.parquet`, by `writer`.
+/// Writes `frame` as the one file `<dir>part-0.parquet`, by `writer`, in
+/// batches of one size (so that the file's bytes do not depend on where
+/// its rows were computed).
 pub(super) async fn write_single(
     writer: &SessionContext,
     frame: DataFrame,
     dir: &str,
 ) -> Result<Vec<RecordBatch>, DataFusionError> {
-    crate::engine::writer::read_by(writer, frame)
+    crate::engine::writer::in_fixed_batches(writer, frame)
         .await?
         .write_parquet(
             &format!("{dir}{TABLE_FILE}"),
