@@ -176,11 +176,35 @@ pub struct RunConfig {
     /// cskpi extension: memory limit of the query engine, e.g. "4G";
     /// `--memory-limit` wins over it.
     pub memory_limit: Option<ByteSize>,
-    /// cskpi extension: local directory for a run's intermediate files and
-    /// the engine's spill files (default: the system temporary directory);
-    /// `--temp-dir` wins over it. `work_dir` is its older name.
+    /// cskpi extension: directory for a run's intermediate files and the
+    /// engine's spill files (default: the system temporary directory), or
+    /// an `s3://` prefix for the intermediate files (the spill files then
+    /// go to the system temporary directory); `--temp-dir` wins over it.
+    /// `work_dir` is its older name.
     #[serde(alias = "work_dir")]
-    pub temp_dir: Option<PathBuf>,
+    pub temp_dir: Option<String>,
+    /// Not in the job file: a run's spill directory, in its scratch (wins
+    /// over `temp_dir` for the engine's spill files).
+    #[serde(skip)]
+    pub spill_dir: Option<PathBuf>,
+}
+
+impl RunConfig {
+    /// Where the engine spills: `spill_dir`, or `temp_dir` when it is a
+    /// local directory; None: the system's temporary directory.
+    pub fn spill_to(&self) -> Option<PathBuf> {
+        self.spill_dir.clone().or_else(|| self.local_temp_dir())
+    }
+
+    /// `temp_dir` when it is a local directory (`file://` or a path); None
+    /// when it is unset or an object-store prefix.
+    pub fn local_temp_dir(&self) -> Option<PathBuf> {
+        let dir = self.temp_dir.as_deref()?;
+        match dir.strip_prefix("file://") {
+            Some(path) => Some(path.into()),
+            None => (!dir.contains("://")).then(|| dir.into()),
+        }
+    }
 }
 
 impl Default for RunConfig {
@@ -192,6 +216,7 @@ impl Default for RunConfig {
             as_of: None,
             memory_limit: None,
             temp_dir: None,
+            spill_dir: None,
         }
     }
 }
@@ -635,9 +660,10 @@ impl JobConfig {
         }
         resolve(&mut self.output.path);
         if let Some(w) = &mut self.run.temp_dir
-            && w.is_relative()
+            && !w.contains("://")
+            && Path::new(w).is_relative()
         {
-            *w = base.join(&*w);
+            *w = base.join(&*w).to_string_lossy().into_owned();
         }
     }
 }

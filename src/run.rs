@@ -13,8 +13,9 @@ use tracing::Instrument;
 use crate::calendar::RunWindow;
 use crate::catalog::{self, RegisteredInput};
 use crate::config::JobConfig;
+use crate::engine::scratch::{Scratch, ViewDir};
+use crate::engine::session;
 use crate::engine::sql::log_seconds;
-use crate::engine::{scratch, session};
 use crate::error::Error;
 use crate::kpi;
 use crate::output::{self, OutputTable, Recovery, Staging};
@@ -196,18 +197,39 @@ async fn execute_run(
     clock: Instant,
 ) -> Result<RunReport, Error> {
     let as_of = views::resolve_as_of(job, options.as_of);
-    let mut stages = Stages::new(options.progress);
+    let stages = Stages::new(options.progress);
     tracing::info!(%as_of, output = %job.output.path, "run");
 
-    // The run's scratch directory holds its stored views and the engine's
-    // spill files: a killed run leaves one directory, which the next run
-    // removes (engine/scratch.rs).
-    let work_dir = job.run.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let scratch = scratch::create(&work_dir)?;
+    // The run's scratch holds its stored views and the engine's spill
+    // files: a killed run leaves one directory (and prefix on S3), which
+    // the next run removes (engine/scratch.rs).
+    let scratch = Scratch::create(job).await?;
     let mut spilling_in_scratch = job.clone();
-    spilling_in_scratch.run.temp_dir = Some(scratch.path().join("spill"));
-    let job = &spilling_in_scratch;
+    spilling_in_scratch.run.spill_dir = Some(scratch.spill_dir());
+    let done = run_in_scratch(
+        &spilling_in_scratch,
+        &scratch.views(),
+        as_of,
+        stages,
+        run_id,
+        started,
+        clock,
+    )
+    .await;
+    scratch.remove().await;
+    done
+}
 
+/// A run's work, its views stored in `stored`.
+async fn run_in_scratch(
+    job: &JobConfig,
+    stored: &ViewDir,
+    as_of: NaiveDate,
+    mut stages: Stages,
+    run_id: String,
+    started: chrono::DateTime<Utc>,
+    clock: Instant,
+) -> Result<RunReport, Error> {
     stages.start("inputs");
     let ctx = views::open_session(job).await?;
     // This machine's session writes and publishes the outputs: `ctx`
@@ -228,7 +250,7 @@ async fn execute_run(
     // object only this run can remove before its lease ends).
     let published: Result<RunReport, Error> = async {
         stages.start("validation");
-        let window = views::register_input_views(&ctx, job, as_of, Some(scratch.path())).await?;
+        let window = views::register_input_views(&ctx, job, as_of, Some(stored)).await?;
         let counts = validate::count_rows(&ctx).await?;
         for c in &counts {
             tracing::info!(table = %c.table, rows_in = c.visible, rejected = c.rejected, "validated");
@@ -243,11 +265,11 @@ async fn execute_run(
         // Each family's stage covers its views and writing its tables, so the
         // timings say what every family costs.
         let params = kpi::sql_params(job, &window);
-        kpi::register_dimensions(&ctx, &params, Some(scratch.path())).await?;
+        kpi::register_dimensions(&ctx, &params, Some(stored)).await?;
         let mut outputs = Vec::new();
         for family in kpi::FAMILIES {
             stages.start(family.name);
-            kpi::register_family(&ctx, family, job, &window, &params, Some(scratch.path())).await?;
+            kpi::register_family(&ctx, family, job, &window, &params, Some(stored)).await?;
             for table in family.outputs {
                 let writing = Instant::now();
                 let rows = staging.write_table(&ctx, table).await?;
@@ -387,4 +409,24 @@ fn manifest(
         "outputs": outputs.iter().map(|(t, n)| serde_json::json!({"table": t, "rows": n})).collect::<Vec<_>>(),
         "timings_seconds": timings.iter().map(|(s, t)| serde_json::json!({"stage": s, "seconds": t})).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_hash_follows_the_job_not_the_runs_scratch() {
+        let job = JobConfig::parse(
+            "[input]\ncustomers = \"c/\"\norders = \"o/\"\ntickets = \"t/\"\n\
+             [output]\npath = \"out/\"\n",
+        )
+        .unwrap();
+        let mut in_scratch = job.clone();
+        in_scratch.run.spill_dir = Some("/tmp/cskpi-work-1234/spill".into());
+        assert_eq!(config_hash(&job), config_hash(&in_scratch));
+        let mut changed = job.clone();
+        changed.run.max_reject_ratio = 0.5;
+        assert_ne!(config_hash(&job), config_hash(&changed));
+    }
 }

@@ -8,14 +8,13 @@
 //! KPI views read the inputs. `rejects` (built here, over every input's
 //! columns) holds every rejected row with its raw row as JSON.
 
-use std::path::Path;
-
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 
+use crate::engine::scratch::ViewDir;
 use crate::engine::sql::{self, SqlError, SqlParams, quote_ident, quote_literal};
 use crate::inputs::{self, TableSpec};
 
@@ -82,7 +81,7 @@ const CHECK_JOINS: [(&str, &str); 3] = [
 pub async fn register_checked_views(
     ctx: &SessionContext,
     params: &SqlParams,
-    scratch: Option<&Path>,
+    scratch: Option<&ViewDir>,
 ) -> Result<(), ValidationError> {
     let Some(dir) = scratch else {
         sql::run_script(ctx, &sql::VALIDATE, params, None).await?;
@@ -101,7 +100,7 @@ pub async fn register_checked_views(
 async fn store_checks(
     ctx: &SessionContext,
     params: &SqlParams,
-    dir: &Path,
+    dir: &ViewDir,
 ) -> Result<(), ValidationError> {
     let mut stored = vec!["customer_directory".to_string()];
     for spec in inputs::ALL {
@@ -128,7 +127,7 @@ async fn store_checks(
 fn store_check<'c>(
     ctx: &'c SessionContext,
     name: &'c str,
-    dir: &'c Path,
+    dir: &'c ViewDir,
 ) -> BoxFuture<'c, Result<(), DataFusionError>> {
     Box::pin(async move {
         if let Some(table) = name.strip_suffix("_repeated_hashes") {

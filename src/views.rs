@@ -88,7 +88,7 @@ pub async fn register_input_views(
     ctx: &SessionContext,
     job: &JobConfig,
     as_of: NaiveDate,
-    materialize_in: Option<&std::path::Path>,
+    materialize_in: Option<&crate::engine::scratch::ViewDir>,
 ) -> Result<RunWindow, Error> {
     // Validation only depends on as_of; the reporting window comes after.
     let provisional = RunWindow {

@@ -74,9 +74,9 @@ pub struct EngineArgs {
     /// Memory the engine may use before spilling to disk, e.g. 2G (job: run.memory_limit; default 4G).
     #[arg(long)]
     pub memory_limit: Option<ByteSize>,
-    /// Directory for intermediate and spill files (job: run.temp_dir; default the system's).
+    /// Directory for intermediate and spill files, or an s3:// prefix for the intermediate files (job: run.temp_dir; default the system's).
     #[arg(long)]
-    pub temp_dir: Option<PathBuf>,
+    pub temp_dir: Option<String>,
 }
 
 impl EngineArgs {

@@ -232,9 +232,10 @@ fn same_version(url: &str, driver: &str, cluster: &str) -> Result<(), ClusterErr
 /// Refuses a job whose inputs, output or scratch directory (`run.temp_dir`)
 /// are local paths, unless it says they are mounted on every node
 /// (`cluster.shared_fs`): an executor scans a path it cannot see as an
-/// empty table, without an error. A run's scratch directory is always a
-/// local path (the run writes its stored views there), so a run on a
-/// cluster needs `shared_fs` and a `temp_dir` on the shared mount.
+/// empty table, without an error. The scratch directory holds the views a
+/// run stores, which the executors read: an `s3://` prefix, or (with
+/// `shared_fs`) a directory on the shared mount; unset, it is the local
+/// temporary directory, which is refused.
 pub fn check_locations(job: &JobConfig) -> Result<(), ClusterError> {
     if job.cluster.shared_fs {
         return Ok(());
@@ -251,9 +252,7 @@ pub fn check_locations(job: &JobConfig) -> Result<(), ClusterError> {
         job.run
             .temp_dir
             .clone()
-            .unwrap_or_else(std::env::temp_dir)
-            .display()
-            .to_string(),
+            .unwrap_or_else(|| std::env::temp_dir().display().to_string()),
     )];
     match inputs
         .chain(output)
@@ -331,6 +330,29 @@ fn scheduler_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
 mod tests {
     use super::*;
     use datafusion::prelude::SessionConfig;
+
+    #[test]
+    fn a_cluster_run_needs_locations_every_node_reaches() {
+        let job = |temp_dir: &str, shared_fs: bool| {
+            let mut job = JobConfig::parse(&format!(
+                "[input]\ncustomers = \"s3://b/in/customers/\"\norders = \"s3://b/in/orders/\"\n\
+                 tickets = \"s3://b/in/tickets/\"\n[output]\npath = \"s3://b/out/\"\n\
+                 [run]\ntemp_dir = \"{temp_dir}\"\n"
+            ))
+            .unwrap();
+            job.cluster.shared_fs = shared_fs;
+            job
+        };
+        assert!(check_locations(&job("s3://b/scratch/", false)).is_ok());
+        let refused = check_locations(&job("/mnt/scratch", false)).unwrap_err();
+        assert!(
+            refused.to_string().starts_with(
+                "run.temp_dir (the scratch directory) \"/mnt/scratch\" is a local path"
+            ),
+            "{refused}"
+        );
+        assert!(check_locations(&job("/mnt/scratch", true)).is_ok());
+    }
 
     #[test]
     fn the_scheduler_and_the_executors_know_every_cskpi_function_and_rule() {

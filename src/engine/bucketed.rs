@@ -11,21 +11,22 @@
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
-use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::{BatchCoalescer, sort_to_indices, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Date32Type, SchemaRef};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::AsyncArrowWriter;
+use datafusion::parquet::arrow::async_writer::AsyncFileWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream_partitioned};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 use tokio::task::JoinSet;
+
+use crate::engine::scratch::ViewDir;
 
 /// Rows per row group of a bucket file: each open file buffers one row
 /// group outside the memory pool, and a view can have a few dozen buckets
@@ -38,12 +39,11 @@ const ROWS_PER_GROUP: usize = 32 * 1024;
 pub async fn materialize_view(
     ctx: &SessionContext,
     name: &str,
-    dir: &Path,
+    dir: &ViewDir,
     column: &str,
 ) -> Result<()> {
     let started = std::time::Instant::now();
-    let target = dir.join(name);
-    std::fs::create_dir_all(&target)?;
+    let target = dir.prepare(name)?;
     let frame = ctx.table(name).await?;
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let index = schema.index_of(column)?;
@@ -63,7 +63,7 @@ pub async fn materialize_view(
     {
         writers.spawn(write_buckets(
             stream,
-            target.clone(),
+            (dir.clone(), name.to_string()),
             partition,
             index,
             batch_size,
@@ -73,12 +73,8 @@ pub async fn materialize_view(
         written.map_err(|e| DataFusionError::External(Box::new(e)))??;
     }
     ctx.deregister_table(name)?;
-    ctx.register_parquet(
-        name,
-        &format!("{}/", target.display()),
-        ParquetReadOptions::default().schema(&schema),
-    )
-    .await?;
+    ctx.register_parquet(name, &target, ParquetReadOptions::default().schema(&schema))
+        .await?;
     tracing::info!(
         view = name,
         elapsed_s = crate::engine::sql::log_seconds(started.elapsed().as_secs_f64()),
@@ -87,14 +83,15 @@ pub async fn materialize_view(
     Ok(())
 }
 
-/// Writes the rows of one partition's stream to `<dir>/<value>-<partition>.parquet`,
+/// Writes the rows of one partition's stream to `<value>-<partition>.parquet`
+/// in the directory of view `view` (`dir`),
 /// one file per value of the date column at `index` (`null-<partition>` for
 /// rows without one). Each value's rows are gathered into batches of
 /// `batch_size` rows before they are written: a batch of a view holds a few
 /// rows of each of many values.
 async fn write_buckets(
     mut stream: SendableRecordBatchStream,
-    dir: PathBuf,
+    (dir, view): (ViewDir, String),
     partition: usize,
     index: usize,
     batch_size: usize,
@@ -121,21 +118,27 @@ async fn write_buckets(
                     let name = value.map_or("null".into(), |day| {
                         crate::calendar::from_date32(day).to_string()
                     });
-                    let file = File::create(dir.join(format!("{name}-{partition}.parquet")))?;
+                    let file = dir
+                        .create_file(&view, &format!("{name}-{partition}.parquet"))
+                        .await?;
                     slot.insert(Bucket {
                         rows: BatchCoalescer::new(batch.schema(), batch_size),
-                        file: ArrowWriter::try_new(file, batch.schema(), Some(properties.clone()))?,
+                        file: AsyncArrowWriter::try_new(
+                            file,
+                            batch.schema(),
+                            Some(properties.clone()),
+                        )?,
                     })
                 }
             };
             bucket.rows.push_batch(batch.slice(run.start, run.len()))?;
-            bucket.write_completed()?;
+            bucket.write_completed().await?;
         }
     }
     for (_, mut bucket) in buckets {
         bucket.rows.finish_buffered_batch()?;
-        bucket.write_completed()?;
-        bucket.file.close()?;
+        bucket.write_completed().await?;
+        bucket.file.close().await?;
     }
     Ok(())
 }
@@ -143,13 +146,13 @@ async fn write_buckets(
 /// One value's file and the rows waiting to be written to it.
 struct Bucket {
     rows: BatchCoalescer,
-    file: ArrowWriter<File>,
+    file: AsyncArrowWriter<Box<dyn AsyncFileWriter>>,
 }
 
 impl Bucket {
-    fn write_completed(&mut self) -> Result<()> {
+    async fn write_completed(&mut self) -> Result<()> {
         while let Some(batch) = self.rows.next_completed_batch() {
-            self.file.write(&batch)?;
+            self.file.write(&batch).await?;
         }
         Ok(())
     }
@@ -195,7 +198,7 @@ mod tests {
         ctx.register_table("t", Arc::new(table)).unwrap();
         ctx.sql("CREATE VIEW v AS SELECT * FROM t").await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        materialize_view(&ctx, "v", dir.path(), "month")
+        materialize_view(&ctx, "v", &ViewDir::local(dir.path()), "month")
             .await
             .unwrap();
 

@@ -184,14 +184,15 @@ pub fn prefer_hash_joins(
 }
 
 /// Builds the session for a job: runtime, S3 stores for every s3:// location
-/// the job names, and every cskpi UDF.
+/// the job names (inputs, output, scratch), and every cskpi UDF.
 pub fn build(job: &JobConfig) -> Result<SessionContext, SessionError> {
     let ctx = context(
         session_config()?,
-        runtime(job.run.memory_limit, job.run.temp_dir.as_deref())?,
+        runtime(job.run.memory_limit, job.run.spill_to().as_deref())?,
     );
     let inputs = job.input.locations().into_iter().filter_map(|(_, l)| l);
-    for location in inputs.chain([job.output.path.as_str()]) {
+    let scratch = job.run.temp_dir.as_deref();
+    for location in inputs.chain([job.output.path.as_str()]).chain(scratch) {
         if location.starts_with("s3://") {
             register_s3_bucket(&ctx, location, job.s3.as_ref())?;
         }

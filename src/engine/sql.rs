@@ -16,6 +16,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion::sql::parser::DFParser;
 use futures::future::BoxFuture;
 
+use crate::engine::scratch::ViewDir;
 use crate::inputs;
 
 /// A bundled SQL file: its name (as in `sql/<name>.sql`) and text, or one
@@ -218,7 +219,7 @@ fn file_text(script: &SqlScript) -> Result<std::borrow::Cow<'static, str>, SqlEr
 #[derive(Clone, Copy)]
 pub struct Materialize<'a> {
     pub views: &'a [&'a str],
-    pub dir: &'a Path,
+    pub dir: &'a ViewDir,
     /// How each of them is stored; `store_parquet` unless the caller knows
     /// a better way for some.
     pub store: Store,
@@ -229,14 +230,17 @@ pub struct Materialize<'a> {
 
 /// Stores view `name` (computed once) and registers a table of that name in
 /// its place; `dir` is the run's scratch directory.
-pub type Store =
-    for<'c> fn(&'c SessionContext, &'c str, &'c Path) -> BoxFuture<'c, Result<(), DataFusionError>>;
+pub type Store = for<'c> fn(
+    &'c SessionContext,
+    &'c str,
+    &'c ViewDir,
+) -> BoxFuture<'c, Result<(), DataFusionError>>;
 
 /// The usual [`Store`]: `materialize_view`.
 pub fn store_parquet<'c>(
     ctx: &'c SessionContext,
     name: &'c str,
-    dir: &'c Path,
+    dir: &'c ViewDir,
 ) -> BoxFuture<'c, Result<(), DataFusionError>> {
     Box::pin(materialize_view(ctx, name, dir))
 }
@@ -292,12 +296,10 @@ const SCRATCH_COMPRESSION: &str = "lz4_raw";
 pub async fn materialize_view(
     ctx: &SessionContext,
     name: &str,
-    dir: &Path,
+    dir: &ViewDir,
 ) -> Result<(), DataFusionError> {
     let started = std::time::Instant::now();
-    let target = dir.join(name);
-    std::fs::create_dir_all(&target)?;
-    let target = format!("{}/", target.display());
+    let target = dir.prepare(name)?;
     if let Some(dir) = explain_dir() {
         let query = format!("SELECT * FROM {}", quote_ident(name));
         explain_analyze(ctx, &query, &dir, name).await?;

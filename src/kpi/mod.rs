@@ -14,8 +14,6 @@ pub mod support;
 pub mod surveys;
 pub mod value;
 
-use std::path::Path;
-
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::Date32Type;
@@ -23,6 +21,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::calendar::{self, RunWindow};
 use crate::config::JobConfig;
+use crate::engine::scratch::ViewDir;
 use crate::engine::sql::{self, Materialize, SqlParams, SqlScript};
 use crate::error::Error;
 use crate::output::OutputTable;
@@ -95,7 +94,7 @@ pub async fn register_views(
 pub async fn register_dimensions(
     ctx: &SessionContext,
     params: &SqlParams,
-    scratch: Option<&Path>,
+    scratch: Option<&ViewDir>,
 ) -> Result<(), Error> {
     let materialize = scratch.map(|dir| Materialize {
         views: &["customer_segments", "report_segments"],
@@ -114,7 +113,7 @@ pub async fn register_family(
     job: &JobConfig,
     window: &RunWindow,
     params: &SqlParams,
-    scratch: Option<&Path>,
+    scratch: Option<&ViewDir>,
 ) -> Result<(), Error> {
     let materialize = scratch.map(|dir| Materialize {
         views: family.materialize,

@@ -453,7 +453,7 @@ async fn run_on(
     let mut job = job.clone();
     job.cluster.scheduler = Some(cluster.url.clone());
     job.cluster.shared_fs = true;
-    job.run.temp_dir = Some(scratch.to_path_buf());
+    job.run.temp_dir = Some(scratch.display().to_string());
     // A query of these data sets takes seconds: one that hangs (Ballista
     // 55 after a lost executor, cluster/quiet.rs) fails the run.
     job.cluster.quiet_limit_seconds = 60;
@@ -586,9 +586,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn s3_inputs_and_outputs_on_a_loopback_cluster_publish_a_local_runs_bytes() {
-    use object_store::ObjectStoreExt;
-
+async fn s3_inputs_scratch_and_outputs_on_a_loopback_cluster_publish_a_local_runs_bytes() {
     let moto = crate::s3::start_moto();
     // The nodes' own credentials (moto takes any); the job names only the
     // endpoint and region.
@@ -631,13 +629,13 @@ async fn s3_inputs_and_outputs_on_a_loopback_cluster_publish_a_local_runs_bytes(
     ));
     let job = dir.path().join("cluster-job.toml");
     std::fs::write(&job, text).unwrap();
-    // The run's scratch directory is the one thing on a (loopback-)shared
-    // path.
+    // Inputs, scratch (the views the run stores, which the executors read)
+    // and outputs on S3: nothing on a shared file system.
     let run = Command::new(env!("CARGO_BIN_EXE_cskpi"))
         .args(["run", "--config"])
         .arg(&job)
-        .args(["--cluster", &cluster.url, "--shared-fs", "--temp-dir"])
-        .arg(dir.path().join("scratch"))
+        .args(["--cluster", &cluster.url])
+        .args(["--temp-dir", "s3://cs-cluster/scratch/"])
         .envs(creds)
         .env_remove("AWS_PROFILE")
         .output()
@@ -649,6 +647,11 @@ async fn s3_inputs_and_outputs_on_a_loopback_cluster_publish_a_local_runs_bytes(
     );
 
     let store = crate::s3::s3_store(&moto.endpoint, "cs-cluster");
+    // The run removed its scratch.
+    assert_eq!(
+        crate::s3::keys_under(&store, "scratch").await,
+        Vec::<String>::new()
+    );
     for table in cskpi::run::output_tables() {
         let here = crate::fixture::table_files(&local_out, table.name);
         assert!(!here.is_empty(), "{}", table.name);
@@ -663,15 +666,9 @@ async fn s3_inputs_and_outputs_on_a_loopback_cluster_publish_a_local_runs_bytes(
             table.name
         );
         for (key, (name, bytes)) in keys.iter().zip(&here) {
-            let there = store
-                .get(&object_store::path::Path::from(key.as_str()))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
+            let there = crate::s3::object_bytes(&store, key).await;
             assert!(
-                there.as_ref() == bytes.as_slice(),
+                there == *bytes,
                 "{}/{name} differs between the local run and the cluster's on S3",
                 table.name
             );

@@ -102,6 +102,34 @@ pub(super) async fn upload_dir(endpoint: &str, bucket: &str, prefix: &str, dir: 
     }
 }
 
+/// Every table file under `prefix` (not the manifest or report) and its bytes.
+async fn table_objects(
+    store: &object_store::aws::AmazonS3,
+    prefix: &str,
+) -> Vec<(String, Vec<u8>)> {
+    let mut keys = keys_under(store, prefix).await;
+    keys.retain(|k| k.ends_with(".parquet"));
+    keys.sort();
+    let mut objects = Vec::new();
+    for key in keys {
+        let bytes = object_bytes(store, &key).await;
+        objects.push((key, bytes));
+    }
+    objects
+}
+
+/// The bytes of object `key`.
+pub(super) async fn object_bytes(store: &object_store::aws::AmazonS3, key: &str) -> Vec<u8> {
+    store
+        .get(&ObjectPath::from(key))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
 fn run_cli(job: &Path, envs: &[(&str, &str)]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_cskpi"))
         .args(["run", "--config"])
@@ -173,15 +201,52 @@ async fn s3_inputs_and_outputs_match_a_local_run() {
         "path = \"s3://cs-data/kpis/\"",
     );
     std::fs::write(&s3_job, text).unwrap();
-    for _ in 0..2 {
-        let both = run_cli(&s3_job, &creds);
+    let store = s3_store(&moto.endpoint, "cs-data");
+    // The second run keeps its scratch on S3 too, where a killed run of
+    // this host left one (its process is gone: no pid is that high).
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let stale = object_store::path::Path::from("scratch/cskpi-work-killed/owner");
+    let with_s3_scratch = dir.path().join("s3-scratch-job.toml");
+    std::fs::write(
+        &with_s3_scratch,
+        std::fs::read_to_string(&s3_job)
+            .unwrap()
+            .replace("[run]\n", "[run]\ntemp_dir = \"s3://cs-data/scratch/\"\n"),
+    )
+    .unwrap();
+    let mut published = Vec::new();
+    for job in [&s3_job, &with_s3_scratch] {
+        if job == &with_s3_scratch {
+            store
+                .put(&stale, format!("999999999 1 {}", host.trim()).into())
+                .await
+                .unwrap();
+        }
+        let both = run_cli(job, &creds);
         assert!(
             both.status.success(),
             "{}",
             String::from_utf8_lossy(&both.stderr)
         );
+        if job == &with_s3_scratch {
+            let log = String::from_utf8_lossy(&both.stderr);
+            assert!(
+                log.contains(
+                    "stored views in the scratch prefix dir=s3://cs-data/scratch/cskpi-work-"
+                ),
+                "{log}"
+            );
+        }
+        published.push(table_objects(&store, "kpis").await);
     }
-    let store = s3_store(&moto.endpoint, "cs-data");
+    // Stored views on S3 change no byte of the tables, and the run removed
+    // its scratch and the killed run's.
+    assert!(published[0].len() > cskpi::run::output_tables().len());
+    assert!(
+        published[0] == published[1],
+        "tables differ with the scratch on S3"
+    );
+    assert_eq!(keys_under(&store, "scratch").await, Vec::<String>::new());
     let keys = keys_under(&store, "kpis").await;
     // One file per small table, one per partition of a big one, the
     // manifest, and no staging left.
@@ -211,14 +276,7 @@ async fn s3_inputs_and_outputs_match_a_local_run() {
     let tables = cskpi::run::output_tables().len();
     // The report of the second run, beside the tables on S3.
     assert!(keys.contains(&"kpis/report.html".to_string()), "{keys:?}");
-    let page = store
-        .get(&object_store::path::Path::from("kpis/report.html"))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let page = String::from_utf8(page.to_vec()).unwrap();
+    let page = String::from_utf8(object_bytes(&store, "kpis/report.html").await).unwrap();
     assert!(page.contains("data-kpi=\"as_of\">2025-05-31<"));
     assert!(
         keys.iter().all(|k| k == "kpis/_manifest.json"
