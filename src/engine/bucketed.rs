@@ -198,9 +198,14 @@ mod tests {
         ctx.register_table("t", Arc::new(table)).unwrap();
         ctx.sql("CREATE VIEW v AS SELECT * FROM t").await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        materialize_view(&ctx, "v", &ViewDir::local(dir.path()), "month")
-            .await
-            .unwrap();
+        materialize_view(
+            &ctx,
+            "v",
+            &ViewDir::Local(dir.path().to_path_buf()),
+            "month",
+        )
+        .await
+        .unwrap();
 
         let mut files: Vec<String> = std::fs::read_dir(dir.path().join("v"))
             .unwrap()

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::error::Result as DfResult;
 use datafusion::parquet::arrow::async_writer::AsyncFileWriter;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
@@ -50,7 +50,7 @@ pub struct Scratch {
 
 /// A run's scratch prefix in an object store.
 #[derive(Clone)]
-struct RemoteDir {
+pub struct RemoteDir {
     store: Arc<dyn ObjectStore>,
     /// The prefix, without a trailing slash.
     prefix: ObjectPath,
@@ -61,9 +61,9 @@ struct RemoteDir {
 /// Where a run stores its views: a directory of the scratch, local or in
 /// an object store, with a subdirectory per view.
 #[derive(Clone)]
-pub struct ViewDir {
-    local: Option<PathBuf>,
-    remote: Option<RemoteDir>,
+pub enum ViewDir {
+    Local(PathBuf),
+    Remote(RemoteDir),
 }
 
 impl Scratch {
@@ -127,14 +127,8 @@ impl Scratch {
     /// Where the run stores its views.
     pub fn views(&self) -> ViewDir {
         match &self.remote {
-            Some(remote) => ViewDir {
-                local: None,
-                remote: Some(remote.clone()),
-            },
-            None => ViewDir {
-                local: Some(self.local.path().to_path_buf()),
-                remote: None,
-            },
+            Some(remote) => ViewDir::Remote(remote.clone()),
+            None => ViewDir::Local(self.local.path().to_path_buf()),
         }
     }
 
@@ -152,39 +146,28 @@ impl Scratch {
 }
 
 impl ViewDir {
-    /// A local directory of views (tests, and callers with a directory).
-    pub fn local(dir: &Path) -> ViewDir {
-        ViewDir {
-            local: Some(dir.to_path_buf()),
-            remote: None,
-        }
-    }
-
     /// The location of view `name`'s files, a directory path or URL ending
     /// in `/`, made ready to be written (a local directory is created).
     pub fn prepare(&self, name: &str) -> DfResult<String> {
-        match (&self.local, &self.remote) {
-            (Some(dir), _) => {
+        match self {
+            ViewDir::Local(dir) => {
                 let target = dir.join(name);
                 fs::create_dir_all(&target)?;
                 Ok(format!("{}/", target.display()))
             }
-            (None, Some(remote)) => Ok(format!("{}{name}/", remote.url)),
-            (None, None) => Err(DataFusionError::Internal(
-                "a view directory of nowhere".into(),
-            )),
+            ViewDir::Remote(remote) => Ok(format!("{}{name}/", remote.url)),
         }
     }
 
     /// A new file `file` of view `name`'s directory (which `prepare` made),
     /// written as Parquet by an async writer.
     pub async fn create_file(&self, name: &str, file: &str) -> DfResult<Box<dyn AsyncFileWriter>> {
-        match (&self.local, &self.remote) {
-            (Some(dir), _) => {
+        match self {
+            ViewDir::Local(dir) => {
                 let file = tokio::fs::File::create(dir.join(name).join(file)).await?;
                 Ok(Box::new(file))
             }
-            (None, Some(remote)) => {
+            ViewDir::Remote(remote) => {
                 let path = remote.prefix.clone().join(name).join(file);
                 let upload = object_store::buffered::BufWriter::with_capacity(
                     remote.store.clone(),
@@ -193,9 +176,6 @@ impl ViewDir {
                 );
                 Ok(Box::new(upload))
             }
-            (None, None) => Err(DataFusionError::Internal(
-                "a view directory of nowhere".into(),
-            )),
         }
     }
 }

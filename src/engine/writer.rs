@@ -23,6 +23,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, SortExpr};
 use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionContext;
 use futures::{Stream, TryStreamExt};
 
@@ -51,19 +52,7 @@ pub async fn read_by(
     if frame.task_ctx().session_id() == writer.session_id() {
         return Ok(frame);
     }
-    let schema = Arc::clone(frame.schema().inner());
-    let order = sorted_by(writer, frame.logical_plan()).await?;
-    let rows = ComputedElsewhere {
-        schema: Arc::clone(&schema),
-        frame: Mutex::new(Some(frame)),
-        batch_rows: None,
-    };
-    let mut table =
-        StreamingTable::try_new(schema, vec![Arc::new(rows) as Arc<dyn PartitionStream>])?;
-    if let Some(order) = order {
-        table = table.with_sort_order(order);
-    }
-    writer.read_table(Arc::new(table))
+    streamed_to(writer, frame, None).await
 }
 
 /// `frame` as a frame of `writer`'s session whose rows come in batches of
@@ -77,12 +66,41 @@ pub async fn in_fixed_batches(
     writer: &SessionContext,
     frame: DataFrame,
 ) -> Result<DataFrame, DataFusionError> {
+    let batch_rows = writer.state().config().batch_size();
+    streamed_to(writer, frame, Some(batch_rows)).await
+}
+
+/// `frame`'s rows as one stream `writer` reads, in its declared order,
+/// recut into batches of `batch_rows` rows if given. A frame of `writer`'s
+/// own session is planned once: that plan both runs and tells the order.
+async fn streamed_to(
+    writer: &SessionContext,
+    frame: DataFrame,
+    batch_rows: Option<usize>,
+) -> Result<DataFrame, DataFusionError> {
     let schema = Arc::clone(frame.schema().inner());
-    let order = sorted_by(writer, frame.logical_plan()).await?;
+    let (order, source) = if frame.task_ctx().session_id() == writer.session_id() {
+        let task_ctx = Arc::new(frame.task_ctx());
+        let logical = frame.logical_plan().clone();
+        let plan = frame.create_physical_plan().await?;
+        (sorted_by(&logical, &plan), Source::Plan(plan, task_ctx))
+    } else {
+        let order = match is_sorted_query(frame.logical_plan()) {
+            true => {
+                let here = writer
+                    .state()
+                    .create_physical_plan(frame.logical_plan())
+                    .await?;
+                sorted_by(frame.logical_plan(), &here)
+            }
+            false => None,
+        };
+        (order, Source::Frame(frame))
+    };
     let rows = ComputedElsewhere {
         schema: Arc::clone(&schema),
-        frame: Mutex::new(Some(frame)),
-        batch_rows: Some(writer.state().config().batch_size()),
+        source: Mutex::new(Some(source)),
+        batch_rows,
     };
     let mut table =
         StreamingTable::try_new(schema, vec![Arc::new(rows) as Arc<dyn PartitionStream>])?;
@@ -92,27 +110,26 @@ pub async fn in_fixed_batches(
     writer.read_table(Arc::new(table))
 }
 
-/// The order of `plan`'s rows when it ends with an ORDER BY of columns,
-/// which the cluster sorts by: a writer records it in the Parquet footer
-/// (`sorting_columns`), so the stream must declare it, as a local run
-/// would record it, without the columns a filter or a literal makes
-/// constant (`writer` plans the query, without running it, to learn which
-/// are left).
-async fn sorted_by(
-    writer: &SessionContext,
-    plan: &LogicalPlan,
-) -> Result<Option<Vec<SortExpr>>, DataFusionError> {
+/// Whether `plan` ends with an ORDER BY without a limit.
+fn is_sorted_query(plan: &LogicalPlan) -> bool {
+    matches!(plan, LogicalPlan::Sort(sort) if sort.fetch.is_none())
+}
+
+/// The order of `plan`'s rows when it ends with an ORDER BY of columns
+/// (and no limit), which the rows come sorted by: a writer records it in
+/// the Parquet footer (`sorting_columns`), so the stream must declare it,
+/// as a local run would record it, without the columns a filter or a
+/// literal makes constant (those `physical`, the query as planned by the
+/// writer's session, no longer orders by).
+fn sorted_by(plan: &LogicalPlan, physical: &Arc<dyn ExecutionPlan>) -> Option<Vec<SortExpr>> {
     let LogicalPlan::Sort(sort) = plan else {
-        return Ok(None);
+        return None;
     };
     if sort.fetch.is_some() {
-        return Ok(None);
+        return None;
     }
-    let physical = writer.state().create_physical_plan(plan).await?;
     let schema = physical.schema();
-    let Some(ordering) = physical.properties().output_ordering() else {
-        return Ok(None);
-    };
+    let ordering = physical.properties().output_ordering()?;
     let left: Vec<&str> = ordering
         .iter()
         .filter_map(|s| s.expr.downcast_ref::<PhysicalColumn>())
@@ -121,7 +138,7 @@ async fn sorted_by(
     let mut order = Vec::new();
     for s in &sort.expr {
         let Expr::Column(column) = &s.expr else {
-            return Ok(None);
+            return None;
         };
         if left.contains(&column.name.as_str()) {
             order.push(SortExpr::new(
@@ -131,7 +148,24 @@ async fn sorted_by(
             ));
         }
     }
-    Ok((!order.is_empty()).then_some(order))
+    (!order.is_empty()).then_some(order)
+}
+
+/// Where a [`ComputedElsewhere`]'s rows come from.
+enum Source {
+    /// A frame of another session (a cluster's), run by it.
+    Frame(DataFrame),
+    /// A plan of the writer's own session.
+    Plan(Arc<dyn ExecutionPlan>, Arc<TaskContext>),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Frame(_) => f.write_str("Source::Frame"),
+            Source::Plan(plan, _) => write!(f, "Source::Plan({})", plan.name()),
+        }
+    }
 }
 
 /// The rows of a frame (of another session, or recut), computed when
@@ -139,7 +173,7 @@ async fn sorted_by(
 #[derive(Debug)]
 struct ComputedElsewhere {
     schema: SchemaRef,
-    frame: Mutex<Option<DataFrame>>,
+    source: Mutex<Option<Source>>,
     /// Recut into batches of this many rows.
     batch_rows: Option<usize>,
 }
@@ -150,12 +184,13 @@ impl PartitionStream for ComputedElsewhere {
     }
 
     fn execute(&self, _: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let frame = self.frame.lock().map(|mut f| f.take()).ok().flatten();
+        let source = self.source.lock().map(|mut f| f.take()).ok().flatten();
         let rows = futures::stream::once(async move {
-            match frame {
-                Some(frame) => frame.execute_stream().await,
+            match source {
+                Some(Source::Frame(frame)) => frame.execute_stream().await,
+                Some(Source::Plan(plan, task_ctx)) => execute_stream(plan, task_ctx),
                 None => Err(DataFusionError::Internal(
-                    "the rows of another session were read twice".into(),
+                    "the rows of a computed frame were read twice".into(),
                 )),
             }
         })
