@@ -14,6 +14,7 @@ pub mod codec;
 pub mod leaves;
 pub mod processes;
 pub mod quiet;
+pub mod stage_outputs;
 pub mod storage;
 
 use std::sync::Arc;

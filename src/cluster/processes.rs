@@ -68,8 +68,8 @@ pub async fn serve_scheduler(options: &SchedulerOptions) -> Result<(), ClusterEr
 
 /// A scheduler's session for a job (its configuration comes from the
 /// driver): DataFusion's defaults, Ballista's logical rules, cskpi's
-/// physical rules (and [`super::leaves::LeavesAsMemoryScans`], last) and
-/// every function.
+/// physical rules (then [`super::stage_outputs::CompactStageOutputs`] and
+/// [`super::leaves::LeavesAsMemoryScans`]) and every function.
 pub(crate) fn scheduler_session(
     config: SessionConfig,
 ) -> datafusion::common::Result<datafusion::execution::SessionState> {
@@ -85,7 +85,9 @@ pub(crate) fn scheduler_session(
     for rule in crate::engine::session::physical_rules() {
         builder = builder.with_physical_optimizer_rule(rule);
     }
-    builder = builder.with_physical_optimizer_rule(Arc::new(super::leaves::LeavesAsMemoryScans));
+    builder = builder
+        .with_physical_optimizer_rule(Arc::new(super::stage_outputs::CompactStageOutputs))
+        .with_physical_optimizer_rule(Arc::new(super::leaves::LeavesAsMemoryScans));
     Ok(builder.build())
 }
 

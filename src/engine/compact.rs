@@ -161,11 +161,7 @@ pub fn compact(batch: RecordBatch) -> Result<RecordBatch> {
         .iter()
         .map(|c| c.get_array_memory_size())
         .sum();
-    let own: usize = batch
-        .columns()
-        .iter()
-        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(usize::MAX))
-        .sum();
+    let own: usize = batch.columns().iter().map(own_size).sum();
     if held <= own.saturating_mul(2).saturating_add(SLACK_BYTES) {
         return Ok(batch);
     }
@@ -176,6 +172,28 @@ pub fn compact(batch: RecordBatch) -> Result<RecordBatch> {
         .map(|column| copy_column(column, &rows))
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// The bytes a column's rows need in buffers of their own. Arrow counts
+/// only the 16-byte views of a view array; the strings longer than 12 bytes
+/// live in shared data buffers and are added here.
+fn own_size(column: &ArrayRef) -> usize {
+    let outlined = |views: &[u128]| -> usize {
+        views
+            .iter()
+            .map(|&view| view as u32 as usize)
+            .filter(|&len| len > 12)
+            .sum()
+    };
+    let data_bytes = match column.data_type() {
+        DataType::Utf8View => outlined(column.as_string_view().views()),
+        DataType::BinaryView => outlined(column.as_binary_view().views()),
+        _ => 0,
+    };
+    column
+        .to_data()
+        .get_slice_memory_size()
+        .map_or(usize::MAX, |size| size.saturating_add(data_bytes))
 }
 
 fn copy_column(column: &ArrayRef, rows: &UInt32Array) -> Result<ArrayRef> {
@@ -234,6 +252,35 @@ mod tests {
         assert!(pieces[..12].iter().all(|p| p.num_rows() == 8192));
         assert_eq!(pieces[12], long.slice(98_304, 1696));
         assert!(held(&pieces[0]) < held(&long) / 5);
+    }
+
+    #[test]
+    fn long_strings_a_batch_really_uses_are_not_copied_but_a_sorted_few_are() {
+        let long = |i: usize| format!("{i:06}-{}", "x".repeat(200));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "s",
+            DataType::Utf8View,
+            false,
+        )]));
+        let own = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(StringViewArray::from_iter_values(
+                (0..8192).map(long),
+            ))],
+        )
+        .unwrap();
+        let kept = compact(own.clone()).unwrap();
+        assert!(Arc::ptr_eq(own.column(0), kept.column(0)));
+
+        // What a sort emits: views picked from many batches' buffers.
+        let big = StringViewArray::from_iter_values((0..100_000).map(long));
+        let picked = UInt32Array::from_iter_values((0..8192).map(|i| i * 12));
+        let sorted = take(&big, &picked, None).unwrap();
+        let sorted = RecordBatch::try_new(schema, vec![sorted]).unwrap();
+        assert!(held(&sorted) > 20_000_000);
+        let compacted = compact(sorted.clone()).unwrap();
+        assert_eq!(compacted, sorted);
+        assert!(held(&compacted) < 3_000_000, "held {}", held(&compacted));
     }
 
     #[test]

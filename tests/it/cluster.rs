@@ -20,7 +20,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
-use crate::fixture::{batches_to_rows, floats, strs, write_parquet};
+use crate::fixture::{batches_to_rows, floats, ints, strs, write_parquet};
 
 /// The line an executor logs once the scheduler has registered it
 /// (Ballista 55.0.0, pinned).
@@ -395,6 +395,85 @@ async fn a_loopback_cluster_answers_as_a_local_session_does() {
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
+}
+
+/// `rows` strings of 200 letters that LZ4 cannot shrink much, keyed by a
+/// permutation of 0..rows so that sorting moves every row.
+fn write_long_strings(path: &Path, rows: u64) {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut letter = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        char::from(b'a' + (state % 26) as u8)
+    };
+    // 7919 is prime and no factor of `rows`: i -> 7919 i mod rows permutes.
+    let keys: Vec<Option<i64>> = (0..rows).map(|i| Some((i * 7919 % rows) as i64)).collect();
+    let texts: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            format!(
+                "{:06}-{}",
+                k.unwrap(),
+                (0..193).map(|_| letter()).collect::<String>()
+            )
+        })
+        .collect();
+    write_parquet(
+        path,
+        vec![
+            ("k", ints(keys.into_iter())),
+            ("s", strs(texts.iter().map(|t| Some(t.as_str())))),
+        ],
+    );
+}
+
+/// A sorted stage's batches point into every string buffer its sort held
+/// (string views), so each one would travel as the whole stage's strings:
+/// 32 MB here, over the 16 MiB a gRPC message may carry between Ballista
+/// processes. cskpi compacts batches where they leave a stage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorted_long_strings_over_a_grpc_message_come_back_from_a_loopback_cluster() {
+    const ROWS: u64 = 160_000;
+    let cluster = Cluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long_strings.parquet");
+    write_long_strings(&path, ROWS);
+
+    let local = SessionContext::new_with_state(local_state());
+    let remote = cskpi::cluster::connect(
+        &cluster.url,
+        local_state(),
+        job_taxonomy(),
+        Default::default(),
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
+    for ctx in [&local, &remote] {
+        ctx.register_parquet(
+            "long_strings",
+            path.to_str().unwrap(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    for query in [
+        "SELECT k, s FROM long_strings ORDER BY k",
+        // a shuffle by string, then a merge of sorted partitions
+        "SELECT s, COUNT(*) AS n FROM long_strings GROUP BY s ORDER BY s",
+    ] {
+        let answer = rows(&remote, query).await;
+        assert_eq!(answer.len(), ROWS as usize, "{query}");
+        assert_eq!(answer, rows(&local, query).await, "{query}");
+    }
+    // Every key once, in order, each with its own text.
+    let sorted = rows(&remote, "SELECT k, s FROM long_strings ORDER BY k").await;
+    for (i, row) in sorted.iter().enumerate() {
+        assert_eq!(row[0], i.to_string());
+        assert!(row[1].starts_with(&format!("{i:06}-")), "{row:?}");
+    }
 }
 
 #[tokio::test]
