@@ -213,12 +213,8 @@ FROM (
       AND (d.first_signup_date IS NULL OR d.first_signup_date <= getvariable('as_of'))
 );
 
--- Key (customer_id, day).
-CREATE OR REPLACE TEMP TABLE usage_key_repeats AS
-SELECT hash(customer_id, day) AS key_hash
-FROM usage_typed
-WHERE customer_id IS NOT NULL AND day <= getvariable('as_of')
-GROUP BY ALL HAVING count(*) > 1;
+-- Key (customer_id, day). usage_key_repeats is made by peer_duckdb.py
+-- (`usage_key_repeats`), a month of days at a time.
 
 CREATE OR REPLACE TEMP TABLE usage_duplicates AS
 SELECT u.customer_id, u.day
