@@ -14,7 +14,11 @@
 //! Where stages end (Ballista 55.0.0's planner): below a hash
 //! `RepartitionExec`, a `CoalescePartitionsExec` and a
 //! `SortPreservingMergeExec` (the build side of a broadcast join is a
-//! coalesce's input), and at the root, whose output the driver fetches.
+//! coalesce's input), below a `UnionExec` for each branch it cannot run
+//! inline, and at the root, whose output the driver fetches. Every union
+//! branch is compacted (which ones get a stage of their own is Ballista's
+//! choice at stage planning); a compaction that finds nothing to copy
+//! passes batches through.
 
 use std::sync::Arc;
 
@@ -25,6 +29,7 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 
 use crate::engine::compact::CompactBatchesExec;
@@ -40,12 +45,21 @@ impl PhysicalOptimizerRule for CompactStageOutputs {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let plan = plan
             .transform_up(|node| {
-                if !ends_a_stage_below(&node) || node.children()[0].is::<CompactBatchesExec>() {
+                let children = node.children();
+                if !ends_a_stage_below(&node)
+                    || children.iter().all(|c| c.is::<CompactBatchesExec>())
+                {
                     return Ok(Transformed::no(node));
                 }
-                let compacted = compacted(Arc::clone(node.children()[0]));
+                let children = children
+                    .into_iter()
+                    .map(|child| match child.is::<CompactBatchesExec>() {
+                        true => Arc::clone(child),
+                        false => compacted(Arc::clone(child)),
+                    })
+                    .collect();
                 #[expect(deprecated)]
-                let rebuilt = Arc::clone(&node).with_new_children(vec![compacted])?;
+                let rebuilt = Arc::clone(&node).with_new_children(children)?;
                 Ok(Transformed::yes(rebuilt))
             })?
             .data;
@@ -69,12 +83,14 @@ fn compacted(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
     Arc::new(CompactBatchesExec::new(plan))
 }
 
-/// Whether Ballista writes this node's input as a stage's output.
+/// Whether Ballista may write this node's inputs as stages' outputs.
 fn ends_a_stage_below(node: &Arc<dyn ExecutionPlan>) -> bool {
     if let Some(repartition) = node.downcast_ref::<RepartitionExec>() {
         return matches!(repartition.partitioning(), Partitioning::Hash(..));
     }
-    node.is::<CoalescePartitionsExec>() || node.is::<SortPreservingMergeExec>()
+    node.is::<CoalescePartitionsExec>()
+        || node.is::<SortPreservingMergeExec>()
+        || node.is::<UnionExec>()
 }
 
 #[cfg(test)]
@@ -110,12 +126,14 @@ mod tests {
         let (mut compacted, mut not) = (vec![], vec![]);
         plan.apply(|node| {
             if ends_a_stage_below(node) {
-                let list = if node.children()[0].is::<CompactBatchesExec>() {
-                    &mut compacted
-                } else {
-                    &mut not
-                };
-                list.push(node.name().to_string());
+                for child in node.children() {
+                    let list = if child.is::<CompactBatchesExec>() {
+                        &mut compacted
+                    } else {
+                        &mut not
+                    };
+                    list.push(node.name().to_string());
+                }
             }
             Ok(TreeNodeRecursion::Continue)
         })
@@ -148,5 +166,20 @@ mod tests {
                 .to_string()
         };
         assert_eq!(shown(&twice), shown(&once));
+    }
+
+    #[tokio::test]
+    async fn every_branch_of_a_union_is_compacted() {
+        let sql = "SELECT a FROM t WHERE a < 3 UNION ALL SELECT a + 1 FROM t";
+        let plan = physical_plan(sql).await;
+        let (compacted, not) = stage_ends(&plan);
+        assert!(compacted.is_empty());
+        assert_eq!(not, ["UnionExec", "UnionExec"]);
+        let plan = CompactStageOutputs
+            .optimize(plan, &ConfigOptions::default())
+            .unwrap();
+        let (compacted, not) = stage_ends(&plan);
+        assert_eq!(compacted, ["UnionExec", "UnionExec"]);
+        assert!(not.is_empty());
     }
 }
