@@ -7,12 +7,10 @@
 //! `COPY` of a two-partition join kept one partition's rows: half of
 //! data-samples' costs.)
 
-use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::compute::BatchCoalescer;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::Column;
@@ -60,8 +58,7 @@ pub async fn read_by(
 /// table file: a Parquet writer cuts pages where a batch's chunks end, so
 /// a file's bytes follow the batches it is handed. A local plan and a
 /// cluster's stream cut the same rows differently; batches of one size
-/// make their files byte-identical. (Batches already of that size pass
-/// as zero-copy slices; only pieces are copied.)
+/// make their files byte-identical.
 pub async fn in_fixed_batches(
     writer: &SessionContext,
     frame: DataFrame,
@@ -206,83 +203,38 @@ impl PartitionStream for ComputedElsewhere {
     }
 }
 
-/// `rows` recut into batches of exactly `size` rows, the last one fewer.
+/// `rows` recut into batches of exactly `size` rows, the last one fewer
+/// (Arrow's `BatchCoalescer`, which copies the rows into them).
 fn fixed_batches(
     rows: impl Stream<Item = Result<RecordBatch, DataFusionError>> + Send + 'static,
     schema: SchemaRef,
     size: usize,
 ) -> impl Stream<Item = Result<RecordBatch, DataFusionError>> + Send + 'static {
-    let state = Recut {
-        rows: Box::pin(rows),
-        pending: VecDeque::new(),
-        pending_rows: 0,
-        ended: false,
-    };
-    futures::stream::try_unfold(state, move |mut state| {
-        let schema = Arc::clone(&schema);
-        async move {
-            while state.pending_rows < size && !state.ended {
-                match state.rows.try_next().await? {
-                    Some(batch) if batch.num_rows() > 0 => {
-                        state.pending_rows += batch.num_rows();
-                        state.pending.push_back(batch);
-                    }
-                    Some(_) => {}
-                    None => state.ended = true,
-                }
+    let state = (Box::pin(rows), BatchCoalescer::new(schema, size), false);
+    futures::stream::try_unfold(state, |(mut rows, mut batches, mut ended)| async move {
+        loop {
+            if let Some(batch) = batches.next_completed_batch() {
+                return Ok(Some((batch, (rows, batches, ended))));
             }
-            if state.pending_rows == 0 {
+            if ended {
                 return Ok(None);
             }
-            let batch = state.take(size.min(state.pending_rows), &schema)?;
-            Ok(Some((batch, state)))
+            match rows.try_next().await? {
+                Some(batch) => batches.push_batch(batch)?,
+                None => {
+                    batches.finish_buffered_batch()?;
+                    ended = true;
+                }
+            }
         }
     })
-}
-
-/// [`fixed_batches`]' state: the rows read and not yet passed on.
-struct Recut {
-    rows: Pin<Box<dyn Stream<Item = Result<RecordBatch, DataFusionError>> + Send>>,
-    pending: VecDeque<RecordBatch>,
-    pending_rows: usize,
-    ended: bool,
-}
-
-impl Recut {
-    /// The first `n` pending rows (n <= pending_rows): a slice of the first
-    /// batch when it holds them, else the pieces concatenated.
-    fn take(&mut self, n: usize, schema: &SchemaRef) -> Result<RecordBatch, DataFusionError> {
-        self.pending_rows -= n;
-        let first = self.pending.front().map_or(0, RecordBatch::num_rows);
-        if first >= n {
-            let batch = self.pending.pop_front().expect("a pending batch");
-            if first > n {
-                self.pending.push_front(batch.slice(n, first - n));
-            }
-            return Ok(batch.slice(0, n));
-        }
-        let mut pieces = Vec::new();
-        let mut wanted = n;
-        while wanted > 0 {
-            let batch = self.pending.pop_front().expect("pending rows");
-            let len = batch.num_rows();
-            if len > wanted {
-                pieces.push(batch.slice(0, wanted));
-                self.pending.push_front(batch.slice(wanted, len - wanted));
-                wanted = 0;
-            } else {
-                wanted -= len;
-                pieces.push(batch);
-            }
-        }
-        Ok(concat_batches(schema, &pieces)?)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::compute::concat_batches;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::dataframe::DataFrameWriteOptions;
     use datafusion::datasource::MemTable;

@@ -218,6 +218,19 @@ fn local_state() -> datafusion::execution::SessionState {
     .state()
 }
 
+/// A driver's session on `cluster`, with the job taxonomy.
+async fn remote_session(cluster: &Cluster) -> SessionContext {
+    cskpi::cluster::connect(
+        &cluster.url,
+        local_state(),
+        job_taxonomy(),
+        Default::default(),
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap()
+}
+
 /// A taxonomy no built-in theme shares a keyword with.
 fn job_taxonomy() -> Arc<Taxonomy> {
     let themes = BTreeMap::from([
@@ -336,15 +349,7 @@ async fn a_loopback_cluster_answers_as_a_local_session_does() {
     let local = SessionContext::new_with_state(local_state());
     cskpi::engine::udf::register_all(&local, job_taxonomy());
     register_inputs(&local, dir.path()).await;
-    let remote = cskpi::cluster::connect(
-        &cluster.url,
-        local_state(),
-        job_taxonomy(),
-        Default::default(),
-        Duration::from_secs(600),
-    )
-    .await
-    .unwrap();
+    let remote = remote_session(&cluster).await;
     register_inputs(&remote, dir.path()).await;
 
     for query in QUERIES {
@@ -441,15 +446,7 @@ async fn sorted_long_strings_over_a_grpc_message_come_back_from_a_loopback_clust
     write_long_strings(&path, ROWS);
 
     let local = SessionContext::new_with_state(local_state());
-    let remote = cskpi::cluster::connect(
-        &cluster.url,
-        local_state(),
-        job_taxonomy(),
-        Default::default(),
-        Duration::from_secs(600),
-    )
-    .await
-    .unwrap();
+    let remote = remote_session(&cluster).await;
     for ctx in [&local, &remote] {
         ctx.register_parquet(
             "long_strings",
