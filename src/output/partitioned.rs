@@ -87,7 +87,7 @@ pub(super) async fn write_partitioned(
     }
     drop(open);
     while let Some(written) = files.join_next().await {
-        written.map_err(|e| DataFusionError::External(Box::new(e)))??;
+        joined(written)?;
     }
     Ok(rows)
 }
@@ -142,8 +142,10 @@ pub(super) async fn write_each_partition(
             );
             let value_dir = format!("{dir}{column}={value}/");
             let (ctx, writer) = (ctx.clone(), writer.clone());
-            if writing.len() == at_once {
-                rows += finished(writing.join_next().await)?;
+            if writing.len() == at_once
+                && let Some(written) = writing.join_next().await
+            {
+                rows += joined(written)?;
             }
             writing.spawn(async move {
                 let frame = ctx.sql(&query).await?;
@@ -152,8 +154,8 @@ pub(super) async fn write_each_partition(
             files += 1;
         }
     }
-    while !writing.is_empty() {
-        rows += finished(writing.join_next().await)?;
+    while let Some(written) = writing.join_next().await {
+        rows += joined(written)?;
     }
     if files == 0 {
         let empty = ctx
@@ -164,14 +166,12 @@ pub(super) async fn write_each_partition(
     Ok(rows)
 }
 
-/// The rows of a value's write that `JoinSet::join_next` returned.
-fn finished(
-    joined: Option<Result<Result<u64, DataFusionError>, tokio::task::JoinError>>,
-) -> Result<u64, DataFusionError> {
-    match joined {
-        Some(written) => written.map_err(|e| DataFusionError::External(Box::new(e)))?,
-        None => Ok(0),
-    }
+/// What a file's write task returned, its panic or cancellation as an
+/// error.
+fn joined<T>(
+    written: Result<Result<T, DataFusionError>, tokio::task::JoinError>,
+) -> Result<T, DataFusionError> {
+    written.map_err(|e| DataFusionError::External(Box::new(e)))?
 }
 
 /// Writes `frame` as the one file `<dir>part-0.parquet`, by `writer`, in
