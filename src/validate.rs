@@ -8,14 +8,18 @@
 //! KPI views read the inputs. `rejects` (built here, over every input's
 //! columns) holds every rejected row with its raw row as JSON.
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::error::DataFusionError;
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 
 use crate::engine::scratch::ViewDir;
 use crate::engine::sql::{self, SqlError, SqlParams, quote_ident, quote_literal};
+use crate::engine::udf::{DIRECTORY_CUSTOMER_ID, DirectoryCustomerId};
 use crate::inputs::{self, TableSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -122,14 +126,32 @@ async fn store_checks(
 }
 
 /// Stores a view of sql/validate.sql: `<t>_repeated_hashes` by grouping the
-/// hashes of `<t>_key_hashes` when the memory pool holds them, everything
-/// else (and that, otherwise) as Parquet.
+/// hashes of `<t>_key_hashes` when the memory pool holds them, the checked
+/// rows of an input that names customers without the customer ids the
+/// directory holds (`store_without_directory_ids`), everything else (and
+/// those, on a cluster or when the pool cannot hold the hashes) as Parquet.
 fn store_check<'c>(
     ctx: &'c SessionContext,
     name: &'c str,
     dir: &'c ViewDir,
 ) -> BoxFuture<'c, Result<(), DataFusionError>> {
     Box::pin(async move {
+        if name == "customer_directory" {
+            sql::materialize_view(ctx, name, dir).await?;
+            // The function holds this run's directory in this process: a
+            // cluster's executors could not call it.
+            if !crate::engine::writer::runs_on_cluster(ctx) {
+                let ids = directory_ids(ctx).await?;
+                ctx.register_udf(ScalarUDF::new_from_impl(DirectoryCustomerId::new(ids)));
+            }
+            return Ok(());
+        }
+        if let Some(table) = name.strip_suffix("_checked")
+            && table != inputs::CUSTOMERS.name
+            && ctx.udf(DIRECTORY_CUSTOMER_ID).is_ok()
+        {
+            return store_without_directory_ids(ctx, name, dir).await;
+        }
         if let Some(table) = name.strip_suffix("_repeated_hashes") {
             let query = format!(
                 "SELECT h FROM {}",
@@ -145,6 +167,72 @@ fn store_check<'c>(
         }
         sql::materialize_view(ctx, name, dir).await
     })
+}
+
+/// Stores checked rows `name` with customer_id null where customer_key is
+/// not (the directory holds that id), and defines `name` over them with
+/// the ids put back by `directory_customer_id`, which a query that reads
+/// no customer_id never calls. Writing the ids, which most queries of the
+/// stored rows do not read, was the largest part of storing them
+/// (benches/README.md, "Measured reasons").
+async fn store_without_directory_ids(
+    ctx: &SessionContext,
+    name: &str,
+    dir: &ViewDir,
+) -> Result<(), DataFusionError> {
+    let stored = format!("{name}_stored");
+    let (quoted, stored_quoted) = (quote_ident(name), quote_ident(&stored));
+    let key = inputs::CUSTOMER_KEY;
+    let may_be_null = ctx
+        .table(quoted.as_str())
+        .await?
+        .schema()
+        .field_with_unqualified_name("customer_id")?
+        .is_nullable();
+    ctx.sql(&format!(
+        "CREATE OR REPLACE VIEW {stored_quoted} AS SELECT * REPLACE \
+         (CASE WHEN {key} IS NULL THEN customer_id END AS customer_id) FROM {quoted}"
+    ))
+    .await?;
+    sql::materialize_view(ctx, &stored, dir).await?;
+    ctx.sql(&format!(
+        "CREATE OR REPLACE VIEW {quoted} AS SELECT * REPLACE \
+         ({DIRECTORY_CUSTOMER_ID}(customer_id, {key}, {may_be_null}) AS customer_id) FROM {stored_quoted}"
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The stored customer directory's customer ids, the one of customer_key k
+/// at index k.
+async fn directory_ids(ctx: &SessionContext) -> Result<StringArray, DataFusionError> {
+    let batches = ctx
+        .sql("SELECT customer_key, customer_id FROM customer_directory ORDER BY customer_key")
+        .await?
+        .collect()
+        .await?;
+    let mut ids = StringBuilder::new();
+    let mut expected = 0i64;
+    for batch in &batches {
+        let keys = cast(batch.column(0), &DataType::Int64)?;
+        let customer_ids = cast(batch.column(1), &DataType::Utf8)?;
+        let (keys, customer_ids) = (
+            keys.as_primitive::<Int64Type>(),
+            customer_ids.as_string::<i32>(),
+        );
+        for row in 0..batch.num_rows() {
+            if keys.is_null(row) || keys.value(row) != expected || customer_ids.is_null(row) {
+                return Err(DataFusionError::Internal(format!(
+                    "customer_directory: row {expected} has key {:?} and id {:?}, not key {expected} and an id",
+                    keys.is_valid(row).then(|| keys.value(row)),
+                    customer_ids.is_valid(row).then(|| customer_ids.value(row)),
+                )));
+            }
+            ids.append_value(customer_ids.value(row));
+            expected += 1;
+        }
+    }
+    Ok(ids.finish())
 }
 
 /// Registers the `rejects` view: every rejected row of every input, its

@@ -40,6 +40,11 @@ pub fn writer_of(ctx: &SessionContext) -> SessionContext {
         .unwrap_or_else(|| ctx.clone())
 }
 
+/// Whether `ctx`'s queries run on a cluster (it carries [`WritesHere`]).
+pub fn runs_on_cluster(ctx: &SessionContext) -> bool {
+    ctx.state().config().get_extension::<WritesHere>().is_some()
+}
+
 /// `frame` as a frame of `writer`'s session: itself when it is one, else
 /// its rows as computed by its own session (a cluster's), read as one
 /// stream by `writer`, so that a write planned on it runs on this machine.

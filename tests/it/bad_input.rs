@@ -408,6 +408,19 @@ async fn every_reject_reason() {
         raw[0][0]
     );
 
+    // A run stores checked rows without the customer ids the directory
+    // holds: a rejected row of a known customer gets its id back by key, an
+    // unknown customer's id is the one the input had.
+    let raw = f
+        .rows("SELECT raw_row FROM rejects WHERE input IN ('usage', 'orders') AND key IN ('C1|2025-01-06', 'U') ORDER BY input DESC")
+        .await;
+    assert!(raw[0][0].contains(r#""customer_id":"C1""#), "{}", raw[0][0]);
+    assert!(
+        raw[1][0].contains(r#""customer_id":"NOBODY""#),
+        "{}",
+        raw[1][0]
+    );
+
     // ... as it is in the input: the clean costs keep a month as its first
     // day, the raw row keeps the day the input had.
     let raw = f

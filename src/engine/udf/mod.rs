@@ -1,7 +1,10 @@
 //! Every Rust UDF and UDAF of cskpi, registered in one place so that the
-//! run, the SQL shell and a distributed engine see the same functions.
+//! run, the SQL shell and a distributed engine see the same functions;
+//! except `directory_customer_id`, which holds a run's customer directory
+//! and is registered by validation in that run's local session.
 
 mod customer_mrr_months;
+mod directory_customer_id;
 mod feedback;
 mod grouped_rows;
 mod key_hash;
@@ -19,6 +22,7 @@ use datafusion::prelude::SessionContext;
 use crate::feedback::Taxonomy;
 
 pub use customer_mrr_months::CustomerMrrMonths;
+pub use directory_customer_id::{DirectoryCustomerId, NAME as DIRECTORY_CUSTOMER_ID};
 pub use feedback::{CommentSentiment, CommentThemes};
 pub use key_hash::KeyHash;
 pub use mrr_snapshot_months::MrrSnapshotMonths;

@@ -1,0 +1,248 @@
+//! `directory_customer_id(customer_id, customer_key, may_be_null)`:
+//! `customer_id` where it is given, else the customer_id the run's
+//! customer directory gives `customer_key`. `may_be_null`, a literal, is
+//! whether the ids were nullable before they were left out, which the
+//! result keeps: a published table's schema must not change with how the
+//! run stored its inputs.
+//!
+//! A run stores each input's checked rows without the customer_id string
+//! of a row whose customer_key names it (sql/validate.sql,
+//! `src/validate.rs`): writing 75 M customer ids of usage to a scratch
+//! file, none of them read back, was a fifth of storing the checked usage
+//! rows (benches/README.md, "Measured reasons"). This function puts the
+//! id back for the queries that read it; a query that does not read
+//! customer_id never calls it. It exists only in a run's local session,
+//! holding that run's directory, so it is not among the functions of
+//! `cskpi sql`.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, LargeStringBuilder, StringArray, StringBuilder, StringViewBuilder,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
+use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+
+pub const NAME: &str = "directory_customer_id";
+
+#[derive(Debug)]
+pub struct DirectoryCustomerId {
+    signature: Signature,
+    /// The directory's customer ids, the one of customer_key k at index k.
+    ids: Arc<StringArray>,
+}
+
+impl DirectoryCustomerId {
+    /// `ids`: the customer id of every customer_key, in key order from 0.
+    pub fn new(ids: StringArray) -> Self {
+        Self {
+            signature: Signature::any(3, Volatility::Immutable),
+            ids: Arc::new(ids),
+        }
+    }
+
+    fn id_of(&self, key: i64) -> Result<&str> {
+        match usize::try_from(key) {
+            Ok(index) if index < self.ids.len() => Ok(self.ids.value(index)),
+            _ => exec_err!(
+                "{NAME}: customer_key {key} is not in the customer directory (0..{})",
+                self.ids.len()
+            ),
+        }
+    }
+
+    /// `given` where not null, else the id of `keys`' key (null for none).
+    fn restore<'a>(
+        &'a self,
+        given: impl Iterator<Item = Option<&'a str>>,
+        keys: &'a ArrayRef,
+    ) -> impl Iterator<Item = Result<Option<&'a str>>> {
+        let keys = keys.as_primitive::<Int64Type>();
+        given.zip(keys.iter()).map(|(id, key)| match (id, key) {
+            (Some(id), _) => Ok(Some(id)),
+            (None, Some(key)) => self.id_of(key).map(Some),
+            (None, None) => Ok(None),
+        })
+    }
+}
+
+// Two instances are the same function when they hold the same directory.
+impl PartialEq for DirectoryCustomerId {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.ids, &other.ids)
+    }
+}
+
+impl Eq for DirectoryCustomerId {}
+
+impl Hash for DirectoryCustomerId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Arc::as_ptr(&self.ids).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for DirectoryCustomerId {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match args {
+            [
+                id @ (DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+                key,
+                DataType::Boolean,
+            ] if key.is_integer() => Ok(id.clone()),
+            _ => exec_err!(
+                "{NAME} takes a customer_id string, an integer customer_key and whether ids may be null"
+            ),
+        }
+    }
+
+    /// The id's type, nullable as the third argument says.
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let Some(Some(ScalarValue::Boolean(Some(nullable)))) = args.scalar_arguments.get(2) else {
+            return exec_err!("{NAME}: whether ids may be null must be a literal true or false");
+        };
+        let nullable = *nullable;
+        Ok(Arc::new(Field::new(
+            NAME,
+            self.return_type(&types)?,
+            nullable,
+        )))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [given, keys, _] = arrays.as_slice() else {
+            return exec_err!("{NAME} takes three arguments");
+        };
+        let keys = cast(keys, &DataType::Int64)?;
+        let restored: ArrayRef = match given.data_type() {
+            DataType::Utf8View => {
+                let mut ids = StringViewBuilder::with_capacity(given.len());
+                for id in self.restore(given.as_string_view().iter(), &keys) {
+                    ids.append_option(id?);
+                }
+                Arc::new(ids.finish())
+            }
+            DataType::Utf8 => {
+                let mut ids = StringBuilder::with_capacity(given.len(), 0);
+                for id in self.restore(given.as_string::<i32>().iter(), &keys) {
+                    ids.append_option(id?);
+                }
+                Arc::new(ids.finish())
+            }
+            DataType::LargeUtf8 => {
+                let mut ids = LargeStringBuilder::with_capacity(given.len(), 0);
+                for id in self.restore(given.as_string::<i64>().iter(), &keys) {
+                    ids.append_option(id?);
+                }
+                Arc::new(ids.finish())
+            }
+            other => return exec_err!("{NAME}: customer_id is {other}, not a string"),
+        };
+        Ok(ColumnarValue::Array(restored))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{BooleanArray, Int32Array, StringViewArray};
+    use datafusion::config::ConfigOptions;
+
+    fn call(given: ArrayRef, keys: ArrayRef) -> Result<ArrayRef> {
+        let rows = given.len();
+        let may_be_null: ArrayRef = Arc::new(BooleanArray::from(vec![true; rows]));
+        let arg_fields = [&given, &keys, &may_be_null]
+            .iter()
+            .map(|a| Arc::new(Field::new("a", a.data_type().clone(), true)))
+            .collect();
+        let directory = DirectoryCustomerId::new(StringArray::from(vec!["A-1", "B-22", "C-333"]));
+        let args = ScalarFunctionArgs {
+            args: vec![
+                ColumnarValue::Array(given),
+                ColumnarValue::Array(keys),
+                ColumnarValue::Array(may_be_null),
+            ],
+            arg_fields,
+            number_rows: rows,
+            return_field: Arc::new(Field::new("r", DataType::Utf8View, true)),
+            config_options: Arc::new(ConfigOptions::default()),
+        };
+        match directory.invoke_with_args(args)? {
+            ColumnarValue::Array(a) => Ok(a),
+            ColumnarValue::Scalar(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_given_id_wins_a_missing_one_comes_from_the_key() {
+        let given: ArrayRef = Arc::new(StringViewArray::from(vec![Some("X-9"), None, None, None]));
+        let keys: ArrayRef = Arc::new(Int32Array::from(vec![Some(0), Some(2), Some(1), None]));
+        let restored = call(given, keys).unwrap();
+        let restored: Vec<Option<&str>> = restored.as_string_view().iter().collect();
+        assert_eq!(restored, [Some("X-9"), Some("C-333"), Some("B-22"), None]);
+    }
+
+    #[test]
+    fn the_type_of_the_given_ids_is_kept() {
+        let given: ArrayRef = Arc::new(StringArray::from(vec![None::<&str>]));
+        let keys: ArrayRef = Arc::new(Int32Array::from(vec![1]));
+        let restored = call(given, keys).unwrap();
+        assert_eq!(restored.data_type(), &DataType::Utf8);
+        assert_eq!(restored.as_string::<i32>().value(0), "B-22");
+    }
+
+    #[test]
+    fn the_result_is_nullable_as_the_literal_says() {
+        let directory = DirectoryCustomerId::new(StringArray::from(vec!["A-1"]));
+        let fields = [
+            Arc::new(Field::new("customer_id", DataType::Utf8View, true)),
+            Arc::new(Field::new("customer_key", DataType::Int32, true)),
+            Arc::new(Field::new("may_be_null", DataType::Boolean, false)),
+        ];
+        for may_be_null in [false, true] {
+            let literal = ScalarValue::Boolean(Some(may_be_null));
+            let field = directory
+                .return_field_from_args(ReturnFieldArgs {
+                    arg_fields: &fields,
+                    scalar_arguments: &[None, None, Some(&literal)],
+                })
+                .unwrap();
+            assert_eq!(field.is_nullable(), may_be_null);
+            assert_eq!(field.data_type(), &DataType::Utf8View);
+        }
+        let column = directory.return_field_from_args(ReturnFieldArgs {
+            arg_fields: &fields,
+            scalar_arguments: &[None, None, None],
+        });
+        assert!(column.is_err());
+    }
+
+    #[test]
+    fn a_key_outside_the_directory_is_an_error() {
+        let given: ArrayRef = Arc::new(StringViewArray::from(vec![None::<&str>]));
+        let keys: ArrayRef = Arc::new(Int32Array::from(vec![3]));
+        let error = call(given, keys).unwrap_err().to_string();
+        assert!(
+            error.contains("customer_key 3 is not in the customer directory"),
+            "{error}"
+        );
+    }
+}
