@@ -33,16 +33,18 @@ pub struct WritesHere(pub SessionContext);
 /// The session that writes `ctx`'s results: the one it carries in
 /// [`WritesHere`], or itself.
 pub fn writer_of(ctx: &SessionContext) -> SessionContext {
-    ctx.state()
-        .config()
-        .get_extension::<WritesHere>()
+    writes_here(ctx)
         .map(|w| w.0.clone())
         .unwrap_or_else(|| ctx.clone())
 }
 
 /// Whether `ctx`'s queries run on a cluster (it carries [`WritesHere`]).
 pub fn runs_on_cluster(ctx: &SessionContext) -> bool {
-    ctx.state().config().get_extension::<WritesHere>().is_some()
+    writes_here(ctx).is_some()
+}
+
+fn writes_here(ctx: &SessionContext) -> Option<Arc<WritesHere>> {
+    ctx.state().config().get_extension::<WritesHere>()
 }
 
 /// `frame` as a frame of `writer`'s session: itself when it is one, else

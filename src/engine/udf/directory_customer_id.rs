@@ -19,7 +19,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, LargeStringBuilder, StringArray, StringBuilder, StringViewBuilder,
+    Array, ArrayRef, AsArray, LargeStringArray, StringArray, StringViewArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
@@ -46,28 +46,33 @@ impl DirectoryCustomerId {
         }
     }
 
-    fn id_of(&self, key: i64) -> Result<&str> {
-        match usize::try_from(key) {
-            Ok(index) if index < self.ids.len() => Ok(self.ids.value(index)),
-            _ => exec_err!(
+    /// Fails on a key outside the directory, so that `restore` need not.
+    fn check_keys(&self, keys: &ArrayRef) -> Result<()> {
+        let keys = keys.as_primitive::<Int64Type>();
+        match keys
+            .iter()
+            .flatten()
+            .find(|&key| !matches!(usize::try_from(key), Ok(index) if index < self.ids.len()))
+        {
+            Some(key) => exec_err!(
                 "{NAME}: customer_key {key} is not in the customer directory (0..{})",
                 self.ids.len()
             ),
+            None => Ok(()),
         }
     }
 
-    /// `given` where not null, else the id of `keys`' key (null for none).
+    /// `given` where not null, else the id of `keys`' key (null for none);
+    /// the keys checked by `check_keys`.
     fn restore<'a>(
         &'a self,
         given: impl Iterator<Item = Option<&'a str>>,
         keys: &'a ArrayRef,
-    ) -> impl Iterator<Item = Result<Option<&'a str>>> {
+    ) -> impl Iterator<Item = Option<&'a str>> {
         let keys = keys.as_primitive::<Int64Type>();
-        given.zip(keys.iter()).map(|(id, key)| match (id, key) {
-            (Some(id), _) => Ok(Some(id)),
-            (None, Some(key)) => self.id_of(key).map(Some),
-            (None, None) => Ok(None),
-        })
+        given
+            .zip(keys.iter())
+            .map(|(id, key)| id.or_else(|| key.map(|key| self.ids.value(key as usize))))
     }
 }
 
@@ -132,28 +137,20 @@ impl ScalarUDFImpl for DirectoryCustomerId {
             return exec_err!("{NAME} takes three arguments");
         };
         let keys = cast(keys, &DataType::Int64)?;
+        self.check_keys(&keys)?;
         let restored: ArrayRef = match given.data_type() {
-            DataType::Utf8View => {
-                let mut ids = StringViewBuilder::with_capacity(given.len());
-                for id in self.restore(given.as_string_view().iter(), &keys) {
-                    ids.append_option(id?);
-                }
-                Arc::new(ids.finish())
-            }
-            DataType::Utf8 => {
-                let mut ids = StringBuilder::with_capacity(given.len(), 0);
-                for id in self.restore(given.as_string::<i32>().iter(), &keys) {
-                    ids.append_option(id?);
-                }
-                Arc::new(ids.finish())
-            }
-            DataType::LargeUtf8 => {
-                let mut ids = LargeStringBuilder::with_capacity(given.len(), 0);
-                for id in self.restore(given.as_string::<i64>().iter(), &keys) {
-                    ids.append_option(id?);
-                }
-                Arc::new(ids.finish())
-            }
+            DataType::Utf8View => Arc::new(
+                self.restore(given.as_string_view().iter(), &keys)
+                    .collect::<StringViewArray>(),
+            ),
+            DataType::Utf8 => Arc::new(
+                self.restore(given.as_string::<i32>().iter(), &keys)
+                    .collect::<StringArray>(),
+            ),
+            DataType::LargeUtf8 => Arc::new(
+                self.restore(given.as_string::<i64>().iter(), &keys)
+                    .collect::<LargeStringArray>(),
+            ),
             other => return exec_err!("{NAME}: customer_id is {other}, not a string"),
         };
         Ok(ColumnarValue::Array(restored))
@@ -163,7 +160,7 @@ impl ScalarUDFImpl for DirectoryCustomerId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{BooleanArray, Int32Array, StringViewArray};
+    use datafusion::arrow::array::{BooleanArray, Int32Array};
     use datafusion::config::ConfigOptions;
 
     fn call(given: ArrayRef, keys: ArrayRef) -> Result<ArrayRef> {
