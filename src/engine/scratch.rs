@@ -31,6 +31,7 @@ use crate::config::JobConfig;
 
 const PREFIX: &str = "cskpi-work-";
 const OWNER: &str = "owner";
+const OWNER_PARTIAL: &str = "owner.partial";
 
 /// A scratch prefix on S3 whose owner ran on another host is removed by
 /// the next run once its owner file is this old (no run takes a day).
@@ -196,7 +197,11 @@ fn create(work_dir: &Path) -> Result<TempDir, SessionError> {
         .tempdir_in(work_dir)
         .map_err(failed)?;
     let me = Owner::current().map_err(failed)?;
-    fs::write(scratch.path().join(OWNER), me.to_string()).map_err(failed)?;
+    // Written aside and renamed: a run killed while writing must not leave
+    // an empty owner file, which would keep its directory forever.
+    let partial = scratch.path().join(OWNER_PARTIAL);
+    fs::write(&partial, me.to_string()).map_err(failed)?;
+    fs::rename(&partial, scratch.path().join(OWNER)).map_err(failed)?;
     Ok(scratch)
 }
 
@@ -416,6 +421,7 @@ mod tests {
             .unwrap();
         assert_eq!(owner, Owner::current().unwrap());
         assert!(owner.is_alive() && owner.on_this_host());
+        assert!(!scratch.path().join(OWNER_PARTIAL).exists());
     }
 
     #[tokio::test]
