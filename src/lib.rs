@@ -17,6 +17,7 @@ pub mod datagen;
 pub mod engine;
 pub mod error;
 pub mod feedback;
+pub mod files;
 pub mod inputs;
 pub mod kpi;
 pub mod output;

@@ -197,11 +197,14 @@ fn create(work_dir: &Path) -> Result<TempDir, SessionError> {
         .tempdir_in(work_dir)
         .map_err(failed)?;
     let me = Owner::current().map_err(failed)?;
-    // Written aside and renamed: a run killed while writing must not leave
-    // an empty owner file, which would keep its directory forever.
-    let partial = scratch.path().join(OWNER_PARTIAL);
-    fs::write(&partial, me.to_string()).map_err(failed)?;
-    fs::rename(&partial, scratch.path().join(OWNER)).map_err(failed)?;
+    // Whole or not at all: an empty owner file, left by a run killed while
+    // writing it, would keep its directory forever.
+    crate::files::write_whole(
+        &scratch.path().join(OWNER),
+        &scratch.path().join(OWNER_PARTIAL),
+        me.to_string().as_bytes(),
+    )
+    .map_err(failed)?;
     Ok(scratch)
 }
 

@@ -159,15 +159,9 @@ fn write_local(file: &std::path::Path, bytes: &[u8]) -> Result<(), ReportError> 
         path: file.display().to_string(),
         source,
     };
-    // Whole or not at all: a file beside it, then renamed over it.
-    let mut temporary = file.as_os_str().to_owned();
-    temporary.push(format!(".tmp-{}", std::process::id()));
-    let temporary = std::path::PathBuf::from(temporary);
-    std::fs::write(&temporary, bytes).map_err(failed)?;
-    std::fs::rename(&temporary, file).map_err(|e| {
-        let _ = std::fs::remove_file(&temporary);
-        failed(e)
-    })
+    let mut aside = file.as_os_str().to_owned();
+    aside.push(format!(".tmp-{}", std::process::id()));
+    crate::files::write_whole(file, std::path::Path::new(&aside), bytes).map_err(failed)
 }
 
 /// The last month whose every day is on or before `as_of` (its first day).
