@@ -41,7 +41,7 @@ WITH active AS (
     GROUP BY customer_key
 ), latest_nps AS (
     -- the latest answer (ties: the greatest response_id), by a grouping
-    SELECT customer_key, last_value(score ORDER BY responded_at, response_id) AS score
+    SELECT customer_key, latest_score(score, responded_at, response_id) AS score
     FROM surveys
     WHERE survey = 'nps'
       AND CAST(responded_at AS DATE) >= ${score_date} - INTERVAL '179 days'

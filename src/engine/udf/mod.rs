@@ -8,6 +8,7 @@ mod directory_customer_id;
 mod feedback;
 mod grouped_rows;
 mod key_hash;
+mod latest_score;
 mod mrr_snapshot_months;
 mod renewal_due_months;
 mod survey_scores;
@@ -25,6 +26,7 @@ pub use customer_mrr_months::CustomerMrrMonths;
 pub use directory_customer_id::{DirectoryCustomerId, NAME as DIRECTORY_CUSTOMER_ID};
 pub use feedback::{CommentSentiment, CommentThemes};
 pub use key_hash::KeyHash;
+pub use latest_score::LatestScore;
 pub use mrr_snapshot_months::MrrSnapshotMonths;
 pub use renewal_due_months::RenewalDueMonths;
 pub use survey_scores::{DEFAULT_CSAT_POSITIVE_MIN, ScoreAggregate, ScoreKpi};
@@ -48,13 +50,14 @@ pub fn scalar_udfs(taxonomy: Arc<Taxonomy>) -> Vec<ScalarUDF> {
 /// run aggregates them in one stage (`whole_group_plan.rs`).
 pub const WHOLE_GROUP_AGGREGATES: [&str; 2] = ["renewal_due_months", "customer_mrr_months"];
 
-/// The aggregate UDFs: `nps`, `nps_moe`, `csat`, `renewal_due_months` and
-/// `customer_mrr_months`.
+/// The aggregate UDFs: `nps`, `nps_moe`, `csat`, `latest_score`,
+/// `renewal_due_months` and `customer_mrr_months`.
 pub fn aggregate_udfs() -> Vec<AggregateUDF> {
     [ScoreKpi::Nps, ScoreKpi::NpsMoe, ScoreKpi::Csat]
         .into_iter()
         .map(|kpi| AggregateUDF::new_from_impl(ScoreAggregate::new(kpi)))
         .chain([
+            AggregateUDF::new_from_impl(LatestScore::new()),
             AggregateUDF::new_from_impl(RenewalDueMonths::new()),
             AggregateUDF::new_from_impl(CustomerMrrMonths::new()),
         ])
