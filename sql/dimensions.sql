@@ -15,11 +15,18 @@ SELECT d.customer_key, d.customer_id,
 FROM customer_directory d
 LEFT JOIN customers c ON c.customer_key = d.customer_key;
 
--- 'all' plus every segment value of the visible customers.
+-- 'all' plus every segment value of the visible customers, and 'unknown'
+-- when a visible customer has no clean row (rejected, e.g. a duplicate
+-- customer_id): its orders and tickets count, under 'unknown', and the
+-- segments then add up to 'all'. (A customer who signs up after as_of is
+-- invisible with everything it has.)
 CREATE OR REPLACE VIEW report_segments AS
 SELECT 'all' AS segment
 UNION
-SELECT DISTINCT segment FROM customer_segments WHERE listed;
+SELECT DISTINCT s.segment
+FROM customer_segments s
+JOIN customer_directory d ON d.customer_key = s.customer_key
+WHERE s.listed OR d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of};
 
 -- The grid every monthly table fills: a row per month and segment, even
 -- where there is nothing to count.

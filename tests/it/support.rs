@@ -122,3 +122,49 @@ async fn resolution_hours_keep_fractions_of_a_second() {
     let hours: f64 = hours[0][0].parse().unwrap();
     assert!((hours - 1800.5 / 3600.0).abs() < 1e-12, "{hours}");
 }
+
+/// A customer whose rows are rejected (here a duplicate customer_id) keeps
+/// its tickets, which count under segment 'unknown', so that the segments
+/// add up to 'all': a 1 + unknown 1 = all 2. A customer who signs up after
+/// as_of is invisible with its segment: no 'c' row, and no 'unknown' row
+/// when no visible customer lacks a clean row.
+#[tokio::test]
+async fn a_rejected_customers_tickets_count_under_unknown() {
+    let tickets: [TicketRow; 2] = [
+        ("T1", "S1", "2025-03-01 10:00", None, 1, None),
+        ("T2", "S2", "2025-03-02 10:00", None, 1, None),
+    ];
+    let query = "SELECT segment, tickets FROM support_monthly ORDER BY segment";
+
+    let mut f = Fixture::new();
+    f.customers(&[
+        ("S1", "2025-01-01", None, Some("a")),
+        ("S2", "2025-01-01", None, Some("b")),
+        ("S2", "2025-01-01", None, Some("b")),
+    ]);
+    f.orders(&[]);
+    f.tickets(&tickets);
+    f.job_extra = "[run]\nfrom = '2025-03'\nmax_reject_ratio = 1.0\n".into();
+    f.run("2025-03-31").await.unwrap();
+    let expected = [["a", "1"], ["all", "2"], ["unknown", "1"]];
+    assert_eq!(
+        f.rows(query).await,
+        expected.map(|r| r.map(String::from).to_vec()).to_vec()
+    );
+
+    let mut f = Fixture::new();
+    f.customers(&[
+        ("S1", "2025-01-01", None, Some("a")),
+        ("S2", "2025-01-01", None, Some("a")),
+        ("S3", "2025-04-05", None, Some("c")),
+    ]);
+    f.orders(&[]);
+    f.tickets(&tickets);
+    f.job_extra = "[run]\nfrom = '2025-03'\n".into();
+    f.run("2025-03-31").await.unwrap();
+    let expected = [["a", "2"], ["all", "2"]];
+    assert_eq!(
+        f.rows(query).await,
+        expected.map(|r| r.map(String::from).to_vec()).to_vec()
+    );
+}
