@@ -133,6 +133,8 @@ SELECT * EXCLUDE (duplicate_key, customer_known),
                 AND (period_start IS NULL OR period_end IS NULL) THEN 'missing service period'
            WHEN kind IN ('subscription', 'addon')
                 AND period_end <= period_start THEN 'period_end <= period_start'
+           WHEN isnan(amount) OR abs(amount) = CAST('Infinity' AS DOUBLE)
+                THEN 'amount not a finite number'
        END AS reject_reason
 FROM counted;
 
@@ -295,6 +297,8 @@ SELECT * EXCLUDE (customer_known),
            WHEN amount IS NULL THEN 'null in required column amount'
            WHEN category NOT IN ('acquisition', 'retention', 'service') THEN 'unknown category'
            WHEN NOT customer_known THEN 'unknown customer_id'
+           WHEN isnan(amount) OR abs(amount) = CAST('Infinity' AS DOUBLE)
+                THEN 'amount not a finite number'
        END AS reject_reason
 FROM visible;
 

@@ -342,13 +342,20 @@ async fn every_reject_reason() {
             ("events", ints([Some(3), Some(2)].into_iter())),
         ],
     );
-    let amounts: ArrayRef = Arc::new(Float64Array::from(vec![Some(10.0), Some(5.0), None]));
+    let amounts: ArrayRef = Arc::new(Float64Array::from(vec![
+        Some(10.0),
+        Some(5.0),
+        None,
+        Some(f64::NAN),
+        Some(f64::NEG_INFINITY),
+    ]));
+    let month = Some("2025-01-01");
     f.write(
         "costs",
         vec![
             (
                 "month",
-                dates([Some("2025-01-01"), Some("2025-01-01"), Some("2025-01-15")].into_iter()),
+                dates([month, month, Some("2025-01-15"), month, month].into_iter()),
             ),
             (
                 "category",
@@ -356,9 +363,14 @@ async fn every_reject_reason() {
                     Some("service"),
                     Some("marketing"),
                     Some("service"),
+                    Some("service"),
+                    Some("retention"),
                 ])) as ArrayRef,
             ),
-            ("customer_id", strs([None, None, Some("C1")].into_iter())),
+            (
+                "customer_id",
+                strs([None, None, Some("C1"), None, None].into_iter()),
+            ),
             ("amount", amounts),
         ],
     );
@@ -369,6 +381,8 @@ async fn every_reject_reason() {
         )
         .await;
     let expected = [
+        ["costs", "NULL", "amount not a finite number"],
+        ["costs", "NULL", "amount not a finite number"],
         ["costs", "NULL", "null in required column amount"],
         ["costs", "NULL", "unknown category"],
         ["customers", "C2", "duplicate key"],
