@@ -554,13 +554,21 @@ fn estimate_groups(
         drop(group.rows);
         let started = std::time::Instant::now();
         let moments = rows.moments();
-        let fit = estimate_once(model, &path_model, &moments, None).map_err(|source| {
-            CsiError::Estimation {
-                segment: segment.clone(),
-                respondents,
-                source,
+        // One segment whose answers cannot be estimated (a constant block,
+        // no convergence) leaves that segment out, as too few respondents
+        // do: the other segments' CSI and every other table still publish.
+        let fit = match estimate_once(model, &path_model, &moments, None) {
+            Ok(fit) => fit,
+            Err(source) => {
+                let error = CsiError::Estimation {
+                    segment: segment.clone(),
+                    respondents,
+                    source,
+                };
+                tracing::warn!(%segment, respondents, %error, "csi: segment left out");
+                continue;
             }
-        })?;
+        };
         let scores = factor_scores(model, &moments, &fit);
         tracing::info!(
             %segment,
