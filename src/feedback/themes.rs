@@ -238,7 +238,12 @@ impl Taxonomy {
     pub fn from_config(
         themes: Option<&BTreeMap<String, Vec<String>>>,
     ) -> Result<Self, TaxonomyError> {
-        themes.map_or_else(|| Ok(Self::built_in()), Self::new)
+        // An empty `[feedback.themes]` configures no theme: the spec's
+        // "with none configured" (4.6), so the built-in taxonomy.
+        match themes {
+            Some(themes) if !themes.is_empty() => Self::new(themes),
+            _ => Ok(Self::built_in()),
+        }
     }
 
     /// (theme, keyword) pairs, sorted by theme.
@@ -300,6 +305,26 @@ mod tests {
         assert_eq!(t.themes_of("Some lag when saving"), ["performance"]);
         assert_eq!(t.themes_of("lag"), ["performance"]);
         assert_eq!(t.themes_of("(lag)"), ["performance"]);
+    }
+
+    #[test]
+    fn an_empty_themes_table_means_the_built_in_taxonomy() {
+        let built_in: Vec<_> = Taxonomy::built_in()
+            .theme_names()
+            .map(str::to_string)
+            .collect();
+        for configured in [None, Some(&BTreeMap::new())] {
+            let t = Taxonomy::from_config(configured).unwrap();
+            let names: Vec<_> = t.theme_names().map(str::to_string).collect();
+            assert_eq!(names, built_in);
+        }
+        let one = BTreeMap::from([("speed".to_string(), vec!["slow".to_string()])]);
+        let names: Vec<_> = Taxonomy::from_config(Some(&one))
+            .unwrap()
+            .theme_names()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(names, ["speed"]);
     }
 
     #[test]
