@@ -3,8 +3,9 @@
 
     python3 benches/compare_outputs.py CSKPI_OUT PEER_OUT
 
-Both are output directories with one directory per table (hive-partitioned
-or not; the partition column is inside the files either way). Each check
+Both are output directories with one directory per table (files side by
+side, as cskpi writes them, or in hive folders, as the peer does; the
+partition column is inside the files either way). Each check
 joins the two tables on their key and counts rows missing on either side
 and values that differ: counts, names and labels must be equal, money and
 rates equal within 1e-9 relative (|a - b| <= 1e-9 * max(|a|, |b|), or

@@ -17,9 +17,11 @@ Work done, as in ../shared/kpi-spec.md: the inputs read from Parquet and cast
 to the contract's types, validation at as_of (visibility, the reject rules in
 the spec's order, duplicate keys with every copy rejected, unknown customers,
 value rules, max_reject_ratio), every output table of spec section 5 written
-as zstd Parquet under OUTDIR/<table>/ (the big ones hive-partitioned like
-cskpi's: mrr_movements and feedback_comments by month, customer_value and
-customer_health by as_of).
+as zstd Parquet under OUTDIR/<table>/ (the big ones hive-partitioned with
+DuckDB's own partitioned COPY, the column kept in the files: mrr_movements
+and feedback_comments by month, customer_value and customer_health by
+as_of; cskpi writes the same one file per value, side by side instead of
+in key=value folders, which costs the same).
 
 Where the spec leaves a choice open the peer makes cskpi's (README "What the
 spec leaves open"), so the two can be compared number for number. The one
@@ -88,7 +90,7 @@ INPUTS = {
         ("customer_id", "VARCHAR", False), ("amount", "DOUBLE", True)]),
 }
 
-# Output tables: (name, sort order, hive partition column), as cskpi writes them.
+# Output tables: (name, sort order, partition column): cskpi's, one file per partition value.
 OUTPUTS = [
     ("retention_monthly", "month, segment", None),
     ("mrr_monthly", "month, segment", None),

@@ -232,8 +232,8 @@ impl Target for DeltaTarget {
         self.files.staged_dir(table)
     }
 
-    async fn name_staged_files(&self, table: &str) -> Result<Vec<String>, OutputError> {
-        self.files.name_staged_files(table).await
+    async fn staged_files(&self, table: &str) -> Result<Vec<String>, OutputError> {
+        self.files.staged_files(table).await
     }
 
     async fn remove_leftover_staging(&self) -> Result<(), OutputError> {

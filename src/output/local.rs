@@ -13,7 +13,6 @@ use async_trait::async_trait;
 
 use super::{
     JOURNAL, Journal, JournalTable, MANIFEST, OutputError, STAGING_PREFIX, StagedTable, Target, io,
-    published_names,
 };
 
 pub(super) struct LocalTarget {
@@ -76,19 +75,12 @@ impl Target for LocalTarget {
     }
 
     /// Renames the staged files to their published names in place.
-    async fn name_staged_files(&self, table: &str) -> Result<Vec<String>, OutputError> {
+    async fn staged_files(&self, table: &str) -> Result<Vec<String>, OutputError> {
         let root = self.staging().join(table);
         let mut staged = Vec::new();
         collect_files(&root, &root, &mut staged)?;
-        let mut named = Vec::new();
-        for (relative, published) in published_names(staged) {
-            if relative != published {
-                let (from, to) = (root.join(&relative), root.join(&published));
-                fs::rename(&from, &to).map_err(io(&to))?;
-            }
-            named.push(published);
-        }
-        Ok(named)
+        staged.sort();
+        Ok(staged)
     }
 
     async fn remove_leftover_staging(&self) -> Result<(), OutputError> {

@@ -32,7 +32,7 @@ use delta::DeltaTarget;
 pub use journal::{JOURNAL, Recovery};
 use journal::{Journal, JournalTable};
 use local::LocalTarget;
-use partitioned::{row_count, write_each_partition, write_partitioned, write_single};
+use partitioned::{row_count, write_each_partition, write_file, write_partitioned};
 use s3::S3Target;
 
 /// A published table: the view it comes from and the order rows are written
@@ -41,7 +41,7 @@ use s3::S3Target;
 pub struct OutputTable {
     pub name: &'static str,
     pub order_by: &'static str,
-    /// Big tables are hive-partitioned by this column (kept in the files).
+    /// Big tables are written one file per value of this column.
     pub partition_by: Option<&'static str>,
     /// Each partition value's rows are queried and sorted on their own,
     /// rather than the whole table in one sort: for a table over a view
@@ -113,7 +113,7 @@ pub enum OutputError {
 
 const STAGING_PREFIX: &str = ".cskpi-staging-";
 pub const MANIFEST: &str = "_manifest.json";
-/// The data file of an unpartitioned table (and of each partition).
+/// The data file of an unpartitioned table (and of an empty partitioned one).
 pub const TABLE_FILE: &str = "part-0.parquet";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
@@ -276,10 +276,10 @@ trait Target: Send + Sync {
     /// The staged table's directory, as a path or URL DataFusion writes to.
     fn staged_dir(&self, table: &str) -> Result<String, OutputError>;
 
-    /// Gives the staged files of a table their published names: the files
-    /// of each directory (the table's or a partition's), in name order,
-    /// become part-0.parquet, part-1.parquet, ...
-    async fn name_staged_files(&self, table: &str) -> Result<Vec<String>, OutputError>;
+    /// The staged files of a table, relative to its directory, in name
+    /// order: the names they are published under (the writers choose
+    /// names that depend only on the rows, so reruns are byte-identical).
+    async fn staged_files(&self, table: &str) -> Result<Vec<String>, OutputError>;
 
     /// Removes the staging areas of runs that died (after recovery, which
     /// may need the one its journal names).
@@ -431,13 +431,19 @@ impl Staging {
                     .await
                     .map_err(write)?;
                 if rows == 0 {
-                    write_single(writer, frame, &dir).await.map_err(write)?;
+                    write_file(writer, frame, &format!("{dir}{TABLE_FILE}"))
+                        .await
+                        .map_err(write)?;
                 }
                 rows
             }
-            None => row_count(&write_single(writer, frame, &dir).await.map_err(write)?),
+            None => row_count(
+                &write_file(writer, frame, &format!("{dir}{TABLE_FILE}"))
+                    .await
+                    .map_err(write)?,
+            ),
         };
-        let files = self.target.name_staged_files(name).await?;
+        let files = self.target.staged_files(name).await?;
         self.tables.push(StagedTable {
             name: name.into(),
             files,
@@ -550,64 +556,4 @@ impl Drop for Staging {
 fn run_id_of_manifest(bytes: &[u8]) -> Option<String> {
     let manifest: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     Some(manifest.get("run_id")?.as_str()?.to_string())
-}
-
-/// (staged, published) names: within each directory, files in name order
-/// become part-0.parquet, part-1.parquet, ...
-fn published_names(mut staged: Vec<String>) -> Vec<(String, String)> {
-    staged.sort();
-    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    staged
-        .into_iter()
-        .map(|file| {
-            let dir = file
-                .rsplit_once('/')
-                .map(|(d, _)| d.to_string())
-                .unwrap_or_default();
-            let n = count.entry(dir.clone()).or_default();
-            let name = format!("part-{n}.parquet");
-            *n += 1;
-            let published = if dir.is_empty() {
-                name
-            } else {
-                format!("{dir}/{name}")
-            };
-            (file, published)
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn staged_files_get_part_numbers_per_directory() {
-        let staged = vec![
-            "month=2025-02-01/x9.parquet".to_string(),
-            "month=2025-01-01/b.parquet".to_string(),
-            "month=2025-01-01/a.parquet".to_string(),
-            "part-0.parquet".to_string(),
-        ];
-        let named = published_names(staged);
-        assert_eq!(
-            named,
-            [
-                (
-                    "month=2025-01-01/a.parquet",
-                    "month=2025-01-01/part-0.parquet"
-                ),
-                (
-                    "month=2025-01-01/b.parquet",
-                    "month=2025-01-01/part-1.parquet"
-                ),
-                (
-                    "month=2025-02-01/x9.parquet",
-                    "month=2025-02-01/part-0.parquet"
-                ),
-                ("part-0.parquet", "part-0.parquet"),
-            ]
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-        );
-    }
 }

@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use super::s3_lock::{LOCK, S3Lock};
 use super::{
     JOURNAL, Journal, JournalTable, MANIFEST, OutputError, STAGING_PREFIX, StagedTable, Target,
-    published_names, session_s3_store, store_error,
+    session_s3_store, store_error,
 };
 
 pub(super) struct S3Target {
@@ -135,26 +135,16 @@ impl Target for S3Target {
         ))
     }
 
-    /// Copies each staged object to its published name in the staging
-    /// area (S3 has no rename), so publishing is plain copies.
-    async fn name_staged_files(&self, table: &str) -> Result<Vec<String>, OutputError> {
+    async fn staged_files(&self, table: &str) -> Result<Vec<String>, OutputError> {
         let prefix = self.key(&format!("{}/{table}", self.staging_name));
-        let relative: Vec<String> = self
+        let mut staged: Vec<String> = self
             .list(&prefix)
             .await?
             .iter()
             .map(|k| relative_to(k, &prefix))
             .collect();
-        let mut named = Vec::with_capacity(relative.len());
-        for (staged, published) in published_names(relative) {
-            if staged != published {
-                let from = child(&prefix, &staged);
-                self.copy(&from, &child(&prefix, &published)).await?;
-                self.delete(&from).await?;
-            }
-            named.push(published);
-        }
-        Ok(named)
+        staged.sort();
+        Ok(staged)
     }
 
     /// Every key under `<root>/.cskpi-staging-*`.

@@ -96,8 +96,8 @@ async fn mrr_bridge_holds_per_segment_and_month() {
     assert_eq!(files.len().to_string(), months[0][0], "{files:?}");
     for (relative, _) in &files {
         let month = relative
-            .strip_prefix("month=")
-            .and_then(|r| r.strip_suffix("/part-0.parquet"))
+            .strip_prefix("month-")
+            .and_then(|r| r.strip_suffix(".parquet"))
             .unwrap_or_else(|| panic!("unexpected file {relative}"));
         let file = std::fs::File::open(out.join("mrr_movements").join(relative)).unwrap();
         let mut previous = String::new();

@@ -110,3 +110,129 @@ async fn a_killed_run_leaves_the_previous_outputs_readable() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Spec 5: each table directory reads as one table, with its spec types,
+/// by DataFusion's and pyarrow's defaults (hive inference on): its files
+/// sit side by side, each with every column, names as Utf8.
+#[tokio::test]
+async fn published_tables_read_as_one_table_with_plain_strings() {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let dir = tempfile::tempdir().unwrap();
+    let job = generated(dir.path(), 300).await;
+    run_job(&job, &RunOptions::default()).await.unwrap();
+    let out = dir.path().join("out");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).unwrap()).unwrap();
+    let rows_of = |table: &str| -> u64 {
+        manifest["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["table"] == table)
+            .unwrap()["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    fn has_view(t: &DataType) -> bool {
+        match t {
+            DataType::Utf8View | DataType::BinaryView => true,
+            DataType::List(f) | DataType::LargeList(f) | DataType::Map(f, _) => {
+                has_view(f.data_type())
+            }
+            DataType::Struct(fields) => fields.iter().any(|f| has_view(f.data_type())),
+            _ => false,
+        }
+    }
+
+    let ctx = datafusion::prelude::SessionContext::new();
+    for table in cskpi::run::output_tables() {
+        let name = table.name;
+        let table_dir = out.join(name);
+        let files: Vec<_> = std::fs::read_dir(&table_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(
+            files.iter().all(|f| f.is_file()),
+            "{name}: no subfolders, {files:?}"
+        );
+        if name == "mrr_movements" {
+            assert!(files.len() > 1, "{name}: one file per month, {files:?}");
+        }
+        for file in &files {
+            let schema =
+                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap())
+                    .unwrap()
+                    .schema()
+                    .clone();
+            for field in schema.fields() {
+                assert!(!has_view(field.data_type()), "{file:?}: {field}");
+                if ["month", "as_of"].contains(&field.name().as_str()) {
+                    assert_eq!(field.data_type(), &DataType::Date32, "{file:?}");
+                }
+            }
+        }
+        ctx.sql(&format!(
+            "CREATE EXTERNAL TABLE {name} STORED AS PARQUET LOCATION '{}/'",
+            table_dir.display()
+        ))
+        .await
+        .unwrap();
+        let counted = query_outputs_in(&ctx, &format!("SELECT COUNT(*) FROM {name}")).await;
+        assert_eq!(
+            counted,
+            [[rows_of(name).to_string()]],
+            "{name} in DataFusion"
+        );
+    }
+
+    // pyarrow's default read of a directory (hive partitioning inferred).
+    let script = r#"
+import sys, pyarrow.parquet as pq
+for table in sys.argv[2:]:
+    t = pq.read_table(f"{sys.argv[1]}/{table}")
+    print(table, t.num_rows, ";".join(f"{f.name}:{f.type}" for f in t.schema))
+"#;
+    let names: Vec<&str> = cskpi::run::output_tables().iter().map(|t| t.name).collect();
+    let read = Command::new("python3")
+        .args(["-c", script])
+        .arg(&out)
+        .args(&names)
+        .output()
+        .expect("python3");
+    assert!(
+        read.status.success(),
+        "pyarrow: {}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let lines = String::from_utf8(read.stdout).unwrap();
+    assert_eq!(lines.lines().count(), names.len(), "{lines}");
+    for line in lines.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let (table, rows, fields) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap_or(""),
+        );
+        assert_eq!(rows, rows_of(table).to_string(), "{table} in pyarrow");
+        assert!(!fields.contains("view"), "{table}: {fields}");
+        for column in ["month", "as_of"] {
+            if let Some(at) = fields.find(&format!("{column}:")) {
+                assert!(
+                    fields[at..].starts_with(&format!("{column}:date32[day]")),
+                    "{table}: {fields}"
+                );
+            }
+        }
+    }
+}
+
+async fn query_outputs_in(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> Vec<Vec<String>> {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    super::fixture::batches_to_rows(&batches)
+}

@@ -266,8 +266,9 @@ async fn s3_inputs_and_outputs_match_a_local_run() {
                 None => relative == "part-0.parquet",
                 Some(column) => {
                     relative == "part-0.parquet"
-                        || relative.starts_with(&format!("{column}="))
-                            && relative.ends_with("/part-0.parquet")
+                        || relative.starts_with(&format!("{column}-"))
+                            && relative.ends_with(".parquet")
+                            && !relative.contains('/')
                 }
             };
             assert!(ok, "unexpected key {file}");
