@@ -189,9 +189,26 @@ pub async fn register_typed_views(ctx: &SessionContext) -> Result<(), InputError
                 .map_err(engine)?
                 .schema()
                 .clone();
-            ctx.sql(&typed_view_sql(spec, &unqualified_names(&schema)))
-                .await
-                .map_err(engine)?;
+            let provider = ctx.table_provider(input.as_str()).await.map_err(engine)?;
+            let provider: &dyn std::any::Any = provider.as_ref();
+            let hive_columns = provider
+                .downcast_ref::<ListingTable>()
+                .map(|listing| {
+                    listing
+                        .options()
+                        .table_partition_cols
+                        .iter()
+                        .map(|(name, _)| name.clone())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            ctx.sql(&typed_view_sql(
+                spec,
+                &unqualified_names(&schema),
+                &hive_columns,
+            ))
+            .await
+            .map_err(engine)?;
         } else {
             register_absent_input(ctx, spec).await?;
         }
@@ -290,19 +307,18 @@ async fn register_input(
     for (file, schema) in &schemas {
         check_file_schema(spec, file, schema, &partition_cols, extra_required)?;
     }
-    let merged =
-        Schema::try_merge(schemas.iter().map(|(_, s)| s.as_ref().clone())).map_err(|e| {
-            InputError::Incompatible {
-                table: table.clone(),
-                files: schemas
-                    .iter()
-                    .map(|(f, _)| f.as_str())
-                    .take(5)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                message: e.to_string(),
-            }
-        })?;
+    let merged = Schema::try_merge(mergeable_schemas(spec, &schemas)).map_err(|e| {
+        InputError::Incompatible {
+            table: table.clone(),
+            files: schemas
+                .iter()
+                .map(|(f, _)| f.as_str())
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(", "),
+            message: e.to_string(),
+        }
+    })?;
 
     let options = ListingOptions::new(Arc::new(format))
         .with_file_extension(".parquet")
@@ -334,6 +350,45 @@ async fn register_input(
     })
 }
 
+/// The files' schemas, ready to merge into the table's: metadata dropped
+/// (writers disagree on it, and nothing here reads it), and a contract
+/// column whose accepted types differ between files (Float64 and Decimal
+/// amounts, ms and µs timestamps, a Date32 and a timestamp date) given the
+/// type of its typed view, to which each file's values are then cast as
+/// they are read. An extra column of different types stays an error.
+fn mergeable_schemas(spec: &TableSpec, schemas: &[(String, SchemaRef)]) -> Vec<Schema> {
+    let differing: Vec<(&str, DataType)> = spec
+        .columns
+        .iter()
+        .filter(|column| {
+            let types: BTreeSet<String> = schemas
+                .iter()
+                .filter_map(|(_, s)| s.field_with_name(column.name).ok())
+                .map(|f| f.data_type().to_string())
+                .collect();
+            types.len() > 1
+        })
+        .map(|column| (column.name, column.kind.arrow_type()))
+        .collect();
+    schemas
+        .iter()
+        .map(|(_, schema)| {
+            let fields: Vec<Field> = schema
+                .fields()
+                .iter()
+                .map(|field| {
+                    let data_type = differing
+                        .iter()
+                        .find(|(name, _)| name == field.name())
+                        .map_or_else(|| field.data_type().clone(), |(_, t)| t.clone());
+                    Field::new(field.name(), data_type, field.is_nullable())
+                })
+                .collect();
+            Schema::new(fields)
+        })
+        .collect()
+}
+
 /// An optional input that the job does not name reads as an empty table, so
 /// every view exists and the KPIs that need it come out empty or null.
 async fn register_absent_input(ctx: &SessionContext, spec: &TableSpec) -> Result<(), InputError> {
@@ -350,7 +405,7 @@ async fn register_absent_input(ctx: &SessionContext, spec: &TableSpec) -> Result
     ctx.register_table(format!("{}_input", spec.name), Arc::new(table))
         .map_err(engine)?;
     let columns: Vec<String> = spec.columns.iter().map(|c| c.name.to_string()).collect();
-    ctx.sql(&typed_view_sql(spec, &columns))
+    ctx.sql(&typed_view_sql(spec, &columns, &[]))
         .await
         .map_err(engine)?;
     Ok(())
@@ -371,8 +426,11 @@ fn normalise_location(location: &str) -> String {
     }
 }
 
-/// `key=value` folder names between the table root and the files, when every
-/// file has the same keys and the key is not also a column inside the files.
+/// The keys of the `key=value` folders right below the table root (plain
+/// folders may follow them), when every file has the same keys and the key
+/// is not also a column inside the files. DataFusion reads a partition
+/// value only from the folders the root starts with, and would skip a file
+/// whose path does not start with all of them.
 fn hive_partition_columns(
     url: &ListingTableUrl,
     files: &[ObjectMeta],
@@ -383,9 +441,11 @@ fn hive_partition_columns(
     for file in files {
         let path = file.location.as_ref();
         let relative = path.strip_prefix(&prefix).unwrap_or(path);
-        let keys: Vec<String> = relative
-            .split('/')
-            .filter_map(|segment| segment.split_once('=').map(|(k, _)| k.to_string()))
+        let mut folders: Vec<&str> = relative.split('/').filter(|s| !s.is_empty()).collect();
+        folders.pop(); // the file's own name
+        let keys: Vec<String> = folders
+            .iter()
+            .map_while(|segment| segment.split_once('=').map(|(k, _)| k.to_string()))
             .collect();
         match &common {
             None => common = Some(keys),
@@ -462,21 +522,33 @@ fn check_file_schema(
     Ok(())
 }
 
+/// The folder value Hive, Spark and DataFusion write for a null partition
+/// value.
+const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
+
 /// The typed view: contract columns cast to their logical types (absent
-/// nullable ones as typed NULLs), extra columns unchanged.
-fn typed_view_sql(spec: &TableSpec, columns: &[String]) -> String {
+/// nullable ones as typed NULLs), extra columns unchanged; a hive folder
+/// column (`hive_columns`) reads its null folder value as NULL.
+fn typed_view_sql(spec: &TableSpec, columns: &[String], hive_columns: &[String]) -> String {
+    let value = |name: &str| {
+        let quoted = quote_ident(name);
+        match hive_columns.iter().any(|h| h == name) {
+            true => format!("NULLIF({quoted}, '{HIVE_NULL}')"),
+            false => quoted,
+        }
+    };
     let mut select = Vec::new();
     for column in spec.columns {
         let ty = column.kind.sql_type();
         let name = quote_ident(column.name);
         if columns.iter().any(|c| c == column.name) {
-            select.push(format!("CAST({name} AS {ty}) AS {name}"));
+            select.push(format!("CAST({} AS {ty}) AS {name}", value(column.name)));
         } else {
             select.push(format!("CAST(NULL AS {ty}) AS {name}"));
         }
     }
     for extra in columns.iter().filter(|c| spec.column(c).is_none()) {
-        select.push(quote_ident(extra));
+        select.push(format!("{} AS {}", value(extra), quote_ident(extra)));
     }
     format!(
         "CREATE OR REPLACE VIEW {}_typed AS SELECT {} FROM {}_input",
@@ -489,6 +561,51 @@ fn typed_view_sql(spec: &TableSpec, columns: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hive_columns_are_the_key_folders_right_below_the_root() {
+        let url = ListingTableUrl::parse("file:///data/customers/").unwrap();
+        let files = |paths: &[&str]| -> Vec<ObjectMeta> {
+            paths
+                .iter()
+                .map(|p| ObjectMeta {
+                    location: object_store::path::Path::from(format!("data/customers/{p}")),
+                    last_modified: chrono::DateTime::UNIX_EPOCH,
+                    size: 1,
+                    e_tag: None,
+                    version: None,
+                })
+                .collect()
+        };
+        let in_files = |names: &[&str]| -> Vec<(String, SchemaRef)> {
+            let fields: Vec<Field> = names
+                .iter()
+                .map(|n| Field::new(*n, DataType::Utf8, true))
+                .collect();
+            vec![("f".into(), Arc::new(Schema::new(fields)))]
+        };
+        let columns = |paths: &[&str], names: &[&str]| {
+            hive_partition_columns(&url, &files(paths), &in_files(names))
+        };
+        // Plain folders may follow the keys.
+        assert_eq!(
+            columns(&["region=eu/a.parquet", "region=us/2025/05/b.parquet"], &[]),
+            ["region"]
+        );
+        assert_eq!(
+            columns(
+                &["region=eu/tier=1/a.parquet", "region=us/tier=2/b.parquet"],
+                &[]
+            ),
+            ["region", "tier"]
+        );
+        // A key below a plain folder is not one DataFusion would read.
+        assert!(columns(&["2025/region=eu/a.parquet"], &[]).is_empty());
+        // Files at different keys, or a key that is also a column: none.
+        assert!(columns(&["region=eu/a.parquet", "b.parquet"], &[]).is_empty());
+        assert!(columns(&["2025/a.parquet", "2026/b.parquet"], &[]).is_empty());
+        assert!(columns(&["region=eu/a.parquet"], &["region"]).is_empty());
+    }
 
     #[tokio::test]
     async fn rows_read_must_be_the_rows_the_footers_hold() {
@@ -531,9 +648,19 @@ mod tests {
         let sql = typed_view_sql(
             &inputs::CUSTOMERS,
             &["customer_id".into(), "signup_date".into(), "region".into()],
+            &[],
         );
         assert!(sql.contains(r#"CAST("customer_id" AS VARCHAR) AS "customer_id""#));
         assert!(sql.contains(r#"CAST(NULL AS DATE) AS "churn_date""#));
-        assert!(sql.contains(r#", "region" FROM customers_input"#));
+        assert!(sql.contains(r#", "region" AS "region" FROM customers_input"#));
+        let hive = typed_view_sql(
+            &inputs::CUSTOMERS,
+            &["customer_id".into(), "segment".into(), "region".into()],
+            &["segment".into(), "region".into()],
+        );
+        assert!(hive.contains(
+            r#"CAST(NULLIF("segment", '__HIVE_DEFAULT_PARTITION__') AS VARCHAR) AS "segment""#
+        ));
+        assert!(hive.contains(r#"NULLIF("region", '__HIVE_DEFAULT_PARTITION__') AS "region""#));
     }
 }

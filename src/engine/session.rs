@@ -52,9 +52,12 @@ pub fn session_config() -> Result<SessionConfig, SessionError> {
         // stays put (benches/README.md, "Measured reasons").
         .with_batch_size(BATCH_ROWS);
     let options = config.options_mut();
-    // Partition columns stay inside the files too, for readers without hive support.
+    // A shell's `COPY ... PARTITIONED BY` keeps the columns in the files too.
     options.execution.keep_partition_by_columns = true;
     options.execution.parquet.compression = Some("zstd(3)".into());
+    // An input directory is every `*.parquet` below it (spec 1), in plain
+    // subfolders (`orders/2025/05/`) too, not only in hive `key=value/` ones.
+    options.execution.listing_table_ignore_subdirectory = false;
     // A hash join keeps its whole build side in memory and cannot spill;
     // sort-merge joins sort (and spill) instead, so memory stays within the
     // pool whatever the input size: the default for any query. A run turns

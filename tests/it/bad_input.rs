@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array, StringArray};
 
-use super::fixture::{Fixture, Order, dates, floats, ints, strs, sub, timestamps};
+use super::fixture::{Fixture, Order, dates, floats, ints, owned, strs, sub, timestamps};
+
+const MRR_BY_SEGMENT: &str =
+    "SELECT segment, round(mrr, 2), paying_customers FROM mrr_monthly ORDER BY segment";
 
 fn good_fixture() -> Fixture {
     let f = Fixture::new();
@@ -177,9 +180,7 @@ async fn integer_ids_decimal_money_and_timestamps_are_accepted() {
     );
     f.no_tickets();
     f.run("2025-01-31").await.unwrap();
-    let rows = f
-        .rows("SELECT segment, round(mrr, 2), paying_customers FROM mrr_monthly ORDER BY segment")
-        .await;
+    let rows = f.rows(MRR_BY_SEGMENT).await;
     assert_eq!(
         rows,
         vec![
@@ -493,11 +494,36 @@ async fn reject_ratio_over_the_limit_fails_and_writes_nothing() {
     assert_outputs_intact(&f, &manifest);
 }
 
+/// Runs `f`'s job as of 2025-01-31 with each `(input, directory)` read from
+/// the directory instead of the input's file, `extra` added to the job.
+async fn run_with_folders(f: &Fixture, folders: &[(&str, &std::path::Path)], extra: &str) {
+    let mut text = f.job_text();
+    for (input, dir) in folders {
+        text = text.replace(
+            &format!(
+                "{}",
+                f.input_dir().join(format!("{input}.parquet")).display()
+            ),
+            &format!("{}/", dir.display()),
+        );
+    }
+    let job = cskpi::config::JobConfig::parse(&format!("{text}{extra}")).unwrap();
+    cskpi::run::run_job(
+        &job,
+        &cskpi::run::RunOptions {
+            as_of: Some(super::fixture::date("2025-01-31")),
+            progress: false,
+        },
+    )
+    .await
+    .unwrap();
+}
+
 /// A directory input with hive `key=value/` folders: every file is read, and
 /// the folder key is a column, usable as the segment dimension.
 #[tokio::test]
 async fn directory_input_with_hive_folders() {
-    let mut f = Fixture::new();
+    let f = Fixture::new();
     let customers = f.input_dir().join("customers");
     for (region, ids) in [("eu", ["E1", "E2"]), ("us", ["U1", "U2"])] {
         let dir = customers.join(format!("region={region}"));
@@ -519,24 +545,13 @@ async fn directory_input_with_hive_folders() {
         sub("O3", "U2", "2025-01-01", "2025-02-01", 30.0),
     ]);
     f.no_tickets();
-    let text = f.job_text().replace(
-        &format!("{}", f.input_dir().join("customers.parquet").display()),
-        &format!("{}/", customers.display()),
-    );
-    f.job_extra = "[run]\nsegment_by = 'region'\n".into();
-    let job = cskpi::config::JobConfig::parse(&format!("{text}{}", f.job_extra)).unwrap();
-    cskpi::run::run_job(
-        &job,
-        &cskpi::run::RunOptions {
-            as_of: Some(super::fixture::date("2025-01-31")),
-            progress: false,
-        },
+    run_with_folders(
+        &f,
+        &[("customers", &customers)],
+        "[run]\nsegment_by = 'region'\n",
     )
-    .await
-    .unwrap();
-    let rows = f
-        .rows("SELECT segment, round(mrr, 2), paying_customers FROM mrr_monthly ORDER BY segment")
-        .await;
+    .await;
+    let rows = f.rows(MRR_BY_SEGMENT).await;
     assert_eq!(
         rows,
         vec![
@@ -545,4 +560,122 @@ async fn directory_input_with_hive_folders() {
             vec!["us".to_string(), "50.0".into(), "2".into()],
         ]
     );
+}
+
+/// Spec 1: a directory input is every `*.parquet` below it, plain
+/// subfolders too (`orders/2025/01/`), also below hive folders; a hive
+/// folder `key=__HIVE_DEFAULT_PARTITION__` is a null value.
+#[tokio::test]
+async fn directory_input_reads_every_file_below_it() {
+    let f = Fixture::new();
+    let customers = f.input_dir().join("customers");
+    for (folder, ids) in [
+        ("region=eu/2025/01", vec!["E1"]),
+        ("region=eu", vec!["E2"]),
+        ("region=us/batch-1", vec!["U1"]),
+        ("region=__HIVE_DEFAULT_PARTITION__", vec!["N1"]),
+    ] {
+        let dir = customers.join(folder);
+        std::fs::create_dir_all(&dir).unwrap();
+        super::fixture::write_parquet(
+            &dir.join("part-0.parquet"),
+            vec![
+                ("customer_id", strs(ids.iter().map(|i| Some(*i)))),
+                ("signup_date", dates(ids.iter().map(|_| Some("2025-01-01")))),
+            ],
+        );
+    }
+    let orders = f.input_dir().join("orders");
+    for (folder, order) in [
+        ("2025/01", sub("O1", "E1", "2025-01-01", "2025-02-01", 10.0)),
+        (
+            "2025/02/late",
+            sub("O2", "E2", "2025-01-01", "2025-02-01", 5.0),
+        ),
+        ("", sub("O3", "U1", "2025-01-01", "2025-02-01", 20.0)),
+        ("x", sub("O4", "N1", "2025-01-01", "2025-02-01", 30.0)),
+    ] {
+        let file = format!("{}.parquet", order.id);
+        f.orders(&[order]);
+        let dir = orders.join(folder);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::rename(f.input_dir().join("orders.parquet"), dir.join(file)).unwrap();
+    }
+    f.no_tickets();
+    run_with_folders(
+        &f,
+        &[("customers", &customers), ("orders", &orders)],
+        "[run]\nsegment_by = 'region'\n",
+    )
+    .await;
+    let rows = f.rows(MRR_BY_SEGMENT).await;
+    assert_eq!(
+        rows,
+        owned(&[
+            ["all", "65.0", "4"],
+            ["eu", "15.0", "2"],
+            ["unknown", "30.0", "1"],
+            ["us", "20.0", "1"],
+        ])
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(f.out_dir().join("_manifest.json")).unwrap())
+            .unwrap();
+    let files_of = |input: &str| {
+        manifest["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["table"] == input)
+            .map(|i| i["files"].as_array().unwrap().len())
+    };
+    assert_eq!(files_of("customers"), Some(4), "{manifest}");
+    assert_eq!(files_of("orders"), Some(4), "{manifest}");
+}
+
+/// Spec 1: each file of an input may use any accepted type of a column:
+/// a Float64 and a Decimal128 amount, a Date32 and a timestamp order_date,
+/// in two files of one folder, read as one table.
+#[tokio::test]
+async fn files_of_one_input_may_differ_in_accepted_types() {
+    use datafusion::arrow::array::{Decimal128Array, TimestampMillisecondArray};
+    let f = good_fixture();
+    let orders = f.input_dir().join("orders");
+    std::fs::create_dir_all(&orders).unwrap();
+    std::fs::rename(
+        f.input_dir().join("orders.parquet"),
+        orders.join("a.parquet"),
+    )
+    .unwrap();
+    let jan_15_ms = 1_736_899_200_000i64; // 2025-01-15 00:00:00 UTC
+    super::fixture::write_parquet(
+        &orders.join("b.parquet"),
+        vec![
+            ("order_id", strs([Some("O3")].into_iter())),
+            ("customer_id", strs([Some("C2")].into_iter())),
+            (
+                "order_date",
+                Arc::new(TimestampMillisecondArray::from(vec![jan_15_ms])) as ArrayRef,
+            ),
+            (
+                "amount",
+                Arc::new(
+                    Decimal128Array::from(vec![1_250i128])
+                        .with_precision_and_scale(18, 2)
+                        .unwrap(),
+                ) as ArrayRef,
+            ),
+            ("kind", strs([Some("addon")].into_iter())),
+            ("period_start", dates([Some("2025-01-15")].into_iter())),
+            ("period_end", dates([Some("2025-02-15")].into_iter())),
+        ],
+    );
+    run_with_folders(&f, &[("orders", &orders)], "").await;
+    // good_fixture's subscriptions: C1 10, C2 20 a month; C2's add-on of
+    // 12.50 for 2025-01-15 to 2025-02-15 counts at January's snapshot day,
+    // the 31st (spec 4.3).
+    let rows = f
+        .rows("SELECT round(mrr, 2), paying_customers FROM mrr_monthly WHERE segment = 'all' AND month = DATE '2025-01-01'")
+        .await;
+    assert_eq!(rows, owned(&[["42.5", "2"]]));
 }
