@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -26,7 +26,7 @@ use object_store::ObjectMeta;
 
 use crate::config::JobConfig;
 use crate::engine::sql::quote_ident;
-use crate::inputs::{self, TableSpec};
+use crate::inputs::{self, ColumnKind, TableSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -202,13 +202,9 @@ pub async fn register_typed_views(ctx: &SessionContext) -> Result<(), InputError
                         .collect::<Vec<_>>()
                 })
                 .unwrap_or_default();
-            ctx.sql(&typed_view_sql(
-                spec,
-                &unqualified_names(&schema),
-                &hive_columns,
-            ))
-            .await
-            .map_err(engine)?;
+            ctx.sql(&typed_view_sql(spec, schema.as_arrow(), &hive_columns))
+                .await
+                .map_err(engine)?;
         } else {
             register_absent_input(ctx, spec).await?;
         }
@@ -368,7 +364,7 @@ fn mergeable_schemas(spec: &TableSpec, schemas: &[(String, SchemaRef)]) -> Vec<S
                 .collect();
             types.len() > 1
         })
-        .map(|column| (column.name, column.kind.arrow_type()))
+        .map(|column| (column.name, merged_type(column.kind)))
         .collect();
     schemas
         .iter()
@@ -389,6 +385,18 @@ fn mergeable_schemas(spec: &TableSpec, schemas: &[(String, SchemaRef)]) -> Vec<S
         .collect()
 }
 
+/// The type a contract column is read as when its files disagree: its
+/// typed view's, except that dates and timestamps are read in microseconds
+/// (nanoseconds end in 2262), dates as UTC instants so that the typed view
+/// takes a zoned timestamp's UTC date, as it does for a single file.
+fn merged_type(kind: ColumnKind) -> DataType {
+    match kind {
+        ColumnKind::Date => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ColumnKind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+        other => other.arrow_type(),
+    }
+}
+
 /// An optional input that the job does not name reads as an empty table, so
 /// every view exists and the KPIs that need it come out empty or null.
 async fn register_absent_input(ctx: &SessionContext, spec: &TableSpec) -> Result<(), InputError> {
@@ -401,11 +409,11 @@ async fn register_absent_input(ctx: &SessionContext, spec: &TableSpec) -> Result
         .iter()
         .map(|c| Field::new(c.name, c.kind.arrow_type(), true))
         .collect();
-    let table = MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]]).map_err(engine)?;
+    let table =
+        MemTable::try_new(Arc::new(Schema::new(fields.clone())), vec![vec![]]).map_err(engine)?;
     ctx.register_table(format!("{}_input", spec.name), Arc::new(table))
         .map_err(engine)?;
-    let columns: Vec<String> = spec.columns.iter().map(|c| c.name.to_string()).collect();
-    ctx.sql(&typed_view_sql(spec, &columns, &[]))
+    ctx.sql(&typed_view_sql(spec, &Schema::new(fields), &[]))
         .await
         .map_err(engine)?;
     Ok(())
@@ -526,10 +534,13 @@ fn check_file_schema(
 /// value.
 const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
 
-/// The typed view: contract columns cast to their logical types (absent
-/// nullable ones as typed NULLs), extra columns unchanged; a hive folder
-/// column (`hive_columns`) reads its null folder value as NULL.
-fn typed_view_sql(spec: &TableSpec, columns: &[String], hive_columns: &[String]) -> String {
+/// The typed view of an input whose table has schema `input`: contract
+/// columns cast to their logical types (absent nullable ones as typed
+/// NULLs), extra columns unchanged; a hive folder column (`hive_columns`)
+/// reads its null folder value as NULL. A date column holding timestamps
+/// with a time zone takes their UTC date, as a timestamp column reads them
+/// in UTC (a plain cast to DATE would take the zone's local date).
+fn typed_view_sql(spec: &TableSpec, input: &Schema, hive_columns: &[String]) -> String {
     let value = |name: &str| {
         let quoted = quote_ident(name);
         match hive_columns.iter().any(|h| h == name) {
@@ -541,14 +552,24 @@ fn typed_view_sql(spec: &TableSpec, columns: &[String], hive_columns: &[String])
     for column in spec.columns {
         let ty = column.kind.sql_type();
         let name = quote_ident(column.name);
-        if columns.iter().any(|c| c == column.name) {
-            select.push(format!("CAST({} AS {ty}) AS {name}", value(column.name)));
-        } else {
+        let Ok(field) = input.field_with_name(column.name) else {
             select.push(format!("CAST(NULL AS {ty}) AS {name}"));
-        }
+            continue;
+        };
+        let read = match (column.kind, field.data_type()) {
+            (ColumnKind::Date, DataType::Timestamp(unit, Some(_))) => format!(
+                "arrow_cast({}, '{}')",
+                value(column.name),
+                DataType::Timestamp(*unit, Some("UTC".into()))
+            ),
+            _ => value(column.name),
+        };
+        select.push(format!("CAST({read} AS {ty}) AS {name}"));
     }
-    for extra in columns.iter().filter(|c| spec.column(c).is_none()) {
-        select.push(format!("{} AS {}", value(extra), quote_ident(extra)));
+    for extra in input.fields().iter().map(|f| f.name()) {
+        if spec.column(extra).is_none() {
+            select.push(format!("{} AS {}", value(extra), quote_ident(extra)));
+        }
     }
     format!(
         "CREATE OR REPLACE VIEW {}_typed AS SELECT {} FROM {}_input",
@@ -645,17 +666,49 @@ mod tests {
 
     #[test]
     fn typed_view_casts_contract_columns_and_keeps_extras() {
+        let schema = |columns: &[(&str, DataType)]| {
+            Schema::new(
+                columns
+                    .iter()
+                    .map(|(n, t)| Field::new(*n, t.clone(), true))
+                    .collect::<Vec<_>>(),
+            )
+        };
         let sql = typed_view_sql(
             &inputs::CUSTOMERS,
-            &["customer_id".into(), "signup_date".into(), "region".into()],
+            &schema(&[
+                ("customer_id", DataType::Utf8),
+                ("signup_date", DataType::Date32),
+                ("region", DataType::Utf8),
+            ]),
             &[],
         );
         assert!(sql.contains(r#"CAST("customer_id" AS VARCHAR) AS "customer_id""#));
         assert!(sql.contains(r#"CAST(NULL AS DATE) AS "churn_date""#));
         assert!(sql.contains(r#", "region" AS "region" FROM customers_input"#));
+        assert!(sql.contains(r#"CAST("signup_date" AS DATE) AS "signup_date""#));
+        let zoned = typed_view_sql(
+            &inputs::CUSTOMERS,
+            &schema(&[(
+                "signup_date",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("-05:00".into())),
+            )]),
+            &[],
+        );
+        let utc = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+        assert!(
+            zoned.contains(&format!(
+                r#"CAST(arrow_cast("signup_date", '{utc}') AS DATE) AS "signup_date""#
+            )),
+            "{zoned}"
+        );
         let hive = typed_view_sql(
             &inputs::CUSTOMERS,
-            &["customer_id".into(), "segment".into(), "region".into()],
+            &schema(&[
+                ("customer_id", DataType::Utf8),
+                ("segment", DataType::Utf8),
+                ("region", DataType::Utf8),
+            ]),
             &["segment".into(), "region".into()],
         );
         assert!(hive.contains(

@@ -679,3 +679,60 @@ async fn files_of_one_input_may_differ_in_accepted_types() {
         .await;
     assert_eq!(rows, owned(&[["42.5", "2"]]));
 }
+
+/// Spec 2 reads as_of in UTC and spec 1 a timestamp in UTC: a date column
+/// holding timestamps with a time zone takes their UTC date, in a file of
+/// its own and beside a file of Date32 dates.
+#[tokio::test]
+async fn zoned_timestamps_in_a_date_column_give_their_utc_date() {
+    use datafusion::arrow::array::TimestampMicrosecondArray;
+    let f = Fixture::new();
+    let customers = f.input_dir().join("customers");
+    std::fs::create_dir_all(&customers).unwrap();
+    super::fixture::write_parquet(
+        &customers.join("a.parquet"),
+        vec![
+            ("customer_id", strs([Some("C1")].into_iter())),
+            ("signup_date", dates([Some("2025-01-01")].into_iter())),
+        ],
+    );
+    // C2: 2025-01-31 23:30 at -05:00 is 2025-02-01 04:30 UTC (local date
+    // January 31); C3: 2025-01-15 12:00 at -05:00 is 17:00 UTC.
+    let (feb_1_0430, jan_15_1700) = (1_738_384_200_000_000i64, 1_736_960_400_000_000i64);
+    let zoned_file = customers.join("b.parquet");
+    super::fixture::write_parquet(
+        &zoned_file,
+        vec![
+            ("customer_id", strs([Some("C2"), Some("C3")].into_iter())),
+            (
+                "signup_date",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![feb_1_0430, jan_15_1700])
+                        .with_timezone("-05:00"),
+                ) as ArrayRef,
+            ),
+        ],
+    );
+    f.orders(&[sub("O1", "C3", "2025-01-15", "2025-02-15", 10.0)]);
+    f.no_tickets();
+    let new_by_month = "SELECT month, customers_new FROM retention_monthly \
+                        WHERE segment = 'all' ORDER BY month";
+    // Both files: C1 and C3 new in January, C2 in February. The zoned file
+    // alone (its own column type, no merge): C3 in January, C2 in February.
+    for (location, new_in_jan) in [(customers.join(""), "2"), (zoned_file, "1")] {
+        let text = f.job_text().replace(
+            &format!("{}", f.input_dir().join("customers.parquet").display()),
+            &format!("{}", location.display()),
+        );
+        let job = cskpi::config::JobConfig::parse(&format!("{text}[run]\nas_of = '2025-02-28'\n"))
+            .unwrap();
+        cskpi::run::run_job(&job, &cskpi::run::RunOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            f.rows(new_by_month).await,
+            owned(&[["2025-01-01", new_in_jan], ["2025-02-01", "1"]]),
+            "{location:?}"
+        );
+    }
+}
