@@ -50,15 +50,42 @@ fn words(text: &str) -> Vec<Word> {
     let mut out = Vec::new();
     for piece in normalized.split_word_bounds() {
         if piece.chars().any(char::is_alphanumeric) {
-            out.push(Word {
-                text: piece.to_string(),
-                clause,
-            });
+            for (i, part) in clauses_joined_in_a_word(piece).enumerate() {
+                clause += usize::from(i > 0);
+                out.push(Word {
+                    text: part.to_string(),
+                    clause,
+                });
+            }
         } else if piece.chars().any(is_clause_break) {
             clause += 1;
         }
     }
     out
+}
+
+/// The parts of a UAX #29 word split at each `.` or `:` between two
+/// letters. UAX #29 keeps `app.support` and `note:slow` one word (for
+/// abbreviations and Swedish), but in a comment that is a sentence or
+/// clause that ends without its space (`Great app.Support was slow`).
+/// Between digits (`3.5`) the word stays whole.
+fn clauses_joined_in_a_word(word: &str) -> impl Iterator<Item = &str> {
+    let chars: Vec<(usize, char)> = match word.contains(['.', ':']) {
+        true => word.char_indices().collect(),
+        false => Vec::new(),
+    };
+    let mut cuts: Vec<usize> = chars
+        .windows(3)
+        .filter(|w| matches!(w[1].1, '.' | ':') && w[0].1.is_alphabetic() && w[2].1.is_alphabetic())
+        .map(|w| w[1].0)
+        .collect();
+    cuts.push(word.len());
+    let mut start = 0;
+    cuts.into_iter().map(move |cut| {
+        let part = &word[start..cut];
+        start = cut + 1; // `.` and `:` are one byte
+        part
+    })
 }
 
 fn is_clause_break(c: char) -> bool {
@@ -151,6 +178,25 @@ mod tests {
         ] {
             assert_eq!(normalize(text), full(text), "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_stop_or_colon_between_letters_ends_a_clause() {
+        let w = words("Great app.Support: slow, v3.5 e.g");
+        let got: Vec<(&str, usize)> = w.iter().map(|w| (w.text.as_str(), w.clause)).collect();
+        assert_eq!(
+            got,
+            [
+                ("great", 0),
+                ("app", 0),
+                ("support", 1),
+                ("slow", 2),
+                ("v3.5", 3),
+                ("e", 3),
+                ("g", 4)
+            ]
+        );
+        assert_eq!(texts("lỗi:hỗ trợ"), ["lỗi", "hỗ", "trợ"]);
     }
 
     #[test]

@@ -305,6 +305,8 @@ mod tests {
         assert_eq!(t.themes_of("Some lag when saving"), ["performance"]);
         assert_eq!(t.themes_of("lag"), ["performance"]);
         assert_eq!(t.themes_of("(lag)"), ["performance"]);
+        assert_eq!(t.themes_of("Nice app.Lag on save"), ["performance"]);
+        assert_eq!(t.themes_of("price:lag"), ["performance", "pricing"]);
     }
 
     #[test]
