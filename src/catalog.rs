@@ -183,13 +183,8 @@ pub async fn register_typed_views(ctx: &SessionContext) -> Result<(), InputError
         };
         let input = format!("{}_input", spec.name);
         if ctx.table_exist(input.as_str()).map_err(engine)? {
-            let schema = ctx
-                .table(input.as_str())
-                .await
-                .map_err(engine)?
-                .schema()
-                .clone();
             let provider = ctx.table_provider(input.as_str()).await.map_err(engine)?;
+            let schema = provider.schema();
             let provider: &dyn std::any::Any = provider.as_ref();
             let hive_columns = provider
                 .downcast_ref::<ListingTable>()
@@ -202,7 +197,7 @@ pub async fn register_typed_views(ctx: &SessionContext) -> Result<(), InputError
                         .collect::<Vec<_>>()
                 })
                 .unwrap_or_default();
-            ctx.sql(&typed_view_sql(spec, schema.as_arrow(), &hive_columns))
+            ctx.sql(&typed_view_sql(spec, &schema, &hive_columns))
                 .await
                 .map_err(engine)?;
         } else {
@@ -357,10 +352,10 @@ fn mergeable_schemas(spec: &TableSpec, schemas: &[(String, SchemaRef)]) -> Vec<S
         .columns
         .iter()
         .filter(|column| {
-            let types: BTreeSet<String> = schemas
+            let types: std::collections::HashSet<&DataType> = schemas
                 .iter()
                 .filter_map(|(_, s)| s.field_with_name(column.name).ok())
-                .map(|f| f.data_type().to_string())
+                .map(|f| f.data_type())
                 .collect();
             types.len() > 1
         })
@@ -409,11 +404,11 @@ async fn register_absent_input(ctx: &SessionContext, spec: &TableSpec) -> Result
         .iter()
         .map(|c| Field::new(c.name, c.kind.arrow_type(), true))
         .collect();
-    let table =
-        MemTable::try_new(Arc::new(Schema::new(fields.clone())), vec![vec![]]).map_err(engine)?;
+    let schema = Arc::new(Schema::new(fields));
+    let table = MemTable::try_new(Arc::clone(&schema), vec![vec![]]).map_err(engine)?;
     ctx.register_table(format!("{}_input", spec.name), Arc::new(table))
         .map_err(engine)?;
-    ctx.sql(&typed_view_sql(spec, &Schema::new(fields), &[]))
+    ctx.sql(&typed_view_sql(spec, &schema, &[]))
         .await
         .map_err(engine)?;
     Ok(())

@@ -215,8 +215,9 @@ pub(super) async fn write_file(
 /// Arrow schema a file carries tells pyarrow and other Arrow readers which
 /// type to read its strings as.
 fn with_plain_strings(frame: DataFrame) -> Result<DataFrame, DataFusionError> {
-    let fields = frame.schema().fields().clone();
-    if fields
+    if frame
+        .schema()
+        .fields()
         .iter()
         .all(|f| plain_strings(f.data_type()) == *f.data_type())
     {
