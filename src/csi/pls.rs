@@ -105,8 +105,10 @@ pub struct Fit {
     /// Outer weight per indicator column (on the centred, or scaled, data),
     /// normalised so that every LV score has unit population variance.
     pub weights: Vec<f64>,
-    /// Correlation of each indicator with its LV.
-    pub loadings: Vec<f64>,
+    /// Correlation of each indicator with its LV; None for an indicator
+    /// with no variance (every respondent gave the same answer), whose
+    /// correlation is undefined.
+    pub loadings: Vec<Option<f64>>,
     /// `(from, to, coefficient)` for every path, in the model's order.
     pub path_coefficients: Vec<(usize, usize, f64)>,
     /// R² per LV; None for an LV without predecessors.
@@ -341,10 +343,10 @@ fn inner_model(
 ) -> Result<Fit, PlsError> {
     let indicator_lv = s * &w;
     let r = w.transpose() * &indicator_lv;
-    let mut loadings = vec![0.0; s.nrows()];
+    let mut loadings = vec![None; s.nrows()];
     for (j, block) in model.blocks.iter().enumerate() {
         for &c in block {
-            loadings[c] = indicator_lv[(c, j)] / s[(c, c)].sqrt();
+            loadings[c] = (s[(c, c)] > 0.0).then(|| indicator_lv[(c, j)] / s[(c, c)].sqrt());
         }
     }
     let mut coefficients = std::collections::HashMap::new();
@@ -398,7 +400,7 @@ mod tests {
         let fit = estimate(&data, &model, &Settings::default()).unwrap();
         // x: 1 2 3 4, mean 2.5, population variance 1.25.
         assert!((fit.weights[0] - 1.0 / 1.25f64.sqrt()).abs() < 1e-12);
-        assert!((fit.loadings[0] - 1.0).abs() < 1e-12);
+        assert!((fit.loadings[0].unwrap() - 1.0).abs() < 1e-12);
         // y: 2 1 4 5; cov(x, y) = (-1.5*-1 + -0.5*-2 + 0.5*1 + 1.5*2) / 4 = 1.5,
         // var y = (1 + 4 + 1 + 4) / 4 = 2.5 -> r = 1.5 / sqrt(1.25 * 2.5).
         let r = 1.5 / (1.25f64 * 2.5).sqrt();
@@ -479,7 +481,7 @@ mod tests {
             .weights
             .iter()
             .zip(&b.weights)
-            .chain(a.loadings.iter().zip(&b.loadings))
+            .chain(a.loadings.iter().flatten().zip(b.loadings.iter().flatten()))
         {
             assert!((x - y).abs() < 1e-12, "{x} vs {y}");
         }

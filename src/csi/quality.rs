@@ -15,19 +15,23 @@ use nalgebra::{DMatrix, SymmetricEigen};
 use super::moments::Moments;
 use super::pls::{Fit, PathModel};
 
-/// The measurement quality of one block (factor).
+/// The measurement quality of one block (factor). A measure is None where
+/// it is undefined: every measure of the items' correlations when one of
+/// the block's items has no variance (everybody gave the same answer, so
+/// its correlations are 0 / 0), and the AVE when a loading is undefined for
+/// the same reason. plspm reports NA there.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BlockQuality {
     /// Mean squared loading of the block's items on their factor.
-    pub ave: f64,
+    pub ave: Option<f64>,
     /// Standardised Cronbach's alpha: p / (p - 1) * (1 - p / the sum of
     /// the items' correlation matrix); 1 for a single item.
-    pub cronbach_alpha: f64,
+    pub cronbach_alpha: Option<f64>,
     /// (sum l)^2 / ((sum l)^2 + sum (1 - l^2)), l = the items' loadings on
     /// the first principal component of their correlation matrix.
-    pub dg_rho: f64,
-    pub eig_1st: f64,
-    /// None for a single item.
+    pub dg_rho: Option<f64>,
+    pub eig_1st: Option<f64>,
+    /// Also None for a single item.
     pub eig_2nd: Option<f64>,
 }
 
@@ -40,7 +44,20 @@ pub fn block_quality(moments: &Moments, model: &PathModel, fit: &Fit) -> Vec<Blo
         .iter()
         .map(|block| {
             let items = block.len() as f64;
-            let ave = block.iter().map(|&c| fit.loadings[c].powi(2)).sum::<f64>() / items;
+            let ave = block
+                .iter()
+                .map(|&c| fit.loadings[c].map(|l| l * l))
+                .sum::<Option<f64>>()
+                .map(|sum| sum / items);
+            if block.iter().any(|&c| moments.covariance[(c, c)] <= 0.0) {
+                return BlockQuality {
+                    ave,
+                    cronbach_alpha: None,
+                    dg_rho: None,
+                    eig_1st: None,
+                    eig_2nd: None,
+                };
+            }
             let r = correlation.select_rows(block).select_columns(block);
             let cronbach_alpha = if block.len() > 1 {
                 items / (items - 1.0) * (1.0 - items / r.sum())
@@ -60,9 +77,9 @@ pub fn block_quality(moments: &Moments, model: &PathModel, fit: &Fit) -> Vec<Blo
             let unique = loadings.iter().map(|l| 1.0 - l * l).sum::<f64>();
             BlockQuality {
                 ave,
-                cronbach_alpha,
-                dg_rho: sum * sum / (sum * sum + unique),
-                eig_1st,
+                cronbach_alpha: Some(cronbach_alpha),
+                dg_rho: Some(sum * sum / (sum * sum + unique)),
+                eig_1st: Some(eig_1st),
                 eig_2nd: order.get(1).map(|&i| eigen.eigenvalues[i]),
             }
         })
@@ -72,14 +89,15 @@ pub fn block_quality(moments: &Moments, model: &PathModel, fit: &Fit) -> Vec<Blo
 /// GoF = sqrt(mean communality * mean R²): the communality (squared
 /// loading) averaged over the items of blocks with more than one item, R²
 /// over the endogenous factors. None without an endogenous factor or a
-/// block of several items.
+/// block of several items, or when a loading is undefined (an item with no
+/// variance).
 pub fn goodness_of_fit(model: &PathModel, fit: &Fit) -> Option<f64> {
     let communalities: Vec<f64> = model
         .blocks
         .iter()
         .filter(|block| block.len() > 1)
-        .flat_map(|block| block.iter().map(|&c| fit.loadings[c].powi(2)))
-        .collect();
+        .flat_map(|block| block.iter().map(|&c| fit.loadings[c].map(|l| l * l)))
+        .collect::<Option<_>>()?;
     let r_squared: Vec<f64> = fit.r_squared.iter().flatten().copied().collect();
     if communalities.is_empty() || r_squared.is_empty() {
         return None;

@@ -113,7 +113,7 @@ pub const KPIS: &[KpiDefinition] = &[
         "0-1",
         ["surveys"],
         "csi_factors.ave",
-        "mean squared loading of the factor's items (>= 0.5: the factor explains most of its items' variance)"
+        "mean squared loading of the factor's items (>= 0.5: the factor explains most of its items' variance); null when an item has no variance"
     ),
     kpi!(
         "csi_cronbach_alpha",
@@ -122,7 +122,7 @@ pub const KPIS: &[KpiDefinition] = &[
         "<= 1",
         ["surveys"],
         "csi_factors.cronbach_alpha",
-        "p / (p - 1) * (1 - p / sum of the items' correlation matrix), p items; 1 for one item (>= 0.7: the items agree)"
+        "p / (p - 1) * (1 - p / sum of the items' correlation matrix), p items; 1 for one item (>= 0.7: the items agree); null when an item has no variance"
     ),
     kpi!(
         "csi_dg_rho",
@@ -131,7 +131,7 @@ pub const KPIS: &[KpiDefinition] = &[
         "0-1",
         ["surveys"],
         "csi_factors.dg_rho",
-        "(sum l)^2 / ((sum l)^2 + sum(1 - l^2)), l = the items' loadings on their first principal component (>= 0.7)"
+        "(sum l)^2 / ((sum l)^2 + sum(1 - l^2)), l = the items' loadings on their first principal component (>= 0.7); null when an item has no variance"
     ),
     kpi!(
         "csi_eig_1st",
@@ -140,7 +140,7 @@ pub const KPIS: &[KpiDefinition] = &[
         "eigenvalue",
         ["surveys"],
         "csi_factors.eig_1st",
-        "largest eigenvalue of the items' correlation matrix (> 1 for a block that measures one thing)"
+        "largest eigenvalue of the items' correlation matrix (> 1 for a block that measures one thing); null when an item has no variance"
     ),
     kpi!(
         "csi_eig_2nd",
@@ -149,7 +149,7 @@ pub const KPIS: &[KpiDefinition] = &[
         "eigenvalue",
         ["surveys"],
         "csi_factors.eig_2nd",
-        "second largest eigenvalue (< 1 for a block that measures one thing); null for one item"
+        "second largest eigenvalue (< 1 for a block that measures one thing); null for one item or when an item has no variance"
     ),
     kpi!(
         "csi_indirect_effect",
@@ -176,7 +176,7 @@ pub const KPIS: &[KpiDefinition] = &[
         "0-1",
         ["surveys"],
         "csi_index.gof",
-        "sqrt(mean squared loading of the items of blocks with more than one item * mean R² of the factors with drivers)"
+        "sqrt(mean squared loading of the items of blocks with more than one item * mean R² of the factors with drivers); null when an item has no variance"
     ),
     kpi!(
         "csi_path_std_error",
@@ -662,20 +662,22 @@ fn schema(fields: Vec<Field>) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// A list of (item, `value_name`) structs per row.
-fn item_list_array(value_name: &str, rows: &[Vec<(String, f64)>]) -> ListArray {
-    let fields = Fields::from(vec![
-        utf8("item"),
-        Field::new(value_name, DataType::Float64, false),
-    ]);
-    let flat: Vec<&(String, f64)> = rows.iter().flatten().collect();
+/// A list of (item, `value_name`) structs per row; the value may be null
+/// only where `nullable` (a loading of an item with no variance).
+fn item_list_array(
+    value_name: &str,
+    nullable: bool,
+    rows: &[Vec<(String, Option<f64>)>],
+) -> ListArray {
+    let fields = item_fields(value_name, nullable);
+    let flat: Vec<&(String, Option<f64>)> = rows.iter().flatten().collect();
     let values = StructArray::new(
         fields.clone(),
         vec![
             Arc::new(StringArray::from_iter_values(
                 flat.iter().map(|(i, _)| i.as_str()),
             )),
-            Arc::new(Float64Array::from_iter_values(flat.iter().map(|(_, v)| *v))),
+            Arc::new(Float64Array::from_iter(flat.iter().map(|(_, v)| *v))),
         ],
         None,
     );
@@ -687,13 +689,16 @@ fn item_list_array(value_name: &str, rows: &[Vec<(String, f64)>]) -> ListArray {
     )
 }
 
-fn item_list_type(value_name: &str) -> DataType {
-    let fields = Fields::from(vec![
+fn item_fields(value_name: &str, nullable: bool) -> Fields {
+    Fields::from(vec![
         utf8("item"),
-        Field::new(value_name, DataType::Float64, false),
-    ]);
+        Field::new(value_name, DataType::Float64, nullable),
+    ])
+}
+
+fn item_list_type(value_name: &str, nullable: bool) -> DataType {
     DataType::List(Arc::new(Field::new_list_field(
-        DataType::Struct(fields),
+        DataType::Struct(item_fields(value_name, nullable)),
         false,
     )))
 }
@@ -709,13 +714,13 @@ fn factor_table(
         utf8("factor"),
         Field::new("respondents", DataType::Int64, false),
         Field::new("score", DataType::Float64, true),
-        Field::new("item_weights", item_list_type("weight"), false),
-        Field::new("item_loadings", item_list_type("loading"), false),
+        Field::new("item_weights", item_list_type("weight", false), false),
+        Field::new("item_loadings", item_list_type("loading", true), false),
         Field::new("r_squared", DataType::Float64, true),
-        Field::new("ave", DataType::Float64, false),
-        Field::new("cronbach_alpha", DataType::Float64, false),
-        Field::new("dg_rho", DataType::Float64, false),
-        Field::new("eig_1st", DataType::Float64, false),
+        Field::new("ave", DataType::Float64, true),
+        Field::new("cronbach_alpha", DataType::Float64, true),
+        Field::new("dg_rho", DataType::Float64, true),
+        Field::new("eig_1st", DataType::Float64, true),
         Field::new("eig_2nd", DataType::Float64, true),
     ]);
     let (mut segments, mut factors, mut respondents, mut scores, mut r2) =
@@ -735,7 +740,7 @@ fn factor_table(
                 weights.push(
                     block
                         .iter()
-                        .map(|&c| (model.items[c].clone(), e.fit.weights[c]))
+                        .map(|&c| (model.items[c].clone(), Some(e.fit.weights[c])))
                         .collect(),
                 );
                 loadings.push(
@@ -756,21 +761,15 @@ fn factor_table(
             Arc::new(StringArray::from(factors)),
             Arc::new(Int64Array::from(respondents)),
             Arc::new(Float64Array::from(scores)),
-            Arc::new(item_list_array("weight", &weights)),
-            Arc::new(item_list_array("loading", &loadings)),
+            Arc::new(item_list_array("weight", false, &weights)),
+            Arc::new(item_list_array("loading", true, &loadings)),
             Arc::new(Float64Array::from(r2)),
-            Arc::new(Float64Array::from_iter_values(
-                quality.iter().map(|q| q.ave),
-            )),
-            Arc::new(Float64Array::from_iter_values(
+            Arc::new(Float64Array::from_iter(quality.iter().map(|q| q.ave))),
+            Arc::new(Float64Array::from_iter(
                 quality.iter().map(|q| q.cronbach_alpha),
             )),
-            Arc::new(Float64Array::from_iter_values(
-                quality.iter().map(|q| q.dg_rho),
-            )),
-            Arc::new(Float64Array::from_iter_values(
-                quality.iter().map(|q| q.eig_1st),
-            )),
+            Arc::new(Float64Array::from_iter(quality.iter().map(|q| q.dg_rho))),
+            Arc::new(Float64Array::from_iter(quality.iter().map(|q| q.eig_1st))),
             Arc::new(Float64Array::from_iter(quality.iter().map(|q| q.eig_2nd))),
         ],
     )?)

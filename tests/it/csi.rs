@@ -241,6 +241,84 @@ async fn a_segment_pls_cannot_estimate_is_left_out_and_the_run_publishes() {
     );
 }
 
+/// An item everybody answered alike (s3 = 5 for R1-R3) has no variance: PLS
+/// (mode A, path scheme) gives it weight cov(s3, inner) = 0, and every
+/// measure built on its correlations is undefined, so null (plspm: NA), not
+/// NaN. By hand, centred: s1 = s2 = 3, -3, 0, so satisfaction = w (s1 + s2)
+/// with unit variance: var(s1 + s2) = (36 + 36) / 3 = 24, w = 1 / sqrt(24);
+/// score = ((7 w + 4 w) / 2 w - 1) / 9 * 100 = 50; loadings of s1 and s2
+/// corr(s1, s1 + s2) = 1; the path value -> satisfaction is corr(s1 + s2,
+/// v1) = 30 / sqrt(72 * 114 / 9) = 30 / sqrt(912), R² = 900 / 912. value's
+/// single item: ave, alpha, rho and eig_1st 1, eig_2nd null. GoF needs
+/// every loading of the multi-item blocks: null.
+#[tokio::test]
+async fn an_item_without_variance_gives_null_diagnostics_not_nan() {
+    let mut f = fixture();
+    let at = "2025-03-10 10:00";
+    let mut answers = Vec::new();
+    for (id, s1, s2, v1) in [
+        ("R1", 10.0, 7.0, 8.0),
+        ("R2", 4.0, 1.0, 3.0),
+        ("R3", 7.0, 4.0, 5.0),
+    ] {
+        answers.extend(respondent(
+            id,
+            "S1",
+            at,
+            &[("s1", s1), ("s2", s2), ("s3", 5.0), ("v1", v1)],
+        ));
+    }
+    write_answers(&f, &answers);
+    f.job_extra = "[run]\nfrom = '2025-01'\n\
+        [csi]\nscale = [1, 10]\nmin_respondents = 3\n\
+        [csi.factors]\nsatisfaction = ['s1', 's2', 's3']\nvalue = ['v1']\n\
+        [csi.paths]\nsatisfaction = ['value']\n"
+        .into();
+    f.run("2025-03-31").await.unwrap();
+    let factors = f
+        .rows(
+            "SELECT factor, score, r_squared, ave, cronbach_alpha, dg_rho, eig_1st, eig_2nd \
+             FROM csi_factors WHERE segment = 'all' ORDER BY factor",
+        )
+        .await;
+    assert_eq!(factors.len(), 2, "{factors:?}");
+    let satisfaction = &factors[0];
+    assert_eq!(satisfaction[0], "satisfaction");
+    assert!(close(&satisfaction[1], 50.0), "{satisfaction:?}");
+    assert!(close(&satisfaction[2], 900.0 / 912.0), "{satisfaction:?}");
+    assert_eq!(satisfaction[3..], ["NULL"; 5], "{satisfaction:?}");
+    let value = &factors[1];
+    assert_eq!(value[0], "value");
+    for measure in &value[3..7] {
+        assert!(close(measure, 1.0), "{value:?}");
+    }
+    assert_eq!(value[7], "NULL");
+    let items = f
+        .rows(
+            "SELECT w['item'], w['weight'], l['loading'] FROM \
+             (SELECT unnest(item_weights) AS w, unnest(item_loadings) AS l \
+              FROM csi_factors WHERE segment = 'all' AND factor = 'satisfaction') ORDER BY 1",
+        )
+        .await;
+    let names: Vec<&str> = items.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(names, ["s1", "s2", "s3"], "{items:?}");
+    for row in &items[..2] {
+        assert!(close(&row[1], 1.0 / 24f64.sqrt()), "{items:?}");
+        assert!(close(&row[2], 1.0), "{items:?}");
+    }
+    assert!(close(&items[2][1], 0.0), "{items:?}");
+    assert_eq!(items[2][2], "NULL", "{items:?}");
+    let index = f
+        .rows("SELECT csi, gof FROM csi_index WHERE segment = 'all'")
+        .await;
+    assert!(close(&index[0][0], 50.0), "{index:?}");
+    assert_eq!(index[0][1], "NULL", "{index:?}");
+    let paths = f
+        .rows("SELECT path_coefficient FROM csi_paths WHERE segment = 'all'")
+        .await;
+    assert!(close(&paths[0][0], 30.0 / 912f64.sqrt()), "{paths:?}");
+}
+
 #[tokio::test]
 async fn model_errors_stop_the_job_before_reading_data() {
     let mut f = fixture();
