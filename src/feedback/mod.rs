@@ -53,7 +53,7 @@ fn words(text: &str) -> Vec<Word> {
             for (i, part) in clauses_joined_in_a_word(piece).enumerate() {
                 clause += usize::from(i > 0);
                 out.push(Word {
-                    text: part.to_string(),
+                    text: without_clitic_s(part).to_string(),
                     clause,
                 });
             }
@@ -86,6 +86,18 @@ fn clauses_joined_in_a_word(word: &str) -> impl Iterator<Item = &str> {
         start = cut + 1; // `.` and `:` are one byte
         part
     })
+}
+
+/// The word without an English `'s` (possessive, or "is"/"has"): UAX #29
+/// keeps `support's` one word, which would hide the keyword `support`.
+/// Only `'s` goes: `n't` makes negators (`don't`, `can't`), and `'ll`,
+/// `'re`, `'ve`, `'d` stay as they are. Keywords and lexicon terms are read
+/// by the same rule, so they match either way.
+fn without_clitic_s(word: &str) -> &str {
+    match word.strip_suffix("'s") {
+        Some(stem) if !stem.is_empty() => stem,
+        _ => word,
+    }
 }
 
 fn is_clause_break(c: char) -> bool {
@@ -197,6 +209,16 @@ mod tests {
             ]
         );
         assert_eq!(texts("lỗi:hỗ trợ"), ["lỗi", "hỗ", "trợ"]);
+    }
+
+    #[test]
+    fn an_apostrophe_s_leaves_the_word_and_other_clitics_stay() {
+        assert_eq!(
+            texts("Support\u{2019}s reply: it's slow, don't ask, we'll see, 's"),
+            [
+                "support", "reply", "it", "slow", "don't", "ask", "we'll", "see", "s"
+            ]
+        );
     }
 
     #[test]

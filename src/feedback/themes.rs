@@ -307,6 +307,8 @@ mod tests {
         assert_eq!(t.themes_of("(lag)"), ["performance"]);
         assert_eq!(t.themes_of("Nice app.Lag on save"), ["performance"]);
         assert_eq!(t.themes_of("price:lag"), ["performance", "pricing"]);
+        assert_eq!(t.themes_of("The price's fine"), ["pricing"]);
+        assert_eq!(t.themes_of("The PRICE\u{2019}S fine"), ["pricing"]);
     }
 
     #[test]
