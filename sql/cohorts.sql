@@ -42,12 +42,14 @@ SELECT cohort_month,
 FROM cohort_members
 GROUP BY GROUPING SETS ((cohort_month, segment, churn_month), (cohort_month, churn_month));
 
--- The cohort's MRR snapshot (4.3) per month, in exact micro-units.
+-- The cohort's MRR snapshot (4.3) per month, in exact micro-units, summed
+-- as 128-bit decimals (a 64-bit sum over many customers could wrap, see
+-- mrr_segment_totals).
 CREATE OR REPLACE VIEW cohort_mrr AS
 SELECT m.cohort_month,
        CASE WHEN grouping(m.segment) = 1 THEN 'all' ELSE m.segment END AS segment,
        v.month,
-       SUM(v.mrr_micros) AS mrr_micros
+       SUM(CAST(v.mrr_micros AS DECIMAL(38, 0))) AS mrr_micros
 FROM cohort_members m
 JOIN customer_mrr_movements v ON v.customer_key = m.customer_key
 WHERE v.month >= m.cohort_month AND v.month <= ${last_complete_month}

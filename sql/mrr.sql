@@ -20,7 +20,10 @@ WITH lines AS (
 )
 SELECT order_id, customer_id, customer_key, kind, order_date, period_start, period_end, amount,
        months,
-       CAST(round(amount * 1000000.0 / months) AS BIGINT) AS monthly_micros,
+       -- TRY_CAST: a clean line always fits (|amount| <= 9e12), but a filter
+       -- on the clean rows may be evaluated beside this expression, on a
+       -- rejected line too, which must not fail the run
+       TRY_CAST(round(amount * 1000000.0 / months) AS BIGINT) AS monthly_micros,
        round(amount * 1000000.0 / months) / 1000000.0 AS monthly_amount
 FROM lines;
 
@@ -92,15 +95,23 @@ WHERE month >= ${first_month}
 
 CREATE OR REPLACE VIEW mrr_segment_totals AS
 SELECT month, CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
-       SUM(mrr_micros) AS mrr,
-       SUM(prev_micros) AS prev_mrr,
+       SUM(mrr) AS mrr,
+       SUM(prev) AS prev_mrr,
        SUM(CASE WHEN mrr_micros >= 5000 THEN 1 ELSE 0 END) AS paying_customers,
-       SUM(CASE WHEN movement = 'new' THEN mrr_micros ELSE 0 END) AS new_mrr,
-       SUM(CASE WHEN movement = 'expansion' THEN mrr_micros - prev_micros ELSE 0 END) AS expansion_mrr,
-       SUM(CASE WHEN movement = 'reactivation' THEN mrr_micros ELSE 0 END) AS reactivation_mrr,
-       SUM(CASE WHEN movement = 'contraction' THEN mrr_micros - prev_micros ELSE 0 END) AS contraction_mrr,
-       SUM(CASE WHEN movement = 'churn' THEN -prev_micros ELSE 0 END) AS churned_mrr
-FROM customer_mrr_movements
+       SUM(CASE WHEN movement = 'new' THEN mrr ELSE 0 END) AS new_mrr,
+       SUM(CASE WHEN movement = 'expansion' THEN mrr - prev ELSE 0 END) AS expansion_mrr,
+       SUM(CASE WHEN movement = 'reactivation' THEN mrr ELSE 0 END) AS reactivation_mrr,
+       SUM(CASE WHEN movement = 'contraction' THEN mrr - prev ELSE 0 END) AS contraction_mrr,
+       SUM(CASE WHEN movement = 'churn' THEN -prev ELSE 0 END) AS churned_mrr
+FROM (
+    -- one customer's month fits 64-bit micro-units (a line is at most
+    -- 9e12), a month's total over every customer may not: a 64-bit sum
+    -- would wrap silently past 9.2e12 currency units (360 M USD in VND)
+    SELECT month, segment, movement, mrr_micros,
+           CAST(mrr_micros AS DECIMAL(38, 0)) AS mrr,
+           CAST(prev_micros AS DECIMAL(38, 0)) AS prev
+    FROM customer_mrr_movements
+)
 WHERE month >= ${first_month}
 GROUP BY GROUPING SETS ((month, segment), (month));
 

@@ -135,6 +135,7 @@ SELECT * EXCLUDE (duplicate_key, customer_known),
                 AND period_end <= period_start THEN 'period_end <= period_start'
            WHEN isnan(amount) OR abs(amount) = CAST('Infinity' AS DOUBLE)
                 THEN 'amount not a finite number'
+           WHEN abs(amount) > 9e12 THEN 'amount out of range (|amount| > 9e12)'
        END AS reject_reason
 FROM counted;
 
@@ -299,6 +300,7 @@ SELECT * EXCLUDE (customer_known),
            WHEN NOT customer_known THEN 'unknown customer_id'
            WHEN isnan(amount) OR abs(amount) = CAST('Infinity' AS DOUBLE)
                 THEN 'amount not a finite number'
+           WHEN abs(amount) > 9e12 THEN 'amount out of range (|amount| > 9e12)'
        END AS reject_reason
 FROM visible;
 

@@ -2,14 +2,16 @@
 -- profitability score. W = the 12 months ending with as_of's month
 -- (`trailing_months`, registered by the engine, from ${trailing_first_month}).
 -- Money is summed in integer micro-units (1e-6), as in mrr.sql, so totals
--- are exact and reruns identical.
+-- are exact and reruns identical; sums over many customers as 128-bit
+-- decimals, which cannot wrap as 64-bit sums past 9.2e12 currency units.
 
 -- Views that most steps read carry no segment: a join with the customers'
 -- segments sorts every row by customer, so it is made where the segment
 -- is needed, on as few rows as possible.
 CREATE OR REPLACE VIEW cost_lines AS
 SELECT month, category, customer_id, customer_key,
-       CAST(round(amount * 1000000) AS BIGINT) AS amount_micros
+       -- TRY_CAST as in mrr_lines: a rejected row beyond 9e12 may reach it
+       TRY_CAST(round(amount * 1000000) AS BIGINT) AS amount_micros
 FROM costs;
 
 -- CRC: retention costs of the month (direct retention costs of the
@@ -18,7 +20,7 @@ FROM costs;
 CREATE OR REPLACE VIEW value_monthly AS
 WITH direct AS (
     SELECT month, CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
-           SUM(amount_micros) AS micros
+           SUM(CAST(amount_micros AS DECIMAL(38, 0))) AS micros
     FROM (
         SELECT c.month, COALESCE(cs.segment, 'unknown') AS segment, c.amount_micros
         FROM cost_lines c
@@ -27,7 +29,7 @@ WITH direct AS (
     )
     GROUP BY GROUPING SETS ((month, segment), (month))
 ), overhead AS (
-    SELECT month, SUM(amount_micros) AS micros
+    SELECT month, SUM(CAST(amount_micros AS DECIMAL(38, 0))) AS micros
     FROM cost_lines
     WHERE category = 'retention' AND customer_id IS NULL
     GROUP BY month
@@ -54,7 +56,9 @@ JOIN mrr_monthly m ON m.month = c.month AND m.segment = c.segment;
 
 -- Order lines booked in W (refunds included).
 CREATE OR REPLACE VIEW trailing_orders AS
-SELECT customer_id, customer_key, kind, CAST(round(amount * 1000000) AS BIGINT) AS amount_micros
+-- (TRY_CAST as in mrr_lines: value_summary's filter amount_micros > 0 is
+-- evaluated beside the one that leaves rejected orders out.)
+SELECT customer_id, customer_key, kind, TRY_CAST(round(amount * 1000000) AS BIGINT) AS amount_micros
 FROM orders
 WHERE order_date >= ${trailing_first_month};
 
@@ -101,14 +105,23 @@ WITH overhead AS (
     JOIN customers c
       ON c.signup_date <= m.month_end
      AND (c.churn_date IS NULL OR c.churn_date > m.month_end)
-), based AS (
-    SELECT w.month, w.customer_key, o.micros AS overhead,
-           o.micros * w.weight / SUM(w.weight) OVER (PARTITION BY w.month) AS base,
-           o.micros * w.weight
-             - o.micros * w.weight / SUM(w.weight) OVER (PARTITION BY w.month)
-               * SUM(w.weight) OVER (PARTITION BY w.month) AS remainder
+), totals AS (
+    SELECT w.month, w.customer_key, w.weight, o.micros AS overhead,
+           SUM(w.weight) OVER (PARTITION BY w.month) AS total_weight
     FROM weights w
     JOIN overhead o ON o.month = w.month
+), based AS (
+    -- base = overhead * weight / total_weight and remainder = overhead *
+    -- weight - base * total_weight (division truncating, as BIGINT's),
+    -- without the product overhead * weight, which would wrap 64 bits
+    -- (1e11 currency units of overhead times 93 tickets): with overhead =
+    -- q * total_weight + r, base = q * weight + r * weight / total_weight
+    -- and remainder = r * weight % total_weight
+    SELECT month, customer_key, overhead,
+           overhead / total_weight * weight
+             + overhead % total_weight * weight / total_weight AS base,
+           overhead % total_weight * weight % total_weight AS remainder
+    FROM totals
 ), ranked AS (
     SELECT month, customer_key, base,
            overhead - SUM(base) OVER (PARTITION BY month) AS leftover,
@@ -233,7 +246,7 @@ WITH purchases AS (
     -- 'all' are the sum of the segments'): a spillable grouping instead of
     -- COUNT(DISTINCT), whose one set per group cannot spill
     SELECT CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
-           SUM(micros) / 1000000.0 / SUM(orders) AS avg_order_value,
+           SUM(CAST(micros AS DECIMAL(38, 0))) / 1000000.0 / SUM(orders) AS avg_order_value,
            CAST(SUM(orders) AS DOUBLE) / COUNT(*) / 12.0 AS purchase_frequency
     FROM (
         SELECT COALESCE(cs.segment, 'unknown') AS segment, p.orders, p.micros
@@ -249,8 +262,8 @@ WITH purchases AS (
 ), customers AS (
     SELECT CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
            COUNT(*) AS customers,
-           SUM(revenue_micros) / 1000000.0 AS revenue,
-           SUM(cps_micros) / 1000000.0 AS cps_total
+           SUM(CAST(revenue_micros AS DECIMAL(38, 0))) / 1000000.0 AS revenue,
+           SUM(CAST(cps_micros AS DECIMAL(38, 0))) / 1000000.0 AS cps_total
     FROM customer_value_micros
     GROUP BY GROUPING SETS ((segment), ())
 )

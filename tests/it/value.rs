@@ -213,3 +213,125 @@ async fn retention_cost_per_customer_by_hand() {
     let kpis: Vec<&str> = summary.iter().map(|r| r[0].as_str()).collect();
     assert_eq!(kpis, ["arpa", "crc", "crc_to_arpa", "retention_cost"]);
 }
+
+/// Money in a currency of small units (VND: 9.2e12 dong is about 360 M
+/// USD): totals over customers past 64-bit micro-units (9.2e12 currency
+/// units) stay exact, the overhead split does not multiply past them, and a
+/// line beyond 9e12 is a reject, not a failed run. By hand, as_of
+/// 2025-03-31, W = Apr 2024 - Mar 2025:
+/// - C1 (a), C2 and C3 (b) sign up 2025-01-01 and each pay 5e12 for
+///   January: mrr all = 1.5e13, b = 1e13; in February all churn (churned
+///   -1.5e13, nrr 0); the 2025-01 cohort's MRR at months_since 0 = 1.5e13.
+/// - X, a 9.5e12 one-time line of C1: 'amount out of range'.
+/// - Retention costs in January: C2 and C3 5e12 each (direct), 2 x 5e12
+///   overhead: all = 1e13 + 1e13 = 2e13; b = 1e13 + 1e13 * 2 / 3.
+/// - Service overhead in March, 1e11 = 1e17 micro-units, split by tickets
+///   C1 50, C2 100: base C1 = 1e17 / 3 truncated = 33333333333333333, C2
+///   66666666666666666, one micro-unit left over; remainders 1e17 * 50 mod
+///   150 = 50 (1e17 = 1 mod 3) and 100: C2 gets it. So C1 33333333333.333333,
+///   C2 66666666666.666667.
+/// - value_summary all: revenue 1.5e13, cps_total = 1.5e13 - 1e13 - 1e11.
+#[tokio::test]
+async fn money_past_64_bit_micro_units_sums_exactly_and_beyond_9e12_is_rejected() {
+    let mut f = Fixture::new();
+    f.customers(&[
+        ("C1", "2025-01-01", None, Some("a")),
+        ("C2", "2025-01-01", None, Some("b")),
+        ("C3", "2025-01-01", None, Some("b")),
+    ]);
+    let mut orders: Vec<Order> = ["C1", "C2", "C3"]
+        .into_iter()
+        .map(|c| sub(c, c, "2025-01-01", "2025-02-01", 5e12))
+        .collect();
+    orders.push(Order {
+        id: "X",
+        customer: "C1",
+        date: "2025-01-15",
+        amount: 9.5e12,
+        kind: "one_time",
+        period: None,
+    });
+    f.orders(&orders);
+    let ids: Vec<String> = (0..150).map(|i| format!("T{i:03}")).collect();
+    let tickets: Vec<TicketRow> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let customer = if i < 50 { "C1" } else { "C2" };
+            (id.as_str(), customer, "2025-03-03 10:00", None, 1, None)
+        })
+        .collect();
+    f.tickets(&tickets);
+    let costs: [(&str, &str, Option<&str>, f64); 5] = [
+        ("2025-01-01", "retention", Some("C2"), 5e12),
+        ("2025-01-01", "retention", Some("C3"), 5e12),
+        ("2025-01-01", "retention", None, 5e12),
+        ("2025-01-01", "retention", None, 5e12),
+        ("2025-03-01", "service", None, 1e11),
+    ];
+    f.write(
+        "costs",
+        vec![
+            ("month", dates(costs.iter().map(|c| Some(c.0)))),
+            ("category", strs(costs.iter().map(|c| c.1).map(Some))),
+            ("customer_id", strs(costs.iter().map(|c| c.2))),
+            ("amount", floats(costs.iter().map(|c| Some(c.3)))),
+        ],
+    );
+    f.job_extra = "[run]\nfrom = '2025-01'\nmax_reject_ratio = 0.5\n".into();
+    f.run("2025-03-31").await.unwrap();
+    let near = |got: &str, want: f64| {
+        let got: f64 = got.parse().unwrap();
+        (got - want).abs() <= want.abs() * 1e-15
+    };
+
+    let rejects = f.rows("SELECT input, key, reason FROM rejects").await;
+    assert_eq!(
+        rejects,
+        owned(&[["orders", "X", "amount out of range (|amount| > 9e12)"]])
+    );
+    let mrr = f
+        .rows(
+            "SELECT month, segment, mrr, churned_mrr, COALESCE(nrr, -1) FROM mrr_monthly \
+             WHERE segment IN ('all', 'b') AND month <= DATE '2025-02-01' ORDER BY 1, 2",
+        )
+        .await;
+    let expected = [
+        ("2025-01-01", "all", 1.5e13, 0.0),
+        ("2025-01-01", "b", 1e13, 0.0),
+        ("2025-02-01", "all", 0.0, -1.5e13),
+        ("2025-02-01", "b", 0.0, -1e13),
+    ];
+    assert_eq!(mrr.len(), 4, "{mrr:?}");
+    for (row, (month, segment, total, churned)) in mrr.iter().zip(expected) {
+        assert_eq!((row[0].as_str(), row[1].as_str()), (month, segment));
+        assert!(near(&row[2], total) && near(&row[3], churned), "{mrr:?}");
+    }
+    assert!(near(&mrr[2][4], 0.0), "{mrr:?}");
+    let cohort = f
+        .rows(
+            "SELECT mrr FROM cohort_retention WHERE cohort_month = DATE '2025-01-01' \
+             AND segment = 'all' AND months_since = 0",
+        )
+        .await;
+    assert!(near(&cohort[0][0], 1.5e13), "{cohort:?}");
+    let january = f
+        .rows(
+            "SELECT segment, retention_cost FROM value_monthly \
+             WHERE month = DATE '2025-01-01' AND segment IN ('all', 'b') ORDER BY 1",
+        )
+        .await;
+    assert!(near(&january[0][1], 2e13), "{january:?}");
+    assert!(near(&january[1][1], 1e13 + 1e13 * 2.0 / 3.0), "{january:?}");
+    let allocated = f
+        .rows("SELECT customer_id, allocated_cost FROM customer_value ORDER BY 1")
+        .await;
+    assert!(near(&allocated[0][1], 33333333333.333333), "{allocated:?}");
+    assert!(near(&allocated[1][1], 66666666666.666667), "{allocated:?}");
+    assert!(near(&allocated[2][1], 0.0), "{allocated:?}");
+    let summary = f
+        .rows("SELECT revenue, cps_total FROM value_summary WHERE segment = 'all'")
+        .await;
+    assert!(near(&summary[0][0], 1.5e13), "{summary:?}");
+    assert!(near(&summary[0][1], 1.5e13 - 1e13 - 1e11), "{summary:?}");
+}
