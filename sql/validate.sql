@@ -83,6 +83,10 @@ SELECT * EXCLUDE (duplicate_key),
            WHEN signup_date IS NULL THEN 'null in required column signup_date'
            WHEN duplicate_key THEN 'duplicate key'
            WHEN churn_date < signup_date THEN 'churn_date < signup_date'
+           -- every monthly table's total row is segment 'all' (spec 2): a
+           -- customer in a segment of that name would give two rows per key
+           WHEN CAST(${segment_by} AS VARCHAR) = 'all'
+                THEN 'segment value ''all'' is reserved for the total'
        END AS reject_reason
 FROM counted;
 

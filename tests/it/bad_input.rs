@@ -191,6 +191,43 @@ async fn integer_ids_decimal_money_and_timestamps_are_accepted() {
     );
 }
 
+/// A customer whose segment is `all`, the name of every monthly table's
+/// total row, is rejected (its orders count under `unknown`, as a rejected
+/// customer's do), so (month, segment) stays a key: January's MRR is A 10
+/// + B 20 = 30 for all, 10 unknown, 20 x.
+#[tokio::test]
+async fn a_segment_named_all_is_a_reject_and_keys_stay_unique() {
+    let mut f = Fixture::new();
+    f.customers(&[
+        ("A", "2025-01-01", None, Some("all")),
+        ("B", "2025-01-01", None, Some("x")),
+    ]);
+    f.orders(&[
+        sub("OA", "A", "2025-01-01", "2025-02-01", 10.0),
+        sub("OB", "B", "2025-01-01", "2025-02-01", 20.0),
+    ]);
+    f.no_tickets();
+    f.job_extra = "[run]\nmax_reject_ratio = 1.0\n".into();
+    f.run("2025-01-31").await.unwrap();
+    let rejects = f.rows("SELECT input, key, reason FROM rejects").await;
+    assert_eq!(
+        rejects,
+        owned(&[[
+            "customers",
+            "A",
+            "segment value 'all' is reserved for the total"
+        ]])
+    );
+    assert_eq!(
+        f.rows(MRR_BY_SEGMENT).await,
+        owned(&[
+            ["all", "30.0", "2"],
+            ["unknown", "10.0", "1"],
+            ["x", "20.0", "1"]
+        ])
+    );
+}
+
 /// One row per reason, each worked out from the spec's order of checks.
 #[tokio::test]
 async fn every_reject_reason() {
