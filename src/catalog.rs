@@ -20,7 +20,10 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
-use datafusion::prelude::SessionContext;
+use datafusion::parquet::arrow::parquet_column;
+use datafusion::parquet::file::metadata::ParquetMetaData;
+use datafusion::parquet::file::statistics::Statistics;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext, ident, isnan};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 
@@ -255,40 +258,40 @@ async fn register_input(
     files.sort_by(|a, b| a.location.cmp(&b.location));
 
     let format = ParquetFormat::default();
-    let footers: Vec<(String, SchemaRef, u64)> = futures::stream::iter(files.iter())
-        .map(|file| {
-            let (format, state, store) = (&format, &state, &store);
-            async move {
-                let schema = format
-                    .infer_schema(state, store, std::slice::from_ref(file))
-                    .await;
-                // The footer infer_schema read, from the session's cache.
-                let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
-                let rows = DFParquetMetadata::new(store.as_ref(), file)
-                    .with_file_metadata_cache(Some(cache))
-                    .fetch_metadata()
-                    .await
-                    .map(|m| m.file_metadata().num_rows().max(0) as u64);
-                (
-                    file.location.to_string(),
-                    schema.and_then(|s| Ok((s, rows?))),
-                )
-            }
-        })
-        .buffered(16)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .map(|(file, footer)| {
-            footer
-                .map(|(schema, rows)| (file.clone(), schema, rows))
-                .map_err(|e| InputError::Unreadable {
-                    table: table.clone(),
-                    file,
-                    message: e.to_string(),
-                })
-        })
-        .collect::<Result<_, _>>()?;
+    let footers: Vec<(String, SchemaRef, Arc<ParquetMetaData>)> =
+        futures::stream::iter(files.iter())
+            .map(|file| {
+                let (format, state, store) = (&format, &state, &store);
+                async move {
+                    let schema = format
+                        .infer_schema(state, store, std::slice::from_ref(file))
+                        .await;
+                    // The footer infer_schema read, from the session's cache.
+                    let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+                    let metadata = DFParquetMetadata::new(store.as_ref(), file)
+                        .with_file_metadata_cache(Some(cache))
+                        .fetch_metadata()
+                        .await;
+                    (
+                        file.location.to_string(),
+                        schema.and_then(|s| Ok((s, metadata?))),
+                    )
+                }
+            })
+            .buffered(16)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .map(|(file, footer)| {
+                footer
+                    .map(|(schema, metadata)| (file.clone(), schema, metadata))
+                    .map_err(|e| InputError::Unreadable {
+                        table: table.clone(),
+                        file,
+                        message: e.to_string(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
     let schemas: Vec<(String, SchemaRef)> = footers
         .iter()
         .map(|(file, schema, _)| (file.clone(), Arc::clone(schema)))
@@ -310,6 +313,30 @@ async fn register_input(
             message: e.to_string(),
         }
     })?;
+    for ((file, schema, metadata), meta) in footers.iter().zip(&files) {
+        let hidden = column_hiding_a_nan(ctx, &url, meta, schema, metadata)
+            .await
+            .map_err(|e| InputError::Unreadable {
+                table: table.clone(),
+                file: file.clone(),
+                message: e.to_string(),
+            })?;
+        if let Some(column) = hidden {
+            tracing::warn!(
+                table = %table,
+                file = %file,
+                column = %column,
+                "the file's statistics hide a NaN (they say every value is the same): \
+                 reading the inputs without file statistics, so that validation sees it"
+            );
+            ctx.state_ref()
+                .write()
+                .config_mut()
+                .options_mut()
+                .execution
+                .collect_statistics = false;
+        }
+    }
 
     let options = ListingOptions::new(Arc::new(format))
         .with_file_extension(".parquet")
@@ -332,12 +359,85 @@ async fn register_input(
         files: files
             .iter()
             .zip(&footers)
-            .map(|(f, (_, _, rows))| InputFile {
+            .map(|(f, (_, _, metadata))| InputFile {
                 path: f.location.to_string(),
                 size: f.size,
-                rows: *rows,
+                rows: metadata.file_metadata().num_rows().max(0) as u64,
             })
             .collect(),
+    })
+}
+
+/// The first float column of a file whose Parquet statistics hide a NaN.
+/// DataFusion reads a column whose statistics say min == max and no nulls
+/// as that one value, without decoding it (`constant_columns_from_stats`
+/// in its Parquet opener), and Parquet statistics leave NaN out: amounts
+/// 10, NaN, 10 would read as three 10s, and the NaN would escape the
+/// finite-amount check. So only a file whose statistics look like that is
+/// read here, that column alone, without file statistics, to count NaNs.
+async fn column_hiding_a_nan(
+    ctx: &SessionContext,
+    url: &ListingTableUrl,
+    file: &ObjectMeta,
+    schema: &Schema,
+    metadata: &ParquetMetaData,
+) -> datafusion::error::Result<Option<String>> {
+    if metadata.file_metadata().num_rows() < 2 {
+        return Ok(None);
+    }
+    let parquet_schema = metadata.file_metadata().schema_descr();
+    for field in schema.fields() {
+        if !matches!(field.data_type(), DataType::Float32 | DataType::Float64) {
+            continue;
+        }
+        let Some((leaf, _)) = parquet_column(parquet_schema, schema, field.name()) else {
+            continue;
+        };
+        if !statistics_say_constant(metadata, leaf) {
+            continue;
+        }
+        let without_statistics = SessionContext::new_with_config_rt(
+            SessionConfig::new().with_collect_statistics(false),
+            ctx.runtime_env(),
+        );
+        let path = format!("{}{}", url.object_store().as_str(), file.location);
+        let nans = without_statistics
+            .read_parquet(path, ParquetReadOptions::default())
+            .await?
+            .filter(isnan(ident(field.name())))?
+            .count()
+            .await?;
+        if nans > 0 {
+            return Ok(Some(field.name().clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether every row group of a float column has statistics with one and
+/// the same min and max and no nulls (what DataFusion reads as a constant).
+fn statistics_say_constant(metadata: &ParquetMetaData, leaf: usize) -> bool {
+    let mut constant = None;
+    metadata.row_groups().iter().all(|group| {
+        let Some(statistics) = group.column(leaf).statistics() else {
+            return false;
+        };
+        let (min, max) = match statistics {
+            Statistics::Double(s) => (s.min_opt().copied(), s.max_opt().copied()),
+            Statistics::Float(s) => (
+                s.min_opt().map(|v| f64::from(*v)),
+                s.max_opt().map(|v| f64::from(*v)),
+            ),
+            _ => return false,
+        };
+        match (min, max) {
+            (Some(min), Some(max)) => {
+                statistics.null_count_opt() == Some(0)
+                    && min == max
+                    && *constant.get_or_insert(min) == min
+            }
+            _ => false,
+        }
     })
 }
 
@@ -657,6 +757,86 @@ mod tests {
                 && line.contains("footers hold 5"),
             "{line}"
         );
+    }
+
+    /// A file is read for NaNs only where its statistics make DataFusion
+    /// read a float column as one value: min = max, no nulls, 2 rows or more.
+    #[tokio::test]
+    async fn a_nan_is_looked_for_where_statistics_say_constant() {
+        use datafusion::arrow::array::{ArrayRef, Float32Array, Float64Array};
+        use datafusion::parquet::arrow::ArrowWriter;
+        use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = SessionContext::new();
+        let url = ListingTableUrl::parse("file:///").unwrap();
+        let nan = f64::NAN;
+        let cases: [(&str, ArrayRef, Option<&str>); 6] = [
+            (
+                "same",
+                Arc::new(Float64Array::from(vec![10.0, 10.0, 10.0])),
+                None,
+            ),
+            (
+                "hidden",
+                Arc::new(Float64Array::from(vec![10.0, nan, 10.0])),
+                Some("amount"),
+            ),
+            (
+                "two",
+                Arc::new(Float64Array::from(vec![nan, 10.0])),
+                Some("amount"),
+            ),
+            // min 10, max 11: DataFusion decodes the column and sees the NaN
+            (
+                "varied",
+                Arc::new(Float64Array::from(vec![10.0, nan, 11.0])),
+                None,
+            ),
+            (
+                "nulls",
+                Arc::new(Float64Array::from(vec![Some(10.0), Some(nan), None])),
+                None,
+            ),
+            (
+                "single",
+                Arc::new(Float32Array::from(vec![1.5, f32::NAN])),
+                Some("amount"),
+            ),
+        ];
+        for (name, values, expected) in cases {
+            let path = dir.path().join(format!("{name}.parquet"));
+            let schema = Arc::new(Schema::new(vec![Field::new(
+                "amount",
+                values.data_type().clone(),
+                true,
+            )]));
+            let batch = datafusion::arrow::record_batch::RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![values],
+            )
+            .unwrap();
+            let mut writer =
+                ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema.clone(), None)
+                    .unwrap();
+            writer.write(&batch).unwrap();
+            writer.close().unwrap();
+            let metadata = SerializedFileReader::new(std::fs::File::open(&path).unwrap())
+                .unwrap()
+                .metadata()
+                .clone();
+            let file = ObjectMeta {
+                location: object_store::path::Path::from_absolute_path(&path).unwrap(),
+                last_modified: chrono::DateTime::UNIX_EPOCH,
+                size: std::fs::metadata(&path).unwrap().len(),
+                e_tag: None,
+                version: None,
+            };
+            let found = column_hiding_a_nan(&ctx, &url, &file, &schema, &metadata)
+                .await
+                .unwrap();
+            assert_eq!(found.as_deref(), expected, "{name}");
+        }
     }
 
     #[test]

@@ -228,6 +228,32 @@ async fn a_segment_named_all_is_a_reject_and_keys_stay_unique() {
     );
 }
 
+/// A NaN amount in a file whose other amounts are all 10: the file's
+/// Parquet statistics (min = max = 10, no nulls; NaN is left out of them)
+/// would make DataFusion read the column as the constant 10. The NaN is
+/// still rejected, and January's MRR is O1 + O3 = 20, not 30.
+#[tokio::test]
+async fn a_nan_that_file_statistics_hide_is_still_rejected() {
+    let mut f = Fixture::new();
+    f.customers(&[("C1", "2025-01-01", None, None)]);
+    f.orders(&[
+        sub("O1", "C1", "2025-01-01", "2025-02-01", 10.0),
+        sub("O2", "C1", "2025-01-01", "2025-02-01", f64::NAN),
+        sub("O3", "C1", "2025-01-01", "2025-02-01", 10.0),
+    ]);
+    f.no_tickets();
+    f.job_extra = "[run]\nmax_reject_ratio = 1.0\n".into();
+    f.run("2025-01-31").await.unwrap();
+    assert_eq!(
+        f.rows("SELECT input, key, reason FROM rejects").await,
+        owned(&[["orders", "O2", "amount not a finite number"]])
+    );
+    assert_eq!(
+        f.rows(MRR_BY_SEGMENT).await,
+        owned(&[["all", "20.0", "1"], ["unknown", "20.0", "1"]])
+    );
+}
+
 /// One row per reason, each worked out from the spec's order of checks.
 #[tokio::test]
 async fn every_reject_reason() {
