@@ -248,6 +248,8 @@ async fn a_nan_that_file_statistics_hide_is_still_rejected() {
         f.rows("SELECT input, key, reason FROM rejects").await,
         owned(&[["orders", "O2", "amount not a finite number"]])
     );
+    let raw = f.rows("SELECT raw_row FROM rejects").await;
+    assert!(raw[0][0].contains(r#""amount":"NaN""#), "{raw:?}");
     assert_eq!(
         f.rows(MRR_BY_SEGMENT).await,
         owned(&[["all", "20.0", "1"], ["unknown", "20.0", "1"]])

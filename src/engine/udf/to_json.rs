@@ -1,11 +1,18 @@
 //! `to_json(struct)`: one JSON object per row, used to keep the raw row of
 //! every reject. Nulls are written explicitly so a reader sees which
-//! required column was empty.
+//! required column was empty, and a NaN or infinite float as the string
+//! `"NaN"`, `"Infinity"` or `"-Infinity"` (JSON has no such numbers; arrow
+//! writes null, which would show an amount rejected as not finite as if it
+//! were missing).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::{DataType, FieldRef, Float32Type, Float64Type, Schema};
+use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::json::writer::{
+    Encoder, EncoderFactory, EncoderOptions, NullableEncoder, make_encoder,
+};
 use datafusion::arrow::json::{LineDelimitedWriter, WriterBuilder, writer::LineDelimited};
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::{
@@ -58,6 +65,7 @@ impl ScalarUDFImpl for ToJson {
         {
             let mut writer: LineDelimitedWriter<&mut Vec<u8>> = WriterBuilder::new()
                 .with_explicit_nulls(true)
+                .with_encoder_factory(Arc::new(NonFiniteAsStrings))
                 .build::<_, LineDelimited>(&mut buffer);
             writer.write(&batch)?;
             writer.finish()?;
@@ -74,5 +82,59 @@ impl ScalarUDFImpl for ToJson {
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+    }
+}
+
+/// Encodes float columns: non-finite values as strings, the rest with
+/// arrow's own encoder (so finite numbers read exactly as before).
+#[derive(Debug)]
+struct NonFiniteAsStrings;
+
+/// Options without this factory, for arrow's encoder of the finite values.
+static ARROW_DEFAULTS: LazyLock<EncoderOptions> = LazyLock::new(EncoderOptions::default);
+
+impl EncoderFactory for NonFiniteAsStrings {
+    fn make_default_encoder<'a>(
+        &self,
+        field: &'a FieldRef,
+        array: &'a dyn Array,
+        _options: &'a EncoderOptions,
+    ) -> Result<Option<NullableEncoder<'a>>, ArrowError> {
+        let value: Box<dyn Fn(usize) -> f64 + 'a> = match array.data_type() {
+            DataType::Float64 => {
+                let floats = array.as_primitive::<Float64Type>();
+                Box::new(move |i| floats.value(i))
+            }
+            DataType::Float32 => {
+                let floats = array.as_primitive::<Float32Type>();
+                Box::new(move |i| f64::from(floats.value(i)))
+            }
+            _ => return Ok(None),
+        };
+        let finite = make_encoder(field, array, &ARROW_DEFAULTS)?;
+        Ok(Some(NullableEncoder::new(
+            Box::new(FloatEncoder { value, finite }),
+            array.nulls().cloned(),
+        )))
+    }
+}
+
+struct FloatEncoder<'a> {
+    value: Box<dyn Fn(usize) -> f64 + 'a>,
+    finite: NullableEncoder<'a>,
+}
+
+impl Encoder for FloatEncoder<'_> {
+    fn encode(&mut self, idx: usize, out: &mut Vec<u8>) {
+        let value = (self.value)(idx);
+        if value.is_nan() {
+            out.extend_from_slice(b"\"NaN\"");
+        } else if value == f64::INFINITY {
+            out.extend_from_slice(b"\"Infinity\"");
+        } else if value == f64::NEG_INFINITY {
+            out.extend_from_slice(b"\"-Infinity\"");
+        } else {
+            self.finite.encode(idx, out);
+        }
     }
 }
