@@ -226,6 +226,11 @@ async fn register_input(
         location: location.into(),
         message,
     };
+    let unreadable = |file: String, message: String| InputError::Unreadable {
+        table: table.clone(),
+        file,
+        message,
+    };
     let url =
         ListingTableUrl::parse(normalise_location(location)).map_err(|e| missing(e.to_string()))?;
     if url.scheme() == "file" {
@@ -258,40 +263,35 @@ async fn register_input(
     files.sort_by(|a, b| a.location.cmp(&b.location));
 
     let format = ParquetFormat::default();
-    let footers: Vec<(String, SchemaRef, Arc<ParquetMetaData>)> =
-        futures::stream::iter(files.iter())
-            .map(|file| {
-                let (format, state, store) = (&format, &state, &store);
-                async move {
-                    let schema = format
-                        .infer_schema(state, store, std::slice::from_ref(file))
-                        .await;
-                    // The footer infer_schema read, from the session's cache.
-                    let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
-                    let metadata = DFParquetMetadata::new(store.as_ref(), file)
-                        .with_file_metadata_cache(Some(cache))
-                        .fetch_metadata()
-                        .await;
-                    (
-                        file.location.to_string(),
-                        schema.and_then(|s| Ok((s, metadata?))),
-                    )
-                }
-            })
-            .buffered(16)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .map(|(file, footer)| {
-                footer
-                    .map(|(schema, metadata)| (file.clone(), schema, metadata))
-                    .map_err(|e| InputError::Unreadable {
-                        table: table.clone(),
-                        file,
-                        message: e.to_string(),
-                    })
-            })
-            .collect::<Result<_, _>>()?;
+    let footers: Vec<Footer> = futures::stream::iter(files.iter())
+        .map(|file| {
+            let (format, state, store) = (&format, &state, &store);
+            async move {
+                let schema = format
+                    .infer_schema(state, store, std::slice::from_ref(file))
+                    .await;
+                // The footer infer_schema read, from the session's cache.
+                let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+                let metadata = DFParquetMetadata::new(store.as_ref(), file)
+                    .with_file_metadata_cache(Some(cache))
+                    .fetch_metadata()
+                    .await;
+                (
+                    file.location.to_string(),
+                    schema.and_then(|s| Ok((s, metadata?))),
+                )
+            }
+        })
+        .buffered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(|(file, footer)| {
+            footer
+                .map(|(schema, metadata)| (file.clone(), schema, metadata))
+                .map_err(|e| unreadable(file, e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
     let schemas: Vec<(String, SchemaRef)> = footers
         .iter()
         .map(|(file, schema, _)| (file.clone(), Arc::clone(schema)))
@@ -316,11 +316,7 @@ async fn register_input(
     for ((file, schema, metadata), meta) in footers.iter().zip(&files) {
         let hidden = column_hiding_a_nan(ctx, &url, meta, schema, metadata)
             .await
-            .map_err(|e| InputError::Unreadable {
-                table: table.clone(),
-                file: file.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| unreadable(file.clone(), e.to_string()))?;
         if let Some(column) = hidden {
             tracing::warn!(
                 table = %table,
@@ -367,6 +363,9 @@ async fn register_input(
             .collect(),
     })
 }
+
+/// A file of an input: its path, Arrow schema and Parquet footer.
+type Footer = (String, SchemaRef, Arc<ParquetMetaData>);
 
 /// The first float column of a file whose Parquet statistics hide a NaN.
 /// DataFusion reads a column whose statistics say min == max and no nulls
