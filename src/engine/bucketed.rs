@@ -77,7 +77,7 @@ pub async fn materialize_view(
         .await?;
     tracing::info!(
         view = name,
-        elapsed_s = crate::engine::sql::log_seconds(started.elapsed().as_secs_f64()),
+        elapsed_s = crate::engine::log_seconds(started.elapsed().as_secs_f64()),
         "materialized by {column}"
     );
     Ok(())

@@ -13,3 +13,8 @@ pub mod sql;
 pub mod udf;
 pub mod whole_group_plan;
 pub mod writer;
+
+/// Seconds rounded to the millisecond, for log fields.
+pub fn log_seconds(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}

@@ -16,6 +16,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion::sql::parser::DFParser;
 use futures::future::BoxFuture;
 
+use crate::engine::log_seconds;
 use crate::engine::scratch::ViewDir;
 use crate::inputs;
 
@@ -335,11 +336,6 @@ pub async fn materialize_view(
         "materialized"
     );
     Ok(())
-}
-
-/// Seconds rounded to the millisecond, for log fields.
-pub fn log_seconds(seconds: f64) -> f64 {
-    (seconds * 1000.0).round() / 1000.0
 }
 
 /// Profiling aid: the folder named by CSKPI_EXPLAIN_DIR, if set.
