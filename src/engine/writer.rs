@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::BatchCoalescer;
+use datafusion::arrow::compute::{BatchCoalescer, cast};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::Column;
@@ -57,7 +57,7 @@ pub async fn read_by(
     if frame.task_ctx().session_id() == writer.session_id() {
         return Ok(frame);
     }
-    streamed_to(writer, frame, None).await
+    streamed_to(writer, frame, None, None).await
 }
 
 /// `frame` as a frame of `writer`'s session whose rows come in batches of
@@ -66,23 +66,32 @@ pub async fn read_by(
 /// a file's bytes follow the batches it is handed. A local plan and a
 /// cluster's stream cut the same rows differently; batches of one size
 /// make their files byte-identical.
+///
+/// `types` is `frame`'s schema with the types the file gets: a column of
+/// another type is cast batch by batch as the rows stream, not by a
+/// projection in the plan. The planner spreads a projection that computes
+/// something over the session's partitions (a round-robin repartition),
+/// and the rows would reach the file out of their order.
 pub async fn in_fixed_batches(
     writer: &SessionContext,
     frame: DataFrame,
+    types: SchemaRef,
 ) -> Result<DataFrame, DataFusionError> {
     let batch_rows = writer.state().config().batch_size();
-    streamed_to(writer, frame, Some(batch_rows)).await
+    streamed_to(writer, frame, Some(batch_rows), Some(types)).await
 }
 
 /// `frame`'s rows as one stream `writer` reads, in its declared order,
-/// recut into batches of `batch_rows` rows if given. A frame of `writer`'s
-/// own session is planned once: that plan both runs and tells the order.
+/// recut into batches of `batch_rows` rows and cast to `types` if given. A
+/// frame of `writer`'s own session is planned once: that plan both runs
+/// and tells the order.
 async fn streamed_to(
     writer: &SessionContext,
     frame: DataFrame,
     batch_rows: Option<usize>,
+    types: Option<SchemaRef>,
 ) -> Result<DataFrame, DataFusionError> {
-    let schema = Arc::clone(frame.schema().inner());
+    let schema = types.unwrap_or_else(|| Arc::clone(frame.schema().inner()));
     let (order, source) = if frame.task_ctx().session_id() == writer.session_id() {
         let task_ctx = Arc::new(frame.task_ctx());
         let logical = frame.logical_plan().clone();
@@ -200,6 +209,11 @@ impl PartitionStream for ComputedElsewhere {
         })
         .try_flatten();
         let schema = Arc::clone(&self.schema);
+        let cast_to = Arc::clone(&schema);
+        let rows = rows.and_then(move |batch| {
+            let cast_to = Arc::clone(&cast_to);
+            async move { cast_batch(batch, &cast_to) }
+        });
         match self.batch_rows {
             Some(size) => Box::pin(RecordBatchStreamAdapter::new(
                 Arc::clone(&schema),
@@ -208,6 +222,21 @@ impl PartitionStream for ComputedElsewhere {
             None => Box::pin(RecordBatchStreamAdapter::new(schema, rows)),
         }
     }
+}
+
+/// `batch` with its columns cast to `schema`'s types (itself when they
+/// are those already).
+fn cast_batch(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, DataFusionError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| cast(column, field.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 /// `rows` recut into batches of exactly `size` rows, the last one fewer
@@ -306,7 +335,8 @@ mod tests {
             async move {
                 let mut frame = ctx.read_table(Arc::new(table)).unwrap();
                 if fixed {
-                    frame = in_fixed_batches(&ctx, frame).await.unwrap();
+                    let types = Arc::clone(frame.schema().inner());
+                    frame = in_fixed_batches(&ctx, frame, types).await.unwrap();
                 }
                 let path = dir.join(name);
                 frame
