@@ -18,6 +18,7 @@ their differences but do not fail. Exits 1 when an exact check fails.
 """
 
 import collections
+import datetime
 import json
 import re
 import sys
@@ -26,7 +27,19 @@ import duckdb
 
 REL_TOL = 1e-9
 ABS_TOL = 1e-12
-TIMESTAMP_T = re.compile(r"^(\d{4}-\d{2}-\d{2})T(?=\d{2}:)")
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def instant(value):
+    """A JSON timestamp as its UTC instant ('YYYY-MM-DD HH:MM:SS[.ffffff]'),
+    whatever its style: 'T' or ' ', a zone (cskpi shows a zoned timestamp
+    in its zone, 'Z' for UTC) or none (the peer's, in UTC)."""
+    if not isinstance(value, str) or not TIMESTAMP.match(value):
+        return value
+    parsed = datetime.datetime.fromisoformat(re.sub(r"(Z|[+-]00(:?00)?)$", "+00:00", value))
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return parsed.isoformat(sep=" ")
 
 
 def table(directory, name):
@@ -117,13 +130,12 @@ class Comparison:
 
     def check_raw_rows(self):
         """The rejects' raw rows as JSON objects: the same columns and values,
-        whatever the key order and the timestamp style ('T' or ' ')."""
+        whatever the key order and the timestamp style (see `instant`)."""
         def rows(directory):
             found = collections.Counter()
             for input_name, raw_row in self.con.execute(
                     f"SELECT input, raw_row FROM {table(directory, 'rejects')}").fetchall():
-                values = {k: TIMESTAMP_T.sub(r"\1 ", v) if isinstance(v, str) else v
-                          for k, v in json.loads(raw_row).items()}
+                values = {k: instant(v) for k, v in json.loads(raw_row).items()}
                 found[(input_name, json.dumps(values, sort_keys=True))] += 1
             return found
         a, b = rows(self.cskpi), rows(self.peer)

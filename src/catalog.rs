@@ -673,6 +673,25 @@ fn typed_view_sql(spec: &TableSpec, input: &Schema, hive_columns: &[String]) -> 
     )
 }
 
+/// `column` of a `<t>_typed` view shown as the input held it, for
+/// `rejects.raw_row`: typed_view_sql's cast undone where
+/// [`ColumnKind::input_form`] says that is exact, else the typed value. A
+/// timestamp with a time zone goes back by way of UTC, since the typed
+/// (zoneless) value is the instant in UTC: a zoneless value cast to a zone
+/// would be read as that zone's local time.
+pub fn input_form_sql(kind: ColumnKind, input: &DataType, column: &str) -> String {
+    let quoted = quote_ident(column);
+    match kind.input_form(input) {
+        None => quoted,
+        Some(DataType::Timestamp(unit, Some(zone))) => format!(
+            "arrow_cast(arrow_cast({quoted}, '{}'), '{}')",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            DataType::Timestamp(unit, Some(zone))
+        ),
+        Some(form) => format!("arrow_cast({quoted}, '{form}')"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,26 @@ impl ColumnKind {
         }
     }
 
+    /// The type to show a typed value in as the input held it
+    /// (`rejects.raw_row`): the input's own type where the typed view's
+    /// cast can be undone exactly and JSON would show another value: an
+    /// integer id is a number, not a string; a Float32 prints its own
+    /// shortest digits (12.3, where its Float64 prints 12.300000190734863);
+    /// a timestamp keeps its unit and zone. `None` where JSON shows the
+    /// same value either way (a Decimal or an integer amount is the same
+    /// JSON number as its Float64: 12.30 is 12.3) or the cast lost
+    /// something (a date taken from a timestamp keeps no time).
+    pub fn input_form(self, input: &DataType) -> Option<DataType> {
+        use DataType::*;
+        let undoable = match self {
+            ColumnKind::String => input.is_integer(),
+            ColumnKind::Money | ColumnKind::Double => matches!(input, Float32 | Float16),
+            ColumnKind::Timestamp => matches!(input, Timestamp(_, _) | Date32 | Date64),
+            ColumnKind::Date | ColumnKind::Integer | ColumnKind::Boolean => false,
+        };
+        (undoable && *input != self.arrow_type()).then(|| input.clone())
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             ColumnKind::String => "string (Utf8, LargeUtf8, Utf8View or an integer id)",
@@ -215,5 +235,25 @@ mod tests {
         assert!(K::Money.accepts(&DataType::Decimal128(12, 2)));
         assert!(!K::Money.accepts(&DataType::Utf8));
         assert!(K::Timestamp.accepts(&DataType::Date32));
+    }
+
+    #[test]
+    fn input_form_undoes_only_exact_casts_that_print_differently() {
+        let zoned = DataType::Timestamp(TimeUnit::Millisecond, Some("+07:00".into()));
+        assert_eq!(K::Timestamp.input_form(&zoned), Some(zoned.clone()));
+        assert_eq!(
+            K::Money.input_form(&DataType::Float32),
+            Some(DataType::Float32)
+        );
+        assert_eq!(K::Money.input_form(&DataType::Decimal128(18, 2)), None);
+        assert_eq!(
+            K::String.input_form(&DataType::Int32),
+            Some(DataType::Int32)
+        );
+        assert_eq!(K::String.input_form(&DataType::Utf8View), None);
+        assert_eq!(K::Money.input_form(&DataType::Float64), None);
+        assert_eq!(K::Integer.input_form(&DataType::Int32), None);
+        assert_eq!(K::Date.input_form(&zoned), None);
+        assert_eq!(K::Timestamp.input_form(&K::Timestamp.arrow_type()), None);
     }
 }

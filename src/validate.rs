@@ -10,7 +10,7 @@
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray, StringBuilder};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Int64Type, Schema};
 use datafusion::error::DataFusionError;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::ScalarUDF;
@@ -251,10 +251,21 @@ pub async fn register_rejects_view(ctx: &SessionContext) -> Result<(), Validatio
             .map_err(engine)?
             .schema()
             .clone();
+        let input = format!("{}_input", spec.name);
+        let input_schema = match ctx.table_exist(input.as_str()).map_err(engine)? {
+            true => Some(
+                ctx.table_provider(input.as_str())
+                    .await
+                    .map_err(engine)?
+                    .schema(),
+            ),
+            false => None,
+        };
         reject_selects.push(rejects_select(
             spec,
             &checked,
             crate::catalog::unqualified_names(&schema),
+            input_schema.as_deref(),
         ));
     }
     ctx.sql(&format!(
@@ -269,11 +280,28 @@ pub async fn register_rejects_view(ctx: &SessionContext) -> Result<(), Validatio
     Ok(())
 }
 
-fn rejects_select(spec: &TableSpec, checked: &str, columns: Vec<String>) -> String {
+/// `raw_row` shows each value as the input held it (`input`: the schema of
+/// `<t>_input`), where the typed view's cast can be undone exactly.
+fn rejects_select(
+    spec: &TableSpec,
+    checked: &str,
+    columns: Vec<String>,
+    input: Option<&Schema>,
+) -> String {
+    let raw_value = |column: &str| {
+        let contract = spec.column(column);
+        let field = input.and_then(|schema| schema.field_with_name(column).ok());
+        match (contract, field) {
+            (Some(contract), Some(field)) => {
+                crate::catalog::input_form_sql(contract.kind, field.data_type(), column)
+            }
+            _ => quote_ident(column),
+        }
+    };
     let fields: Vec<String> = columns
         .iter()
         .filter(|c| *c != "reject_reason" && *c != inputs::CUSTOMER_KEY)
-        .map(|c| format!("{}, {}", quote_literal(c), quote_ident(c)))
+        .map(|c| format!("{}, {}", quote_literal(c), raw_value(c)))
         .collect();
     format!(
         "SELECT {} AS input, {} AS key, reject_reason AS reason, \

@@ -191,6 +191,109 @@ async fn integer_ids_decimal_money_and_timestamps_are_accepted() {
     );
 }
 
+/// Spec 5: `rejects.raw_row` is the raw row: each value as the input held
+/// it, not as the typed views read it. Integer ids stay integers, a
+/// Float32 amount prints its own digits (12.3; as a Float64 it would be
+/// 12.300000190734863), a Decimal(18,2) is the JSON number it holds (10.5),
+/// a zoned timestamp keeps its zone: T1 opened 2025-01-10 09:00 at +07:00
+/// (02:00 UTC, 1,736,474,400 s after the epoch) and was resolved at 08:00
+/// +07:00, an hour earlier, so it is rejected. The clean order 8 still
+/// counts: January's MRR is 10.00 / 1 month = 10.
+#[tokio::test]
+async fn raw_row_shows_values_as_the_input_holds_them() {
+    use datafusion::arrow::array::{Decimal128Array, Float32Array, TimestampMicrosecondArray};
+    let mut f = Fixture::new();
+    f.write(
+        "customers",
+        vec![
+            ("customer_id", ints([Some(1)].into_iter())),
+            ("signup_date", dates([Some("2025-01-01")].into_iter())),
+            ("segment", strs([Some("a")].into_iter())),
+        ],
+    );
+    f.write(
+        "orders",
+        vec![
+            ("order_id", ints([Some(7), Some(8)].into_iter())),
+            ("customer_id", ints([Some(1), Some(1)].into_iter())),
+            (
+                "order_date",
+                dates([Some("2025-01-05"), Some("2025-01-05")].into_iter()),
+            ),
+            (
+                "amount",
+                Arc::new(Float32Array::from(vec![12.3f32, 10.0])) as ArrayRef,
+            ),
+            (
+                "kind",
+                strs([Some("gift"), Some("subscription")].into_iter()),
+            ),
+            (
+                "period_start",
+                dates([None, Some("2025-01-01")].into_iter()),
+            ),
+            ("period_end", dates([None, Some("2025-02-01")].into_iter())),
+        ],
+    );
+    let seconds = |s: i64| s * 1_000_000;
+    let zoned = |micros: i64| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(vec![micros]).with_timezone("+07:00"))
+    };
+    f.write(
+        "tickets",
+        vec![
+            ("ticket_id", strs([Some("T1")].into_iter())),
+            ("customer_id", ints([Some(1)].into_iter())),
+            ("opened_at", zoned(seconds(1_736_474_400))),
+            ("resolved_at", zoned(seconds(1_736_474_400 - 3_600))),
+            ("contacts", ints([Some(1)].into_iter())),
+        ],
+    );
+    f.write(
+        "costs",
+        vec![
+            ("month", dates([Some("2025-01-01")].into_iter())),
+            ("category", strs([Some("bribes")].into_iter())),
+            (
+                "amount",
+                Arc::new(
+                    Decimal128Array::from(vec![1_050i128])
+                        .with_precision_and_scale(18, 2)
+                        .unwrap(),
+                ) as ArrayRef,
+            ),
+        ],
+    );
+    f.job_extra = "[run]\nmax_reject_ratio = 1.0\n".into();
+    f.run("2025-01-31").await.unwrap();
+    let raw = f
+        .rows("SELECT input, reason, raw_row FROM rejects ORDER BY input")
+        .await;
+    assert_eq!(raw.len(), 3, "{raw:?}");
+    let (cost, order, ticket) = (&raw[0], &raw[1], &raw[2]);
+    assert_eq!(cost[..2], ["costs", "unknown category"]);
+    assert!(cost[2].contains(r#""amount":10.5"#), "{}", cost[2]);
+    assert_eq!(order[..2], ["orders", "unknown kind"]);
+    for expected in [
+        r#""order_id":7,"#,
+        r#""customer_id":1,"#,
+        r#""amount":12.3,"#,
+    ] {
+        assert!(order[2].contains(expected), "{expected} in {}", order[2]);
+    }
+    assert_eq!(ticket[..2], ["tickets", "resolved_at < opened_at"]);
+    for expected in [
+        r#""opened_at":"2025-01-10T09:00:00+07:00""#,
+        r#""resolved_at":"2025-01-10T08:00:00+07:00""#,
+    ] {
+        assert!(ticket[2].contains(expected), "{expected} in {}", ticket[2]);
+    }
+    assert_eq!(
+        f.rows(MRR_BY_SEGMENT).await,
+        owned(&[["a", "10.0", "1"], ["all", "10.0", "1"]])
+    );
+}
+
 /// A customer whose segment is `all`, the name of every monthly table's
 /// total row, is rejected (its orders count under `unknown`, as a rejected
 /// customer's do), so (month, segment) stays a key: January's MRR is A 10
