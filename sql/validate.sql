@@ -28,7 +28,7 @@
 --
 -- A run stores the checked rows of every input but customers without the
 -- customer_id of a row that has a customer_key, and puts it back from the
--- directory by key (`directory_customer_id`, src/validate.rs) in the
+-- directory by key (`directory_customer_id`, src/engine/sql.rs) in the
 -- queries that read it: most read only the key, and writing 75 M ids of
 -- usage was a fifth of storing its checked rows.
 --

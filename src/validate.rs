@@ -12,14 +12,13 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray, StringB
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, Schema};
 use datafusion::error::DataFusionError;
-use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 
 use crate::engine::scratch::ViewDir;
 use crate::engine::sql::{self, SqlError, SqlParams, quote_ident, quote_literal};
-use crate::engine::udf::{DIRECTORY_CUSTOMER_ID, DirectoryCustomerId};
+use crate::engine::udf::DirectoryCustomerId;
 use crate::inputs::{self, TableSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +127,7 @@ async fn store_checks(
 /// Stores a view of sql/validate.sql: `<t>_repeated_hashes` by grouping the
 /// hashes of `<t>_key_hashes` when the memory pool holds them, the checked
 /// rows of an input that names customers without the customer ids the
-/// directory holds (`store_without_directory_ids`), everything else (and
+/// directory holds (`sql::store_without_directory_ids`), everything else (and
 /// those, on a cluster or when the pool cannot hold the hashes) as Parquet.
 fn store_check<'c>(
     ctx: &'c SessionContext,
@@ -146,11 +145,14 @@ fn store_check<'c>(
             }
             return Ok(());
         }
-        if let Some(table) = name.strip_suffix("_checked")
-            && table != inputs::CUSTOMERS.name
-            && ctx.udf(DIRECTORY_CUSTOMER_ID).is_ok()
+        if name
+            .strip_suffix("_checked")
+            .is_some_and(|table| table != inputs::CUSTOMERS.name)
         {
-            return store_without_directory_ids(ctx, name, dir).await;
+            return sql::store_without_directory_ids(ctx, name, async |stored| {
+                sql::materialize_view(ctx, stored, dir).await
+            })
+            .await;
         }
         if let Some(table) = name.strip_suffix("_repeated_hashes") {
             let query = format!(
@@ -167,40 +169,6 @@ fn store_check<'c>(
         }
         sql::materialize_view(ctx, name, dir).await
     })
-}
-
-/// Stores checked rows `name` with customer_id null where customer_key is
-/// not (the directory holds that id), and defines `name` over them with
-/// the ids put back by `directory_customer_id`, which a query that reads
-/// no customer_id never calls. Writing the ids, which most queries of the
-/// stored rows do not read, was a fifth of storing usage's checked rows
-/// (benches/README.md, "Measured reasons").
-async fn store_without_directory_ids(
-    ctx: &SessionContext,
-    name: &str,
-    dir: &ViewDir,
-) -> Result<(), DataFusionError> {
-    let stored = format!("{name}_stored");
-    let (quoted, stored_quoted) = (quote_ident(name), quote_ident(&stored));
-    let key = inputs::CUSTOMER_KEY;
-    let may_be_null = ctx
-        .table(quoted.as_str())
-        .await?
-        .schema()
-        .field_with_unqualified_name("customer_id")?
-        .is_nullable();
-    ctx.sql(&format!(
-        "CREATE OR REPLACE VIEW {stored_quoted} AS SELECT * REPLACE \
-         (CASE WHEN {key} IS NULL THEN customer_id END AS customer_id) FROM {quoted}"
-    ))
-    .await?;
-    sql::materialize_view(ctx, &stored, dir).await?;
-    ctx.sql(&format!(
-        "CREATE OR REPLACE VIEW {quoted} AS SELECT * REPLACE \
-         ({DIRECTORY_CUSTOMER_ID}(customer_id, {key}, {may_be_null}) AS customer_id) FROM {stored_quoted}"
-    ))
-    .await?;
-    Ok(())
 }
 
 /// The stored customer directory's customer ids, the one of customer_key k

@@ -21,12 +21,14 @@ use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::arrow::async_writer::AsyncFileWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream_partitioned};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 use tokio::task::JoinSet;
 
 use crate::engine::scratch::ViewDir;
+use crate::inputs;
 
 /// Rows per row group of a bucket file: each open file buffers one row
 /// group outside the memory pool, and a view can have a few dozen buckets
@@ -96,10 +98,16 @@ async fn write_buckets(
     index: usize,
     batch_size: usize,
 ) -> Result<()> {
-    let properties = WriterProperties::builder()
+    // A bucket holds each customer once: a dictionary of the customer
+    // columns would grow as large as the column and then be dropped for
+    // plain encoding, as in engine/sql.rs's stored views.
+    let mut properties = WriterProperties::builder()
         .set_compression(Compression::LZ4_RAW)
-        .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
-        .build();
+        .set_max_row_group_row_count(Some(ROWS_PER_GROUP));
+    for column in [inputs::CUSTOMER_KEY, "customer_id"] {
+        properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    let properties = properties.build();
     let mut buckets: BTreeMap<Option<i32>, Bucket> = BTreeMap::new();
     while let Some(batch) = stream.next().await {
         // The batch ordered by value (one gather), then a zero-copy slice

@@ -11,6 +11,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::error::DataFusionError;
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use datafusion::sql::parser::DFParser;
@@ -18,6 +19,7 @@ use futures::future::BoxFuture;
 
 use crate::engine::log_seconds;
 use crate::engine::scratch::ViewDir;
+use crate::engine::udf::DIRECTORY_CUSTOMER_ID;
 use crate::inputs;
 
 /// A bundled SQL file: its name (as in `sql/<name>.sql`) and text, or one
@@ -279,13 +281,60 @@ pub async fn run_script(
             continue;
         };
         if let Some((_, column)) = m.by_value.iter().find(|(view, _)| *view == name) {
-            crate::engine::bucketed::materialize_view(ctx, &name, m.dir, column)
-                .await
-                .map_err(engine)?;
+            store_without_directory_ids(ctx, &name, async |stored| {
+                crate::engine::bucketed::materialize_view(ctx, stored, m.dir, column).await
+            })
+            .await
+            .map_err(engine)?;
         } else if m.views.contains(&name.as_str()) {
             (m.store)(ctx, &name, m.dir).await.map_err(engine)?;
         }
     }
+    Ok(())
+}
+
+/// Stores view `name` by `store`, without the customer_id of a row whose
+/// customer_key names it when the view has both columns and the run's
+/// session holds its customer directory (`directory_customer_id`): the
+/// rows go to `<name>_stored` with those ids null, and `name` becomes a
+/// view over them that puts the ids back by key, which a query that reads
+/// no customer_id never calls. Writing the ids was a fifth of storing
+/// usage's checked rows, and most queries of stored rows read only the
+/// key (benches/README.md, "Measured reasons").
+pub async fn store_without_directory_ids(
+    ctx: &SessionContext,
+    name: &str,
+    store: impl AsyncFnOnce(&str) -> Result<(), DataFusionError>,
+) -> Result<(), DataFusionError> {
+    let quoted = quote_ident(name);
+    let key = inputs::CUSTOMER_KEY;
+    let id = ctx
+        .table(quoted.as_str())
+        .await?
+        .schema()
+        .as_arrow()
+        .clone();
+    let (Ok(id), true, true) = (
+        id.field_with_name("customer_id"),
+        id.field_with_name(key).is_ok(),
+        ctx.udf(DIRECTORY_CUSTOMER_ID).is_ok(),
+    ) else {
+        return store(name).await;
+    };
+    let may_be_null = id.is_nullable();
+    let stored = format!("{name}_stored");
+    let stored_quoted = quote_ident(&stored);
+    ctx.sql(&format!(
+        "CREATE OR REPLACE VIEW {stored_quoted} AS SELECT * REPLACE \
+         (CASE WHEN {key} IS NULL THEN customer_id END AS customer_id) FROM {quoted}"
+    ))
+    .await?;
+    store(&stored).await?;
+    ctx.sql(&format!(
+        "CREATE OR REPLACE VIEW {quoted} AS SELECT * REPLACE \
+         ({DIRECTORY_CUSTOMER_ID}(customer_id, {key}, {may_be_null}) AS customer_id) FROM {stored_quoted}"
+    ))
+    .await?;
     Ok(())
 }
 

@@ -5,9 +5,10 @@
 //! result keeps: a published table's schema must not change with how the
 //! run stored its inputs.
 //!
-//! A run stores each input's checked rows without the customer_id string
-//! of a row whose customer_key names it (sql/validate.sql,
-//! `src/validate.rs`): writing 75 M customer ids of usage to a scratch
+//! A run stores each input's checked rows, and the stored KPI views with
+//! both columns, without the customer_id string of a row whose
+//! customer_key names it (`engine::sql::store_without_directory_ids`):
+//! writing 75 M customer ids of usage to a scratch
 //! file, none of them read back, was a fifth of storing the checked usage
 //! rows (benches/README.md, "Measured reasons"). This function puts the
 //! id back for the queries that read it; a query that does not read
