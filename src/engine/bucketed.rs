@@ -28,7 +28,7 @@ use futures::StreamExt;
 use tokio::task::JoinSet;
 
 use crate::engine::scratch::ViewDir;
-use crate::inputs;
+use crate::engine::sql::CUSTOMER_COLUMNS;
 
 /// Rows per row group of a bucket file: each open file buffers one row
 /// group outside the memory pool, and a view can have a few dozen buckets
@@ -98,13 +98,10 @@ async fn write_buckets(
     index: usize,
     batch_size: usize,
 ) -> Result<()> {
-    // A bucket holds each customer once: a dictionary of the customer
-    // columns would grow as large as the column and then be dropped for
-    // plain encoding, as in engine/sql.rs's stored views.
     let mut properties = WriterProperties::builder()
         .set_compression(Compression::LZ4_RAW)
         .set_max_row_group_row_count(Some(ROWS_PER_GROUP));
-    for column in [inputs::CUSTOMER_KEY, "customer_id"] {
+    for column in CUSTOMER_COLUMNS {
         properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
     let properties = properties.build();

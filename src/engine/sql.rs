@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::NaiveDate;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::config::TableParquetOptions;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::error::DataFusionError;
 use datafusion::execution::FunctionRegistry;
@@ -308,15 +310,11 @@ pub async fn store_without_directory_ids(
 ) -> Result<(), DataFusionError> {
     let quoted = quote_ident(name);
     let key = inputs::CUSTOMER_KEY;
-    let id = ctx
-        .table(quoted.as_str())
-        .await?
-        .schema()
-        .as_arrow()
-        .clone();
+    let view = ctx.table(quoted.as_str()).await?;
+    let schema = view.schema();
     let (Ok(id), true, true) = (
-        id.field_with_name("customer_id"),
-        id.field_with_name(key).is_ok(),
+        schema.field_with_unqualified_name("customer_id"),
+        schema.has_column_with_unqualified_name(key),
         ctx.udf(DIRECTORY_CUSTOMER_ID).is_ok(),
     ) else {
         return store(name).await;
@@ -336,6 +334,23 @@ pub async fn store_without_directory_ids(
     ))
     .await?;
     Ok(())
+}
+
+/// The columns that name a customer. Rows in event order hold nearly every
+/// customer in each row group, and a stored bucket or a published file
+/// holds each customer about once: a dictionary of these columns grows as
+/// large as the column and is then dropped for plain encoding, work for
+/// nothing (benches/README.md, "Measured reasons").
+pub const CUSTOMER_COLUMNS: [&str; 2] = [inputs::CUSTOMER_KEY, "customer_id"];
+
+/// Turns the dictionary off for the [`CUSTOMER_COLUMNS`] that `schema` has.
+pub fn without_customer_dictionaries(options: &mut TableParquetOptions, schema: &Schema) {
+    for column in CUSTOMER_COLUMNS {
+        if schema.field_with_name(column).is_ok() {
+            let options = options.column_specific_options.entry(column.into());
+            options.or_default().dictionary_enabled = Some(false);
+        }
+    }
 }
 
 /// The codec of the views a run stores in its scratch directory.
@@ -361,16 +376,7 @@ pub async fn materialize_view(
     // a fast codec, where the published tables use zstd.
     let mut options = ctx.state().default_table_options().parquet;
     options.global.compression = Some(SCRATCH_COMPRESSION.into());
-    // Rows in event order hold nearly every customer in each row group: a
-    // dictionary of the customer columns grows as large as the column and
-    // is then dropped for plain encoding, work for nothing (benches/README.md,
-    // "Measured reasons").
-    for column in [inputs::CUSTOMER_KEY, "customer_id"] {
-        if schema.field_with_name(column).is_ok() {
-            let options = options.column_specific_options.entry(column.into());
-            options.or_default().dictionary_enabled = Some(false);
-        }
-    }
+    without_customer_dictionaries(&mut options, &schema);
     // Written by this machine's session when the rows come from a cluster
     // (engine/writer.rs).
     let view = crate::engine::writer::read_by(&crate::engine::writer::writer_of(ctx), view).await?;

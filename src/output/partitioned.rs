@@ -199,14 +199,8 @@ pub(super) async fn write_file(
     path: &str,
 ) -> Result<Vec<RecordBatch>, DataFusionError> {
     let types = with_plain_strings(frame.schema().as_arrow());
-    // A table holds each customer once per file or month: a dictionary of
-    // its customer_id would grow as large as the column and then be dropped
-    // for plain encoding, work for nothing.
     let mut options = writer.state().default_table_options().parquet;
-    if types.field_with_name("customer_id").is_ok() {
-        let column = options.column_specific_options.entry("customer_id".into());
-        column.or_default().dictionary_enabled = Some(false);
-    }
+    crate::engine::sql::without_customer_dictionaries(&mut options, &types);
     crate::engine::writer::in_fixed_batches(writer, frame, types)
         .await?
         .write_parquet(
