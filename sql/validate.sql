@@ -34,6 +34,14 @@
 --
 -- Rows of other tables whose customer signed up after as_of are invisible,
 -- not rejected.
+--
+-- Every `<t>_keyed` view is its input with the directory's customer_key and
+-- first_signup_date (NULL for an unknown or missing customer_id): a join
+-- with the directory here. A local run defines it instead by the functions
+-- that look each id up in the directory it holds in memory
+-- (`directory_customer_key`, `directory_first_signup`;
+-- src/engine/udf/customer_directory.rs): the same rows, without a join
+-- whose probes took the largest part of validation's time.
 
 -- Every customer_id in the input, visible or not, with its first signup
 -- and its customer_key: the customer's rank in customer_id order, from 0.
@@ -90,12 +98,16 @@ SELECT * EXCLUDE (duplicate_key),
        END AS reject_reason
 FROM counted;
 
-CREATE OR REPLACE VIEW orders_visible AS
-SELECT o.*, d.customer_key IS NOT NULL AS customer_known, d.customer_key
+CREATE OR REPLACE VIEW orders_keyed AS
+SELECT o.*, d.customer_key, d.first_signup_date
 FROM orders_typed o
-LEFT JOIN customer_directory d ON o.customer_id = d.customer_id
-WHERE (o.order_date IS NULL OR o.order_date <= ${as_of})
-  AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of});
+LEFT JOIN customer_directory d ON o.customer_id = d.customer_id;
+
+CREATE OR REPLACE VIEW orders_visible AS
+SELECT * EXCLUDE (first_signup_date), customer_key IS NOT NULL AS customer_known
+FROM orders_keyed
+WHERE (order_date IS NULL OR order_date <= ${as_of})
+  AND (first_signup_date IS NULL OR first_signup_date <= ${as_of});
 
 CREATE OR REPLACE VIEW orders_key_hashes AS
 SELECT key_hash(order_id) AS h FROM orders_typed
@@ -143,12 +155,16 @@ SELECT * EXCLUDE (duplicate_key, customer_known),
        END AS reject_reason
 FROM counted;
 
-CREATE OR REPLACE VIEW tickets_visible AS
-SELECT t.*, d.customer_key IS NOT NULL AS customer_known, d.customer_key
+CREATE OR REPLACE VIEW tickets_keyed AS
+SELECT t.*, d.customer_key, d.first_signup_date
 FROM tickets_typed t
-LEFT JOIN customer_directory d ON t.customer_id = d.customer_id
-WHERE (t.opened_at IS NULL OR t.opened_at < ${as_of_end})
-  AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of});
+LEFT JOIN customer_directory d ON t.customer_id = d.customer_id;
+
+CREATE OR REPLACE VIEW tickets_visible AS
+SELECT * EXCLUDE (first_signup_date), customer_key IS NOT NULL AS customer_known
+FROM tickets_keyed
+WHERE (opened_at IS NULL OR opened_at < ${as_of_end})
+  AND (first_signup_date IS NULL OR first_signup_date <= ${as_of});
 
 CREATE OR REPLACE VIEW tickets_key_hashes AS
 SELECT key_hash(ticket_id) AS h FROM tickets_typed
@@ -189,12 +205,16 @@ SELECT * EXCLUDE (duplicate_key, customer_known),
        END AS reject_reason
 FROM counted;
 
-CREATE OR REPLACE VIEW surveys_visible AS
-SELECT s.*, d.customer_key IS NOT NULL AS customer_known, d.customer_key
+CREATE OR REPLACE VIEW surveys_keyed AS
+SELECT s.*, d.customer_key, d.first_signup_date
 FROM surveys_typed s
-LEFT JOIN customer_directory d ON s.customer_id = d.customer_id
-WHERE (s.responded_at IS NULL OR s.responded_at < ${as_of_end})
-  AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of});
+LEFT JOIN customer_directory d ON s.customer_id = d.customer_id;
+
+CREATE OR REPLACE VIEW surveys_visible AS
+SELECT * EXCLUDE (first_signup_date), customer_key IS NOT NULL AS customer_known
+FROM surveys_keyed
+WHERE (responded_at IS NULL OR responded_at < ${as_of_end})
+  AND (first_signup_date IS NULL OR first_signup_date <= ${as_of});
 
 CREATE OR REPLACE VIEW surveys_key_hashes AS
 SELECT key_hash(response_id, COALESCE(item, '')) AS h FROM surveys_typed
@@ -241,12 +261,16 @@ SELECT * EXCLUDE (duplicate_key, customer_known),
        END AS reject_reason
 FROM counted;
 
-CREATE OR REPLACE VIEW usage_visible AS
-SELECT u.*, d.customer_key IS NOT NULL AS customer_known, d.customer_key
+CREATE OR REPLACE VIEW usage_keyed AS
+SELECT u.*, d.customer_key, d.first_signup_date
 FROM usage_typed u
-LEFT JOIN customer_directory d ON u.customer_id = d.customer_id
-WHERE (u.day IS NULL OR u.day <= ${as_of})
-  AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of});
+LEFT JOIN customer_directory d ON u.customer_id = d.customer_id;
+
+CREATE OR REPLACE VIEW usage_visible AS
+SELECT * EXCLUDE (first_signup_date), customer_key IS NOT NULL AS customer_known
+FROM usage_keyed
+WHERE (day IS NULL OR day <= ${as_of})
+  AND (first_signup_date IS NULL OR first_signup_date <= ${as_of});
 
 CREATE OR REPLACE VIEW usage_key_hashes AS
 SELECT key_hash(customer_id, day) AS h FROM usage_typed
@@ -286,14 +310,18 @@ SELECT * EXCLUDE (duplicate_key, customer_known),
        END AS reject_reason
 FROM counted;
 
+CREATE OR REPLACE VIEW costs_keyed AS
+SELECT c.*, d.customer_key, d.first_signup_date
+FROM costs_typed c
+LEFT JOIN customer_directory d ON c.customer_id = d.customer_id;
+
 CREATE OR REPLACE VIEW costs_checked AS
 WITH visible AS (
-    SELECT c.*, c.customer_id IS NULL OR d.customer_key IS NOT NULL AS customer_known,
-           d.customer_key
-    FROM costs_typed c
-    LEFT JOIN customer_directory d ON c.customer_id = d.customer_id
-    WHERE (c.month IS NULL OR c.month < ${as_of_next_month})
-      AND (d.first_signup_date IS NULL OR d.first_signup_date <= ${as_of})
+    SELECT * EXCLUDE (first_signup_date),
+           customer_id IS NULL OR customer_key IS NOT NULL AS customer_known
+    FROM costs_keyed
+    WHERE (month IS NULL OR month < ${as_of_next_month})
+      AND (first_signup_date IS NULL OR first_signup_date <= ${as_of})
 )
 SELECT * EXCLUDE (customer_known),
        CASE

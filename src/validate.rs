@@ -8,17 +8,23 @@
 //! KPI views read the inputs. `rejects` (built here, over every input's
 //! columns) holds every rejected row with its raw row as JSON.
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch, StringArray, StringBuilder};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, Date32Builder, RecordBatch, StringBuilder};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type, Schema};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Int64Type, Schema};
 use datafusion::error::DataFusionError;
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
 
 use crate::engine::scratch::ViewDir;
 use crate::engine::sql::{self, SqlError, SqlParams, quote_ident, quote_literal};
-use crate::engine::udf::DirectoryCustomerId;
+use crate::engine::udf::{
+    CustomerDirectory, DIRECTORY_CUSTOMER_KEY, DIRECTORY_FIRST_SIGNUP, DirectoryCustomerId,
+    DirectoryLookup,
+};
 use crate::inputs::{self, TableSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +113,9 @@ async fn store_checks(
 ) -> Result<(), ValidationError> {
     let mut stored = vec!["customer_directory".to_string()];
     for spec in inputs::ALL {
+        if spec.name != inputs::CUSTOMERS.name {
+            stored.push(format!("{}_keyed", spec.name));
+        }
         if !spec.key.is_empty() {
             stored.push(format!("{}_repeated_hashes", spec.name));
             stored.push(format!("{}_duplicates", spec.name));
@@ -124,7 +133,8 @@ async fn store_checks(
     Ok(())
 }
 
-/// Stores a view of sql/validate.sql: `<t>_repeated_hashes` by grouping the
+/// Stores a view of sql/validate.sql: `<t>_keyed` by redefining it with the
+/// directory's look-up functions (`key_by_lookup`), `<t>_repeated_hashes` by grouping the
 /// hashes of `<t>_key_hashes` when the memory pool holds them, the checked
 /// rows of an input that names customers without the customer ids the
 /// directory holds (`sql::store_without_directory_ids`), everything else (and
@@ -140,10 +150,21 @@ fn store_check<'c>(
             // The function holds this run's directory in this process: a
             // cluster's executors could not call it.
             if !crate::engine::writer::runs_on_cluster(ctx) {
-                let ids = directory_ids(ctx).await?;
-                ctx.register_udf(ScalarUDF::new_from_impl(DirectoryCustomerId::new(ids)));
+                let directory = Arc::new(read_directory(ctx).await?);
+                ctx.register_udf(ScalarUDF::new_from_impl(DirectoryCustomerId::new(
+                    directory.clone(),
+                )));
+                ctx.register_udf(ScalarUDF::new_from_impl(DirectoryLookup::customer_key(
+                    directory.clone(),
+                )));
+                ctx.register_udf(ScalarUDF::new_from_impl(DirectoryLookup::first_signup(
+                    directory,
+                )));
             }
             return Ok(());
+        }
+        if let Some(table) = name.strip_suffix("_keyed") {
+            return key_by_lookup(ctx, table).await;
         }
         if name
             .strip_suffix("_checked")
@@ -171,22 +192,28 @@ fn store_check<'c>(
     })
 }
 
-/// The stored customer directory's customer ids, the one of customer_key k
-/// at index k.
-async fn directory_ids(ctx: &SessionContext) -> Result<StringArray, DataFusionError> {
+/// The stored customer directory in memory: the customer id and first
+/// signup of customer_key k at index k.
+async fn read_directory(ctx: &SessionContext) -> Result<CustomerDirectory, DataFusionError> {
     let batches = ctx
-        .sql("SELECT customer_key, customer_id FROM customer_directory ORDER BY customer_key")
+        .sql(
+            "SELECT customer_key, customer_id, first_signup_date FROM customer_directory \
+             ORDER BY customer_key",
+        )
         .await?
         .collect()
         .await?;
     let mut ids = StringBuilder::new();
+    let mut first_signups = Date32Builder::new();
     let mut expected = 0i64;
     for batch in &batches {
         let keys = cast(batch.column(0), &DataType::Int64)?;
         let customer_ids = cast(batch.column(1), &DataType::Utf8)?;
-        let (keys, customer_ids) = (
+        let signups = cast(batch.column(2), &DataType::Date32)?;
+        let (keys, customer_ids, signups) = (
             keys.as_primitive::<Int64Type>(),
             customer_ids.as_string::<i32>(),
+            signups.as_primitive::<Date32Type>(),
         );
         for row in 0..batch.num_rows() {
             if keys.is_null(row) || keys.value(row) != expected || customer_ids.is_null(row) {
@@ -197,10 +224,48 @@ async fn directory_ids(ctx: &SessionContext) -> Result<StringArray, DataFusionEr
                 )));
             }
             ids.append_value(customer_ids.value(row));
+            first_signups.append_option(signups.is_valid(row).then(|| signups.value(row)));
             expected += 1;
         }
     }
-    Ok(ids.finish())
+    CustomerDirectory::new(ids.finish(), first_signups.finish())
+}
+
+/// Redefines `<table>_keyed` (sql/validate.sql: the typed input with its
+/// customer's key and first signup, by a join with the directory) by the
+/// look-up functions of the directory this session holds, when it holds
+/// one. The two definitions must give the same columns: a difference is
+/// an error, not a silent change of every later view.
+async fn key_by_lookup(ctx: &SessionContext, table: &str) -> Result<(), DataFusionError> {
+    if ctx.udf(DIRECTORY_CUSTOMER_KEY).is_err() {
+        return Ok(());
+    }
+    let keyed = format!("{table}_keyed");
+    let joined = ctx.table(keyed.as_str()).await?.schema().as_arrow().clone();
+    ctx.sql(&format!(
+        "CREATE OR REPLACE VIEW {} AS \
+         SELECT *, {DIRECTORY_FIRST_SIGNUP}(customer_key) AS first_signup_date \
+         FROM (SELECT *, {DIRECTORY_CUSTOMER_KEY}(customer_id) AS customer_key FROM {})",
+        quote_ident(&keyed),
+        quote_ident(&format!("{table}_typed"))
+    ))
+    .await?;
+    let looked_up = ctx.table(keyed.as_str()).await?.schema().as_arrow().clone();
+    let columns = |schema: &Schema| {
+        schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect::<Vec<_>>()
+    };
+    if columns(&joined) != columns(&looked_up) {
+        return Err(DataFusionError::Internal(format!(
+            "{keyed}: the directory look-up gives columns {:?}, the join {:?}",
+            columns(&looked_up),
+            columns(&joined)
+        )));
+    }
+    Ok(())
 }
 
 /// Registers the `rejects` view: every rejected row of every input, its

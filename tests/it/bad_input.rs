@@ -904,3 +904,106 @@ async fn zoned_timestamps_in_a_date_column_give_their_utc_date() {
         );
     }
 }
+
+/// Rows of `sql` in `ctx`, every value as text.
+async fn session_rows(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<Vec<String>> {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    super::fixture::batches_to_rows(&batches)
+}
+
+/// A run finds each row's customer in the directory it holds in memory
+/// (`directory_customer_key`, `directory_first_signup`), where the portable
+/// SQL joins the stored directory: both give every input the same checked
+/// rows, and the keys are the ones worked out by hand (an id's rank among
+/// the customers' ids: C1, LATE, then the long ids), for ids longer than
+/// the 12 bytes a slot of the look-up holds, alike in those 12 bytes, too.
+#[tokio::test]
+async fn the_runs_directory_look_up_gives_the_joins_checked_rows() {
+    use datafusion::execution::FunctionRegistry;
+
+    const LONG_1: &str = "customer-long-0000000001";
+    const LONG_2: &str = "customer-long-0000000002";
+    const LONG_UNKNOWN: &str = "customer-long-0000000003";
+    let f = Fixture::new();
+    f.customers(&[
+        ("C1", "2025-01-01", None, Some("smb")),
+        ("LATE", "2025-03-01", None, Some("smb")),
+        (LONG_2, "2025-01-01", None, Some("smb")),
+        (LONG_1, "2025-01-01", None, Some("smb")),
+    ]);
+    f.orders(&[
+        sub("O1", "C1", "2025-01-01", "2025-02-01", 10.0),
+        sub("O2", LONG_2, "2025-01-01", "2025-02-01", 10.0),
+        sub("O3", LONG_1, "2025-01-01", "2025-02-01", 10.0),
+        sub("O4", LONG_UNKNOWN, "2025-01-01", "2025-02-01", 10.0),
+        sub("O5", "NOBODY", "2025-01-01", "2025-02-01", 10.0),
+        // LATE signs up after as_of: invisible
+        sub("O6", "LATE", "2025-01-01", "2025-02-01", 10.0),
+    ]);
+    f.tickets(&[
+        ("T1", LONG_1, "2025-01-03 10:00", None, 1, None),
+        ("T2", "C1", "2025-01-03 10:00", None, 1, None),
+        (
+            "T3",
+            "customer-long-000000000",
+            "2025-01-03 10:00",
+            None,
+            1,
+            None,
+        ),
+    ]);
+    f.write(
+        "usage",
+        vec![
+            (
+                "customer_id",
+                strs([Some("C1"), None, Some(LONG_2), Some("LATE"), Some("C")].into_iter()),
+            ),
+            ("day", dates([Some("2025-01-05"); 5].into_iter())),
+            ("active_users", ints([Some(1); 5].into_iter())),
+            ("events", ints([Some(2); 5].into_iter())),
+        ],
+    );
+    let job = f.job();
+    let as_of = super::fixture::date("2025-01-31");
+    let (joined, _) = cskpi::views::open_views(&job, as_of).await.unwrap();
+    let (looked_up, _) = cskpi::views::open_inputs(&job).await.unwrap();
+    let scratch = cskpi::engine::scratch::Scratch::create(&job).await.unwrap();
+    cskpi::views::register_input_views(&looked_up, &job, as_of, Some(&scratch.views()))
+        .await
+        .unwrap();
+    assert!(looked_up.udf("directory_customer_key").is_ok());
+    assert!(joined.udf("directory_customer_key").is_err());
+    for table in ["orders", "tickets", "usage"] {
+        let sql = format!("SELECT * FROM {table}_checked ORDER BY 1, 2, 3");
+        let rows = session_rows(&looked_up, &sql).await;
+        assert_eq!(rows, session_rows(&joined, &sql).await, "{table}");
+    }
+    let orders = "SELECT order_id, customer_key, reject_reason FROM orders_checked ORDER BY 1";
+    assert_eq!(
+        session_rows(&looked_up, orders).await,
+        owned(&[
+            ["O1", "0", "NULL"],
+            ["O2", "3", "NULL"],
+            ["O3", "2", "NULL"],
+            ["O4", "NULL", "unknown customer_id"],
+            ["O5", "NULL", "unknown customer_id"],
+        ])
+    );
+    let tickets = "SELECT ticket_id, customer_key FROM tickets_checked ORDER BY 1";
+    assert_eq!(
+        session_rows(&looked_up, tickets).await,
+        owned(&[["T1", "2"], ["T2", "0"], ["T3", "NULL"]])
+    );
+    let usage = "SELECT customer_id, customer_key, reject_reason FROM usage_checked ORDER BY 1";
+    assert_eq!(
+        session_rows(&looked_up, usage).await,
+        owned(&[
+            ["C", "NULL", "unknown customer_id"],
+            ["C1", "0", "NULL"],
+            [LONG_2, "3", "NULL"],
+            ["NULL", "NULL", "null in required column customer_id"],
+        ])
+    );
+    scratch.remove().await;
+}

@@ -19,6 +19,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use super::customer_directory::CustomerDirectory;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, LargeStringArray, StringArray, StringViewArray,
 };
@@ -34,16 +35,14 @@ pub const NAME: &str = "directory_customer_id";
 #[derive(Debug)]
 pub struct DirectoryCustomerId {
     signature: Signature,
-    /// The directory's customer ids, the one of customer_key k at index k.
-    ids: Arc<StringArray>,
+    directory: Arc<CustomerDirectory>,
 }
 
 impl DirectoryCustomerId {
-    /// `ids`: the customer id of every customer_key, in key order from 0.
-    pub fn new(ids: StringArray) -> Self {
+    pub fn new(directory: Arc<CustomerDirectory>) -> Self {
         Self {
             signature: Signature::any(3, Volatility::Immutable),
-            ids: Arc::new(ids),
+            directory,
         }
     }
 
@@ -53,11 +52,11 @@ impl DirectoryCustomerId {
         match keys
             .iter()
             .flatten()
-            .find(|&key| !matches!(usize::try_from(key), Ok(index) if index < self.ids.len()))
+            .find(|&key| !matches!(usize::try_from(key), Ok(index) if index < self.directory.len()))
         {
             Some(key) => exec_err!(
                 "{NAME}: customer_key {key} is not in the customer directory (0..{})",
-                self.ids.len()
+                self.directory.len()
             ),
             None => Ok(()),
         }
@@ -73,14 +72,14 @@ impl DirectoryCustomerId {
         let keys = keys.as_primitive::<Int64Type>();
         given
             .zip(keys.iter())
-            .map(|(id, key)| id.or_else(|| key.map(|key| self.ids.value(key as usize))))
+            .map(|(id, key)| id.or_else(|| key.map(|key| self.directory.id(key as usize))))
     }
 }
 
 // Two instances are the same function when they hold the same directory.
 impl PartialEq for DirectoryCustomerId {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.ids, &other.ids)
+        Arc::ptr_eq(&self.directory, &other.directory)
     }
 }
 
@@ -88,7 +87,7 @@ impl Eq for DirectoryCustomerId {}
 
 impl Hash for DirectoryCustomerId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        Arc::as_ptr(&self.ids).hash(state);
+        Arc::as_ptr(&self.directory).hash(state);
     }
 }
 
@@ -161,8 +160,14 @@ impl ScalarUDFImpl for DirectoryCustomerId {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{BooleanArray, Int32Array};
+    use datafusion::arrow::array::{BooleanArray, Date32Array, Int32Array};
     use datafusion::config::ConfigOptions;
+
+    fn directory(ids: Vec<&str>) -> DirectoryCustomerId {
+        let signups = Date32Array::from(vec![Some(0); ids.len()]);
+        let directory = CustomerDirectory::new(StringArray::from(ids), signups).unwrap();
+        DirectoryCustomerId::new(Arc::new(directory))
+    }
 
     fn call(given: ArrayRef, keys: ArrayRef) -> Result<ArrayRef> {
         let rows = given.len();
@@ -171,7 +176,7 @@ mod tests {
             .iter()
             .map(|a| Arc::new(Field::new("a", a.data_type().clone(), true)))
             .collect();
-        let directory = DirectoryCustomerId::new(StringArray::from(vec!["A-1", "B-22", "C-333"]));
+        let directory = directory(vec!["A-1", "B-22", "C-333"]);
         let args = ScalarFunctionArgs {
             args: vec![
                 ColumnarValue::Array(given),
@@ -209,7 +214,7 @@ mod tests {
 
     #[test]
     fn the_result_is_nullable_as_the_literal_says() {
-        let directory = DirectoryCustomerId::new(StringArray::from(vec!["A-1"]));
+        let directory = directory(vec!["A-1"]);
         let fields = [
             Arc::new(Field::new("customer_id", DataType::Utf8View, true)),
             Arc::new(Field::new("customer_key", DataType::Int32, true)),

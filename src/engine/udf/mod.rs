@@ -1,8 +1,10 @@
 //! Every Rust UDF and UDAF of cskpi, registered in one place so that the
 //! run, the SQL shell and a distributed engine see the same functions;
-//! except `directory_customer_id`, which holds a run's customer directory
-//! and is registered by validation in that run's local session.
+//! except `directory_customer_id`, `directory_customer_key` and
+//! `directory_first_signup`, which hold a run's customer directory and are
+//! registered by validation in that run's local session.
 
+mod customer_directory;
 mod customer_mrr_months;
 mod directory_customer_id;
 mod feedback;
@@ -22,6 +24,10 @@ use datafusion::prelude::SessionContext;
 
 use crate::feedback::Taxonomy;
 
+pub use customer_directory::{
+    CustomerDirectory, DirectoryLookup, FIRST_SIGNUP_NAME as DIRECTORY_FIRST_SIGNUP,
+    KEY_NAME as DIRECTORY_CUSTOMER_KEY,
+};
 pub use customer_mrr_months::CustomerMrrMonths;
 pub use directory_customer_id::{DirectoryCustomerId, NAME as DIRECTORY_CUSTOMER_ID};
 pub use feedback::{CommentSentiment, CommentThemes};
