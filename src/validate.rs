@@ -192,8 +192,9 @@ fn store_check<'c>(
     })
 }
 
-/// The stored customer directory in memory: the customer id and first
-/// signup of customer_key k at index k.
+/// The stored customer directory in memory (the customer id and first
+/// signup of customer_key k at index k), its bytes taken from the
+/// session's memory pool.
 async fn read_directory(ctx: &SessionContext) -> Result<CustomerDirectory, DataFusionError> {
     let batches = ctx
         .sql(
@@ -228,7 +229,8 @@ async fn read_directory(ctx: &SessionContext) -> Result<CustomerDirectory, DataF
             expected += 1;
         }
     }
-    CustomerDirectory::new(ids.finish(), first_signups.finish())
+    let pool = ctx.runtime_env().memory_pool.clone();
+    CustomerDirectory::new(ids.finish(), first_signups.finish(), &pool)
 }
 
 /// Redefines `<table>_keyed` (sql/validate.sql: the typed input with its

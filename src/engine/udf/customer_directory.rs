@@ -28,6 +28,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::hash_utils::RandomState;
 use datafusion::common::{Result, exec_err};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
@@ -78,6 +79,9 @@ impl Slot {
 pub struct CustomerDirectory {
     /// The customer_id of customer_key k at index k.
     ids: StringArray,
+    /// The directory's bytes, taken from the session's memory pool (held
+    /// until the directory is dropped with the session).
+    _reservation: MemoryReservation,
     /// The first signup of customer_key k at index k.
     first_signups: Date32Array,
     slots: Vec<Slot>,
@@ -94,8 +98,13 @@ impl std::fmt::Debug for CustomerDirectory {
 
 impl CustomerDirectory {
     /// `ids` and `first_signups`: the directory's rows in customer_key
-    /// order from 0. Fails on a null or repeated id.
-    pub fn new(ids: StringArray, first_signups: Date32Array) -> Result<Self> {
+    /// order from 0. Its memory is taken from `pool`. Fails on a null or
+    /// repeated id, or when the pool cannot hold the directory.
+    pub fn new(
+        ids: StringArray,
+        first_signups: Date32Array,
+        pool: &Arc<dyn MemoryPool>,
+    ) -> Result<Self> {
         if ids.len() != first_signups.len() || ids.len() >= EMPTY as usize {
             return exec_err!(
                 "customer directory: {} ids and {} first signups",
@@ -105,8 +114,15 @@ impl CustomerDirectory {
         }
         // At most half full: a probe rarely passes more than one slot.
         let capacity = (ids.len() * 2).next_power_of_two().max(16);
+        let reservation = MemoryConsumer::new("customer directory").register(pool);
+        reservation.try_grow(
+            capacity * std::mem::size_of::<Slot>()
+                + ids.get_array_memory_size()
+                + first_signups.get_array_memory_size(),
+        )?;
         let mut directory = CustomerDirectory {
             ids,
+            _reservation: reservation,
             first_signups,
             slots: vec![Slot::FREE; capacity],
             mask: capacity - 1,
@@ -367,6 +383,11 @@ impl ScalarUDFImpl for DirectoryLookup {
 mod tests {
     use super::*;
     use datafusion::arrow::array::StringViewArray;
+    use datafusion::execution::memory_pool::{GreedyMemoryPool, UnboundedMemoryPool};
+
+    fn pool() -> Arc<dyn MemoryPool> {
+        Arc::new(UnboundedMemoryPool::default())
+    }
 
     const IDS: [&str; 4] = [
         "A-1",
@@ -380,6 +401,7 @@ mod tests {
         CustomerDirectory::new(
             StringArray::from(IDS.to_vec()),
             Date32Array::from(vec![Some(10), None, Some(30), Some(40)]),
+            &pool(),
         )
         .unwrap()
     }
@@ -407,7 +429,8 @@ mod tests {
     fn a_full_table_of_many_ids_finds_each() {
         let ids: Vec<String> = (0..5000).map(|i| format!("C{i}")).collect();
         let signups = Date32Array::from(vec![Some(0); ids.len()]);
-        let directory = CustomerDirectory::new(StringArray::from(ids.clone()), signups).unwrap();
+        let directory =
+            CustomerDirectory::new(StringArray::from(ids.clone()), signups, &pool()).unwrap();
         for (key, id) in ids.iter().enumerate() {
             assert_eq!(directory.key_of(id), Some(key as i32));
         }
@@ -419,6 +442,7 @@ mod tests {
         let repeated = CustomerDirectory::new(
             StringArray::from(vec!["A", "B", "A"]),
             Date32Array::from(vec![Some(0); 3]),
+            &pool(),
         );
         assert!(
             repeated
@@ -429,6 +453,7 @@ mod tests {
         let missing = CustomerDirectory::new(
             StringArray::from(vec![Some("A"), None]),
             Date32Array::from(vec![Some(0); 2]),
+            &pool(),
         );
         assert!(
             missing
@@ -470,5 +495,22 @@ mod tests {
             error.contains("customer_key 4 is not in the customer directory"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_directory_takes_its_memory_from_the_pool() {
+        let ids = StringArray::from(vec!["A", "B"]);
+        let signups = Date32Array::from(vec![Some(0); 2]);
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(1 << 20));
+        let directory = CustomerDirectory::new(ids.clone(), signups.clone(), &pool).unwrap();
+        // 16 slots of 20 bytes, and the two arrays
+        assert!(pool.reserved() >= 16 * 20, "{}", pool.reserved());
+        drop(directory);
+        assert_eq!(pool.reserved(), 0);
+        let small: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(100));
+        let error = CustomerDirectory::new(ids, signups, &small)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("customer directory"), "{error}");
     }
 }

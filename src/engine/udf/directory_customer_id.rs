@@ -162,10 +162,12 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{BooleanArray, Date32Array, Int32Array};
     use datafusion::config::ConfigOptions;
+    use datafusion::execution::memory_pool::{MemoryPool, UnboundedMemoryPool};
 
     fn directory(ids: Vec<&str>) -> DirectoryCustomerId {
         let signups = Date32Array::from(vec![Some(0); ids.len()]);
-        let directory = CustomerDirectory::new(StringArray::from(ids), signups).unwrap();
+        let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
+        let directory = CustomerDirectory::new(StringArray::from(ids), signups, &pool).unwrap();
         DirectoryCustomerId::new(Arc::new(directory))
     }
 
