@@ -905,12 +905,6 @@ async fn zoned_timestamps_in_a_date_column_give_their_utc_date() {
     }
 }
 
-/// Rows of `sql` in `ctx`, every value as text.
-async fn session_rows(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<Vec<String>> {
-    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-    super::fixture::batches_to_rows(&batches)
-}
-
 /// A run finds each row's customer in the directory it holds in memory
 /// (`directory_customer_key`, `directory_first_signup`), where the portable
 /// SQL joins the stored directory: both give every input the same checked
@@ -919,6 +913,7 @@ async fn session_rows(ctx: &datafusion::prelude::SessionContext, sql: &str) -> V
 /// the 12 bytes a slot of the look-up holds, alike in those 12 bytes, too.
 #[tokio::test]
 async fn the_runs_directory_look_up_gives_the_joins_checked_rows() {
+    use super::fixture::session_rows;
     use datafusion::execution::FunctionRegistry;
 
     const LONG_1: &str = "customer-long-0000000001";

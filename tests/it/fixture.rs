@@ -310,6 +310,11 @@ pub async fn query_outputs(out: &Path, sql: &str) -> Vec<Vec<String>> {
             .unwrap();
         }
     }
+    session_rows(&ctx, sql).await
+}
+
+/// Rows of `sql` in `ctx`, every value as text.
+pub async fn session_rows(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
     let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
     batches_to_rows(&batches)
 }
