@@ -21,14 +21,12 @@ use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::arrow::async_writer::AsyncFileWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream_partitioned};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 use tokio::task::JoinSet;
 
 use crate::engine::scratch::ViewDir;
-use crate::engine::sql::CUSTOMER_COLUMNS;
 
 /// Rows per row group of a bucket file: each open file buffers one row
 /// group outside the memory pool, and a view can have a few dozen buckets
@@ -98,13 +96,16 @@ async fn write_buckets(
     index: usize,
     batch_size: usize,
 ) -> Result<()> {
-    let mut properties = WriterProperties::builder()
+    // No dictionaries: a bucket's date column is one value, which LZ4
+    // squeezes as well; its customers appear about once each; and its
+    // measures seldom repeat. Building the dictionaries was a fifth of
+    // writing customer_mrr_movements' buckets (benches/README.md,
+    // "Measured reasons").
+    let properties = WriterProperties::builder()
         .set_compression(Compression::LZ4_RAW)
-        .set_max_row_group_row_count(Some(ROWS_PER_GROUP));
-    for column in CUSTOMER_COLUMNS {
-        properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), false);
-    }
-    let properties = properties.build();
+        .set_dictionary_enabled(false)
+        .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
+        .build();
     let mut buckets: BTreeMap<Option<i32>, Bucket> = BTreeMap::new();
     while let Some(batch) = stream.next().await {
         // The batch ordered by value (one gather), then a zero-copy slice

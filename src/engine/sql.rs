@@ -341,7 +341,7 @@ pub async fn store_without_directory_ids(
 /// holds each customer about once: a dictionary of these columns grows as
 /// large as the column and is then dropped for plain encoding, work for
 /// nothing (benches/README.md, "Measured reasons").
-pub const CUSTOMER_COLUMNS: [&str; 2] = [inputs::CUSTOMER_KEY, "customer_id"];
+const CUSTOMER_COLUMNS: [&str; 2] = [inputs::CUSTOMER_KEY, "customer_id"];
 
 /// Turns the dictionary off for the [`CUSTOMER_COLUMNS`] that `schema` has.
 pub fn without_customer_dictionaries(options: &mut TableParquetOptions, schema: &Schema) {
