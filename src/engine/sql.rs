@@ -345,11 +345,20 @@ const CUSTOMER_COLUMNS: [&str; 2] = [inputs::CUSTOMER_KEY, "customer_id"];
 
 /// Turns the dictionary off for the [`CUSTOMER_COLUMNS`] that `schema` has.
 pub fn without_customer_dictionaries(options: &mut TableParquetOptions, schema: &Schema) {
-    for column in CUSTOMER_COLUMNS {
-        if schema.field_with_name(column).is_ok() {
-            let options = options.column_specific_options.entry(column.into());
-            options.or_default().dictionary_enabled = Some(false);
-        }
+    let present = CUSTOMER_COLUMNS
+        .into_iter()
+        .filter(|column| schema.field_with_name(column).is_ok());
+    without_dictionaries(options, present);
+}
+
+/// Turns the dictionary off for `columns` in files written with `options`.
+pub fn without_dictionaries<'a>(
+    options: &mut TableParquetOptions,
+    columns: impl IntoIterator<Item = &'a str>,
+) {
+    for column in columns {
+        let options = options.column_specific_options.entry(column.into());
+        options.or_default().dictionary_enabled = Some(false);
     }
 }
 
