@@ -8,7 +8,7 @@ use std::time::Duration;
 use expectrl::session::OsSession;
 use expectrl::{ControlCode, Expect, Session};
 
-use super::fixture::{Fixture, sub};
+use super::fixture::{Fixture, generate_dataset, query_outputs, sub};
 
 /// Two customers, one paying 100 a month from January 2025; run once so
 /// `last_run` has tables.
@@ -284,6 +284,61 @@ async fn help_lists_the_commands_and_every_cskpi_function() {
     }
     let wrong = cskpi_sql(&f, &["-c", "\\pset format xml"]);
     assert_eq!(wrong.status.code(), Some(cskpi::error::exit_code::USAGE));
+}
+
+/// The shell keeps the checked inputs in its scratch, as a run does, so a
+/// small memory pool is enough: on 5,000 generated customers with 64 MB,
+/// opening it and reading a KPI view over every input works (over the
+/// bare views, opening ran out of that pool, and of 16 GB at 1M customers)
+/// and agrees with a run's published table; its scratch is gone after a
+/// query, and after a failed one.
+#[tokio::test]
+async fn a_small_pool_is_enough_and_the_scratch_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    generate_dataset(dir.path(), 5000, 7, "2024-01-01", "2025-06-30").await;
+    let job = dir.path().join("job.toml");
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let cskpi = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cskpi"))
+            .args(args)
+            .arg("--config")
+            .arg(&job)
+            .args(["--memory-limit", "64M", "--temp-dir"])
+            .arg(&scratch)
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ran = cskpi(&["run"]);
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let bands =
+        "SELECT band, COUNT(*) AS customers FROM customer_health GROUP BY band ORDER BY band";
+    let published: Vec<String> = query_outputs(&dir.path().join("out"), bands)
+        .await
+        .into_iter()
+        .map(|row| row.join(","))
+        .collect();
+    assert_eq!(published.len(), 3, "{published:?}");
+
+    let queried = stdout(&cskpi(&[
+        "sql",
+        "-c",
+        &format!("{bands};"),
+        "--format",
+        "csv",
+    ]));
+    assert_eq!(queried.lines().skip(1).collect::<Vec<_>>(), published);
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+
+    let failed = cskpi(&["sql", "-c", "SELECT * FROM no_such_table;"]);
+    assert!(!failed.status.success());
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
 }
 
 fn spawn_shell(f: &Fixture) -> OsSession {

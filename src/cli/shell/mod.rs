@@ -26,6 +26,7 @@ use datafusion::sql::parser::DFParser;
 use rustyline::error::ReadlineError;
 
 use crate::config::JobConfig;
+use crate::engine::scratch::Scratch;
 use crate::engine::sql::quote_literal;
 use crate::engine::{session, udf};
 use crate::error::{Error, one_line};
@@ -126,20 +127,28 @@ impl From<ShellError> for Error {
     }
 }
 
-/// The session the shell queries: inputs, views, last run, UDFs.
+/// The session the shell queries: inputs, views, last run, UDFs. The
+/// checked inputs are stored in `scratch`, as a run stores them, so that
+/// each query (and the cohort model, estimated at opening) reads clean rows
+/// instead of validating every input again: over the bare views, opening
+/// alone ran out of a 16 GB pool at 1M customers.
 pub async fn open_session(
     job: &JobConfig,
     as_of: Option<NaiveDate>,
+    scratch: &Scratch,
 ) -> Result<SessionContext, ShellError> {
     let as_of = views::resolve_as_of(job, as_of);
-    let (ctx, _) = views::open_views(job, as_of).await?;
-    // Hash joins, as a run plans its own queries: the session's default of
-    // sort-merge joins, planned over the views, trips a DataFusion 55 sanity
-    // check when a query filters a join key with a constant (WHERE month =
-    // DATE '...'). Through set_options, so that an option set in the
-    // environment still wins, as in a run.
-    session::set_options(&ctx, &[("datafusion.optimizer.prefer_hash_join", "true")])
-        .map_err(Error::from)?;
+    let mut spilling_in_scratch = job.clone();
+    spilling_in_scratch.run.spill_dir = Some(scratch.spill_dir());
+    let (ctx, _) = views::open_inputs(&spilling_in_scratch).await?;
+    let window = views::register_input_views(&ctx, job, as_of, Some(&scratch.views())).await?;
+    // Hash joins for the KPI views, as a run plans them: the session's
+    // default of sort-merge joins, planned over the views, also trips a
+    // DataFusion 55 sanity check when a query filters a join key with a
+    // constant (WHERE month = DATE '...'). Through set_options, so that an
+    // option set in the environment still wins, as in a run.
+    session::prefer_hash_joins(&ctx).map_err(Error::from)?;
+    views::register_kpi_views(&ctx, job, &window).await?;
     register_last_run(&ctx, &job.output.path).await?;
     Ok(ctx)
 }
@@ -372,7 +381,20 @@ pub async fn run(job: &JobConfig, options: ShellOptions) -> Result<(), ShellErro
     if options.format == Format::Parquet && options.output.is_none() {
         return Err(ShellError::Usage("--format parquet needs -o FILE".into()));
     }
-    let ctx = open_session(job, options.as_of).await?;
+    // The shell's scratch goes when it ends, whatever the outcome (a killed
+    // shell's goes with the next run's or shell's cleanup, engine/scratch.rs).
+    let scratch = Scratch::create(job).await.map_err(Error::from)?;
+    let done = run_in_scratch(job, options, &scratch).await;
+    scratch.remove().await;
+    done
+}
+
+async fn run_in_scratch(
+    job: &JobConfig,
+    options: ShellOptions,
+    scratch: &Scratch,
+) -> Result<(), ShellError> {
+    let ctx = open_session(job, options.as_of, scratch).await?;
     let scripted = !options.commands.is_empty() || options.file.is_some();
     let interactive = !scripted && io::stdin().is_terminal();
     let mut shell = Shell::new(ctx, options.format, options.output.clone(), interactive);
