@@ -56,7 +56,8 @@ pub struct ValidationReport {
     pub problem: Option<Error>,
 }
 
-/// Checks a job without writing anything: the inputs' schemas, every row
+/// Checks a job, writing nothing but its scratch (the checked inputs, as a
+/// run stores them, removed at the end): the inputs' schemas, every row
 /// (rejects by reason), the reject ratio, and the KPI views over the data
 /// (including the CSI model against the answers).
 pub async fn validate_job(
@@ -64,8 +65,18 @@ pub async fn validate_job(
     options: &RunOptions,
 ) -> Result<ValidationReport, Error> {
     let as_of = views::resolve_as_of(job, options.as_of);
-    let (ctx, _) = views::open_inputs(job).await?;
-    let window = views::register_input_views(&ctx, job, as_of, None).await?;
+    let scratch = Scratch::create(job).await?;
+    let report = validate_in_scratch(job, as_of, &scratch).await;
+    scratch.remove().await;
+    report
+}
+
+async fn validate_in_scratch(
+    job: &JobConfig,
+    as_of: NaiveDate,
+    scratch: &Scratch,
+) -> Result<ValidationReport, Error> {
+    let (ctx, window) = views::open_checked_inputs(job, as_of, scratch).await?;
     let inputs = validate::count_rows(&ctx).await?;
     let batches = ctx
         .sql(
@@ -93,7 +104,10 @@ pub async fn validate_job(
     let problem =
         match validate::enforce_reject_ratio(&ctx, &inputs, job.run.max_reject_ratio).await {
             Err(e) => Some(e.into()),
-            Ok(()) => views::register_kpi_views(&ctx, job, &window).await.err(),
+            Ok(()) => {
+                session::prefer_hash_joins(&ctx)?;
+                views::register_kpi_views(&ctx, job, &window).await.err()
+            }
         };
     Ok(ValidationReport {
         as_of,

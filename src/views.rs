@@ -14,6 +14,7 @@ use datafusion::prelude::SessionContext;
 use crate::calendar::{self, RunWindow};
 use crate::catalog::{self, RegisteredInput};
 use crate::config::JobConfig;
+use crate::engine::scratch::Scratch;
 use crate::engine::session;
 use crate::error::Error;
 use crate::feedback::Taxonomy;
@@ -65,6 +66,24 @@ pub async fn open_views(
 ) -> Result<(SessionContext, RunWindow), Error> {
     let (ctx, _) = open_inputs(job).await?;
     let window = register_views(&ctx, job, as_of).await?;
+    Ok((ctx, window))
+}
+
+/// A session over a job's inputs with the checked inputs stored in
+/// `scratch`, as a run stores them, and the engine spilling there: what
+/// `cskpi sql` and `cskpi validate` query. Over the bare views, each query
+/// would check every input again, and the plans doing it at once
+/// (the cohort model's, at opening) ran out of a 16 GB pool at 1M
+/// customers. Hash joins are turned on next, for the KPI views.
+pub async fn open_checked_inputs(
+    job: &JobConfig,
+    as_of: NaiveDate,
+    scratch: &Scratch,
+) -> Result<(SessionContext, RunWindow), Error> {
+    let mut spilling_in_scratch = job.clone();
+    spilling_in_scratch.run.spill_dir = Some(scratch.spill_dir());
+    let (ctx, _) = open_inputs(&spilling_in_scratch).await?;
+    let window = register_input_views(&ctx, job, as_of, Some(&scratch.views())).await?;
     Ok((ctx, window))
 }
 

@@ -286,14 +286,15 @@ async fn help_lists_the_commands_and_every_cskpi_function() {
     assert_eq!(wrong.status.code(), Some(cskpi::error::exit_code::USAGE));
 }
 
-/// The shell keeps the checked inputs in its scratch, as a run does, so a
-/// small memory pool is enough: on 5,000 generated customers with 64 MB,
-/// opening it and reading a KPI view over every input works (over the
-/// bare views, opening ran out of that pool, and of 16 GB at 1M customers)
-/// and agrees with a run's published table; its scratch is gone after a
-/// query, and after a failed one.
+/// The shell, and `cskpi validate`, keep the checked inputs in a scratch,
+/// as a run does, so a small memory pool is enough: on 5,000 generated
+/// customers with 64 MB, opening the shell and reading a KPI view over
+/// every input works (over the bare views, opening ran out of that pool,
+/// and of 16 GB at 1M customers) and agrees with a run's published table,
+/// and so does validating; the scratch is gone after a query, after a
+/// failed one, and after validating.
 #[tokio::test]
-async fn a_small_pool_is_enough_and_the_scratch_goes() {
+async fn sql_and_validate_fit_a_small_pool_and_remove_their_scratch() {
     let dir = tempfile::tempdir().unwrap();
     generate_dataset(dir.path(), 5000, 7, "2024-01-01", "2025-06-30").await;
     let job = dir.path().join("job.toml");
@@ -338,6 +339,13 @@ async fn a_small_pool_is_enough_and_the_scratch_goes() {
 
     let failed = cskpi(&["sql", "-c", "SELECT * FROM no_such_table;"]);
     assert!(!failed.status.success());
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+
+    let validated = stdout(&cskpi(&["validate"]));
+    assert!(
+        validated.contains("ok: a run would go ahead"),
+        "{validated}"
+    );
     assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
 }
 

@@ -127,21 +127,15 @@ impl From<ShellError> for Error {
     }
 }
 
-/// The session the shell queries: inputs, views, last run, UDFs. The
-/// checked inputs are stored in `scratch`, as a run stores them, so that
-/// each query (and the cohort model, estimated at opening) reads clean rows
-/// instead of validating every input again: over the bare views, opening
-/// alone ran out of a 16 GB pool at 1M customers.
+/// The session the shell queries: inputs (checked ones stored in
+/// `scratch`, `views::open_checked_inputs`), views, last run, UDFs.
 pub async fn open_session(
     job: &JobConfig,
     as_of: Option<NaiveDate>,
     scratch: &Scratch,
 ) -> Result<SessionContext, ShellError> {
     let as_of = views::resolve_as_of(job, as_of);
-    let mut spilling_in_scratch = job.clone();
-    spilling_in_scratch.run.spill_dir = Some(scratch.spill_dir());
-    let (ctx, _) = views::open_inputs(&spilling_in_scratch).await?;
-    let window = views::register_input_views(&ctx, job, as_of, Some(&scratch.views())).await?;
+    let (ctx, window) = views::open_checked_inputs(job, as_of, scratch).await?;
     // Hash joins for the KPI views, as a run plans them: the session's
     // default of sort-merge joins, planned over the views, also trips a
     // DataFusion 55 sanity check when a query filters a join key with a
