@@ -31,14 +31,19 @@ WITH active AS (
     WHERE c.signup_date <= ${score_date}
       AND (c.churn_date IS NULL OR c.churn_date > ${score_date})
 ), usage_windows AS (
-    SELECT customer_key,
-           SUM(CASE WHEN day >= ${score_date} - INTERVAL '29 days' THEN events ELSE 0 END)
-               AS recent,
-           SUM(CASE WHEN day < ${score_date} - INTERVAL '29 days' THEN events ELSE 0 END)
-               AS earlier
-    FROM usage
-    WHERE day >= ${score_date} - INTERVAL '119 days' AND day <= ${score_date}
-    GROUP BY customer_key
+    -- per customer_key: the sums of SUM(...) GROUP BY customer_key, by
+    -- sums_by_key, which keeps them in arrays indexed by the dense key
+    -- instead of probing a hash table with each of the window's rows
+    SELECT w['key'] AS customer_key, w['sum1'] AS recent, w['sum2'] AS earlier
+    FROM (
+        SELECT unnest(sums_by_key(
+                   customer_key,
+                   CASE WHEN day >= ${score_date} - INTERVAL '29 days' THEN events ELSE 0 END,
+                   CASE WHEN day < ${score_date} - INTERVAL '29 days' THEN events ELSE 0 END))
+               AS w
+        FROM usage
+        WHERE day >= ${score_date} - INTERVAL '119 days' AND day <= ${score_date}
+    )
 ), latest_nps AS (
     -- the latest answer (ties: the greatest response_id), by a grouping
     SELECT customer_key, latest_score(score, responded_at, response_id) AS score

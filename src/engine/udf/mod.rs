@@ -12,7 +12,9 @@ mod grouped_rows;
 mod key_hash;
 mod latest_score;
 mod mrr_snapshot_months;
+mod prefetch;
 mod renewal_due_months;
+mod sums_by_key;
 mod survey_scores;
 mod to_json;
 mod version;
@@ -35,6 +37,7 @@ pub use key_hash::KeyHash;
 pub use latest_score::LatestScore;
 pub use mrr_snapshot_months::MrrSnapshotMonths;
 pub use renewal_due_months::RenewalDueMonths;
+pub use sums_by_key::SumsByKey;
 pub use survey_scores::{DEFAULT_CSAT_POSITIVE_MIN, ScoreAggregate, ScoreKpi};
 pub use to_json::ToJson;
 pub use version::{CskpiVersion, VERSION};
@@ -57,13 +60,14 @@ pub fn scalar_udfs(taxonomy: Arc<Taxonomy>) -> Vec<ScalarUDF> {
 pub const WHOLE_GROUP_AGGREGATES: [&str; 2] = ["renewal_due_months", "customer_mrr_months"];
 
 /// The aggregate UDFs: `nps`, `nps_moe`, `csat`, `latest_score`,
-/// `renewal_due_months` and `customer_mrr_months`.
+/// `sums_by_key`, `renewal_due_months` and `customer_mrr_months`.
 pub fn aggregate_udfs() -> Vec<AggregateUDF> {
     [ScoreKpi::Nps, ScoreKpi::NpsMoe, ScoreKpi::Csat]
         .into_iter()
         .map(|kpi| AggregateUDF::new_from_impl(ScoreAggregate::new(kpi)))
         .chain([
             AggregateUDF::new_from_impl(LatestScore::new()),
+            AggregateUDF::new_from_impl(SumsByKey::new()),
             AggregateUDF::new_from_impl(RenewalDueMonths::new()),
             AggregateUDF::new_from_impl(CustomerMrrMonths::new()),
         ])
