@@ -212,7 +212,7 @@ pub enum Command {
         markdown: bool,
     },
     /// Check a job file and its inputs (schemas, row errors, reject ratio)
-    /// without writing anything.
+    /// without writing any output (only a scratch in the temp dir, removed).
     #[command(mut_arg("config", |a| a.short('c')))]
     Validate {
         #[command(flatten)]
