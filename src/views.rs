@@ -59,7 +59,8 @@ pub async fn open_inputs(job: &JobConfig) -> Result<(SessionContext, Vec<Registe
 }
 
 /// A session over a job's inputs with every view registered and nothing
-/// materialised: what ad hoc SQL queries.
+/// materialised: what the tests query on small data (`cskpi sql` and
+/// `cskpi validate` store the checked inputs first, `open_checked_inputs`).
 pub async fn open_views(
     job: &JobConfig,
     as_of: NaiveDate,
@@ -89,8 +90,9 @@ pub async fn open_checked_inputs(
 
 /// Registers everything between the typed inputs and the KPI views: the
 /// checked views, their clean views and `rejects`, `kpi_months` and every
-/// KPI family's views, all of them views (an interactive session or a SQL
-/// test; a run stores some of them as it goes, see `run_job`).
+/// KPI family's views, all of them views (the SQL and integration tests;
+/// a run stores some of them as it goes, see `run_job`, and `cskpi sql`
+/// the checked inputs).
 pub async fn register_views(
     ctx: &SessionContext,
     job: &JobConfig,
