@@ -65,10 +65,10 @@ pub async fn validate_job(
     options: &RunOptions,
 ) -> Result<ValidationReport, Error> {
     let as_of = views::resolve_as_of(job, options.as_of);
-    let scratch = Scratch::create(job).await?;
-    let report = validate_in_scratch(job, as_of, &scratch).await;
-    scratch.remove().await;
-    report
+    Scratch::within(job, async |scratch| {
+        validate_in_scratch(job, as_of, scratch).await
+    })
+    .await
 }
 
 async fn validate_in_scratch(
@@ -217,21 +217,19 @@ async fn execute_run(
     // The run's scratch holds its stored views and the engine's spill
     // files: a killed run leaves one directory (and prefix on S3), which
     // the next run removes (engine/scratch.rs).
-    let scratch = Scratch::create(job).await?;
-    let mut spilling_in_scratch = job.clone();
-    spilling_in_scratch.run.spill_dir = Some(scratch.spill_dir());
-    let done = run_in_scratch(
-        &spilling_in_scratch,
-        &scratch.views(),
-        as_of,
-        stages,
-        run_id,
-        started,
-        clock,
-    )
-    .await;
-    scratch.remove().await;
-    done
+    Scratch::within(job, async |scratch| {
+        run_in_scratch(
+            &scratch.spilling_here(job),
+            &scratch.views(),
+            as_of,
+            stages,
+            run_id,
+            started,
+            clock,
+        )
+        .await
+    })
+    .await
 }
 
 /// A run's work, its views stored in `stored`.

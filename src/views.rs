@@ -81,9 +81,7 @@ pub async fn open_checked_inputs(
     as_of: NaiveDate,
     scratch: &Scratch,
 ) -> Result<(SessionContext, RunWindow), Error> {
-    let mut spilling_in_scratch = job.clone();
-    spilling_in_scratch.run.spill_dir = Some(scratch.spill_dir());
-    let (ctx, _) = open_inputs(&spilling_in_scratch).await?;
+    let (ctx, _) = open_inputs(&scratch.spilling_here(job)).await?;
     let window = register_input_views(&ctx, job, as_of, Some(&scratch.views())).await?;
     Ok((ctx, window))
 }

@@ -120,9 +120,28 @@ impl Scratch {
         })
     }
 
+    /// Runs `work` in a new scratch of `job` (`create`), then removes the
+    /// scratch whatever `work` returned.
+    pub async fn within<T, E: From<SessionError>>(
+        job: &JobConfig,
+        work: impl AsyncFnOnce(&Scratch) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let scratch = Scratch::create(job).await?;
+        let done = work(&scratch).await;
+        scratch.remove().await;
+        done
+    }
+
     /// The directory the engine spills to (always local).
     pub fn spill_dir(&self) -> PathBuf {
         self.local.path().join("spill")
+    }
+
+    /// `job` with the engine spilling into this scratch.
+    pub fn spilling_here(&self, job: &JobConfig) -> JobConfig {
+        let mut spilling = job.clone();
+        spilling.run.spill_dir = Some(self.spill_dir());
+        spilling
     }
 
     /// Where the run stores its views.

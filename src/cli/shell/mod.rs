@@ -27,6 +27,7 @@ use rustyline::error::ReadlineError;
 
 use crate::config::JobConfig;
 use crate::engine::scratch::Scratch;
+use crate::engine::session::SessionError;
 use crate::engine::sql::quote_literal;
 use crate::engine::{session, udf};
 use crate::error::{Error, one_line};
@@ -99,6 +100,12 @@ impl ShellError {
 impl From<Error> for ShellError {
     fn from(e: Error) -> Self {
         ShellError::Open(Box::new(e))
+    }
+}
+
+impl From<SessionError> for ShellError {
+    fn from(e: SessionError) -> Self {
+        ShellError::Open(Box::new(e.into()))
     }
 }
 
@@ -377,10 +384,10 @@ pub async fn run(job: &JobConfig, options: ShellOptions) -> Result<(), ShellErro
     }
     // The shell's scratch goes when it ends, whatever the outcome (a killed
     // shell's goes with the next run's or shell's cleanup, engine/scratch.rs).
-    let scratch = Scratch::create(job).await.map_err(Error::from)?;
-    let done = run_in_scratch(job, options, &scratch).await;
-    scratch.remove().await;
-    done
+    Scratch::within(job, async |scratch| {
+        run_in_scratch(job, options, scratch).await
+    })
+    .await
 }
 
 async fn run_in_scratch(
