@@ -35,6 +35,10 @@ impl Moments {
     }
 }
 
+/// Products are added this many columns at a time (one 256-bit vector of
+/// f64), so rows are stored padded with zeros to a multiple of it.
+const LANES: usize = 4;
+
 /// The answers row by row, each minus the column means: contiguous rows make
 /// the weighted cross products of a resample one sequential pass, and
 /// centring first keeps them accurate (no large sums of squares to subtract).
@@ -42,6 +46,8 @@ impl Moments {
 pub struct CentredRows {
     n: usize,
     p: usize,
+    /// Values per stored row: p padded with zeros to a multiple of LANES.
+    stride: usize,
     means: Vec<f64>,
     rows: Vec<f64>,
 }
@@ -49,12 +55,20 @@ pub struct CentredRows {
 impl CentredRows {
     pub fn new(data: &DMatrix<f64>) -> Self {
         let (n, p) = data.shape();
+        let stride = p.next_multiple_of(LANES);
         let means: Vec<f64> = (0..p).map(|c| data.column(c).sum() / n as f64).collect();
-        let mut rows = Vec::with_capacity(n * p);
+        let mut rows = Vec::with_capacity(n * stride);
         for r in 0..n {
             rows.extend((0..p).map(|c| data[(r, c)] - means[c]));
+            rows.resize(rows.len() + stride - p, 0.0);
         }
-        Self { n, p, means, rows }
+        Self {
+            n,
+            p,
+            stride,
+            means,
+            rows,
+        }
     }
 
     pub fn respondents(&self) -> usize {
@@ -74,16 +88,18 @@ impl CentredRows {
     }
 
     fn weighted_moments(&self, count: impl Fn(usize) -> u32) -> Moments {
-        let p = self.p;
+        let (p, stride) = (self.p, self.stride);
+        let add_four_rows = four_rows_adder();
         let mut total = 0u64;
         let mut sums = vec![0.0; p];
-        // upper triangle, row k at k * p
-        let mut products = vec![0.0; p * p];
+        // upper triangle, row k at k * stride (a block of LANES columns
+        // from k's own block on: the few columns left of k are unused)
+        let mut products = vec![0.0; p * stride];
         // Rows are added four at a time: one load and store of each
         // product per four rows instead of per row.
         let mut batch: [(&[f64], f64); 4] = [(&[], 0.0); 4];
         let mut batched = 0;
-        for (i, row) in self.rows.chunks_exact(p).enumerate() {
+        for (i, row) in self.rows.chunks_exact(stride).enumerate() {
             let c = count(i);
             if c == 0 {
                 continue;
@@ -100,7 +116,8 @@ impl CentredRows {
             for k in 0..p {
                 let a = weight * row[k];
                 sums[k] += a;
-                for (product, b) in products[k * p + k..(k + 1) * p].iter_mut().zip(&row[k..]) {
+                let out = &mut products[k * stride + k..k * stride + p];
+                for (product, b) in out.iter_mut().zip(&row[k..p]) {
                     *product += a * b;
                 }
             }
@@ -114,7 +131,8 @@ impl CentredRows {
         // constant so that a constant block is recognised as such.
         let constant: Vec<bool> = (0..p)
             .map(|k| {
-                products[k * p + k] / n - shift[k] * shift[k] <= 1e-12 * products[k * p + k] / n
+                let square = products[k * stride + k] / n;
+                square - shift[k] * shift[k] <= 1e-12 * square
             })
             .collect();
         let covariance = DMatrix::from_fn(p, p, |i, j| {
@@ -122,7 +140,7 @@ impl CentredRows {
             if constant[k] || constant[l] {
                 0.0
             } else {
-                products[k * p + l] / n - shift[k] * shift[l]
+                products[k * stride + l] / n - shift[k] * shift[l]
             }
         });
         Moments {
@@ -133,15 +151,87 @@ impl CentredRows {
     }
 }
 
-/// sums += the weighted rows; products (upper triangle) += their weighted
-/// outer products.
-fn add_four_rows(batch: &[(&[f64], f64); 4], sums: &mut [f64], products: &mut [f64]) {
+/// Adds four weighted rows to the sums and the products: the function for
+/// this CPU, chosen once per pass.
+type FourRowsAdder = fn(&[(&[f64], f64); 4], &mut [f64], &mut [f64]);
+
+/// [`add_four_rows_avx`] where the CPU has AVX, else [`add_four_rows`]:
+/// the same operations in the same order (no fused multiply-add), so the
+/// numbers are the same bits on every machine.
+fn four_rows_adder() -> FourRowsAdder {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        return |batch, sums, products| {
+            // SAFETY: the CPU has AVX, the only feature the function is
+            // compiled for.
+            unsafe { add_four_rows_avx(batch, sums, products) }
+        };
+    }
+    add_four_rows
+}
+
+/// [`add_four_rows`] with each block of products one 256-bit vector (the
+/// compiler, left to itself, used 128-bit ones).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn add_four_rows_avx(batch: &[(&[f64], f64); 4], sums: &mut [f64], products: &mut [f64]) {
+    use std::arch::x86_64::{
+        _mm256_add_pd, _mm256_loadu_pd, _mm256_mul_pd, _mm256_set1_pd, _mm256_storeu_pd,
+    };
     let p = sums.len();
+    let stride = products.len() / p;
+    assert!(stride.is_multiple_of(LANES) && products.len() == p * stride);
+    assert!(batch.iter().all(|(row, _)| row.len() >= stride));
     let [(r0, w0), (r1, w1), (r2, w2), (r3, w3)] = *batch;
     for k in 0..p {
         let (a0, a1, a2, a3) = (w0 * r0[k], w1 * r1[k], w2 * r2[k], w3 * r3[k]);
         sums[k] += a0 + a1 + a2 + a3;
-        let out = &mut products[k * p + k..(k + 1) * p];
+        let (r0, r1, r2, r3) = (r0.as_ptr(), r1.as_ptr(), r2.as_ptr(), r3.as_ptr());
+        // SAFETY: every offset read or written is below stride in a row
+        // (asserted at least stride long) and below p * stride in products
+        // (asserted exactly that long): the blocks of LANES = 4 f64 start
+        // at multiples of 4 below stride, itself a multiple of 4.
+        unsafe {
+            let (a0, a1, a2, a3) = (
+                _mm256_set1_pd(a0),
+                _mm256_set1_pd(a1),
+                _mm256_set1_pd(a2),
+                _mm256_set1_pd(a3),
+            );
+            let out = products.as_mut_ptr().wrapping_add(k * stride);
+            let mut j = k - k % LANES;
+            while j < stride {
+                let terms = _mm256_add_pd(
+                    _mm256_add_pd(
+                        _mm256_add_pd(
+                            _mm256_mul_pd(a0, _mm256_loadu_pd(r0.wrapping_add(j))),
+                            _mm256_mul_pd(a1, _mm256_loadu_pd(r1.wrapping_add(j))),
+                        ),
+                        _mm256_mul_pd(a2, _mm256_loadu_pd(r2.wrapping_add(j))),
+                    ),
+                    _mm256_mul_pd(a3, _mm256_loadu_pd(r3.wrapping_add(j))),
+                );
+                _mm256_storeu_pd(
+                    out.wrapping_add(j),
+                    _mm256_add_pd(_mm256_loadu_pd(out.wrapping_add(j)), terms),
+                );
+                j += LANES;
+            }
+        }
+    }
+}
+
+/// sums += the weighted rows; products (upper triangle, row k at k *
+/// stride, stride = products.len() / sums.len()) += their weighted outer
+/// products.
+fn add_four_rows(batch: &[(&[f64], f64); 4], sums: &mut [f64], products: &mut [f64]) {
+    let p = sums.len();
+    let stride = products.len() / p;
+    let [(r0, w0), (r1, w1), (r2, w2), (r3, w3)] = *batch;
+    for k in 0..p {
+        let (a0, a1, a2, a3) = (w0 * r0[k], w1 * r1[k], w2 * r2[k], w3 * r3[k]);
+        sums[k] += a0 + a1 + a2 + a3;
+        let out = &mut products[k * stride + k..k * stride + p];
         let rest = r0[k..p].iter().zip(&r1[k..p]).zip(&r2[k..p]).zip(&r3[k..p]);
         for (product, (((b0, b1), b2), b3)) in out.iter_mut().zip(rest) {
             *product += a0 * b0 + a1 * b1 + a2 * b2 + a3 * b3;
@@ -195,6 +285,68 @@ mod tests {
         for i in 0..3 {
             for j in 0..3 {
                 assert!((plain.covariance[(i, j)] - cov(i, j)).abs() < 1e-13);
+            }
+        }
+    }
+
+    #[test]
+    fn four_rows_add_the_same_bits_on_every_path() {
+        // p = 16 (the bundled models' item count) and 6 (padded to 8); the
+        // weighted products worked out one element at a time in the
+        // documented order: product + (((a0 b0 + a1 b1) + a2 b2) + a3 b3)
+        for p in [16, 6] {
+            let data = DMatrix::from_fn(9, p, |r, c| ((r * 7 + c * 5) % 11) as f64 * 0.37 - 1.3);
+            let rows = CentredRows::new(&data);
+            let row = |r: usize| &rows.rows[r * rows.stride..(r + 1) * rows.stride];
+            let batch = [(row(0), 2.0), (row(3), 1.0), (row(5), 3.0), (row(8), 1.0)];
+            let mut expected = vec![0.5; p * rows.stride];
+            for k in 0..p {
+                let a: Vec<f64> = batch.iter().map(|(r, w)| w * r[k]).collect();
+                for l in k..p {
+                    let b: Vec<f64> = batch.iter().map(|(r, _)| r[l]).collect();
+                    expected[k * rows.stride + l] +=
+                        a[0] * b[0] + a[1] * b[1] + a[2] * b[2] + a[3] * b[3];
+                }
+            }
+            for adder in [four_rows_adder(), add_four_rows as FourRowsAdder] {
+                let (mut sums, mut products) = (vec![0.0; p], vec![0.5; p * rows.stride]);
+                adder(&batch, &mut sums, &mut products);
+                for k in 0..p {
+                    for l in k..p {
+                        let (got, want) =
+                            (products[k * rows.stride + l], expected[k * rows.stride + l]);
+                        assert_eq!(got.to_bits(), want.to_bits(), "p {p}, ({k}, {l})");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sixteen_items_resampled_are_the_data_with_rows_repeated() {
+        // 23 rows of 16 items (five batches of four and a tail of three)
+        let data = DMatrix::from_fn(23, 16, |r, c| ((r * 3 + c * c) % 10 + 1) as f64);
+        let mut counts: Vec<u32> = (0..23).map(|r| (r * 7 % 5) as u32 % 3).collect();
+        counts[0] += 4; // 23 draws in all, as a resample has
+        let drawn: u32 = counts.iter().sum();
+        assert_eq!(drawn, 23);
+        let repeated: Vec<usize> = counts
+            .iter()
+            .enumerate()
+            .flat_map(|(r, &c)| std::iter::repeat_n(r, c as usize))
+            .collect();
+        let repeated = DMatrix::from_fn(repeated.len(), 16, |r, c| data[(repeated[r], c)]);
+        let got = CentredRows::new(&data).resample_moments(&counts);
+        let n = f64::from(drawn);
+        let means: Vec<f64> = (0..16).map(|c| repeated.column(c).sum() / n).collect();
+        for i in 0..16 {
+            assert!((got.means[i] - means[i]).abs() < 1e-13);
+            for j in 0..16 {
+                let cov = (0..repeated.nrows())
+                    .map(|r| (repeated[(r, i)] - means[i]) * (repeated[(r, j)] - means[j]))
+                    .sum::<f64>()
+                    / n;
+                assert!((got.covariance[(i, j)] - cov).abs() < 1e-12, "({i}, {j})");
             }
         }
     }
