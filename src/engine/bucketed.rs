@@ -19,7 +19,7 @@ use datafusion::arrow::datatypes::{DataType, Date32Type, SchemaRef};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::arrow::async_writer::AsyncFileWriter;
-use datafusion::parquet::basic::Compression;
+use datafusion::parquet::basic::{Compression, Encoding};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream_partitioned};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
@@ -100,12 +100,19 @@ async fn write_buckets(
     // squeezes as well; its customers appear about once each; and its
     // measures seldom repeat. Building the dictionaries was a fifth of
     // writing customer_mrr_movements' buckets (benches/README.md,
-    // "Measured reasons").
-    let properties = WriterProperties::builder()
+    // "Measured reasons"). Integers and dates are delta-encoded, as in
+    // every scratch file.
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::LZ4_RAW)
         .set_dictionary_enabled(false)
-        .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
-        .build();
+        .set_max_row_group_row_count(Some(ROWS_PER_GROUP));
+    for field in stream.schema().fields() {
+        if crate::engine::sql::delta_encoded(field.data_type()) {
+            builder = builder
+                .set_column_encoding(field.name().as_str().into(), Encoding::DELTA_BINARY_PACKED);
+        }
+    }
+    let properties = builder.build();
     let mut buckets: BTreeMap<Option<i32>, Bucket> = BTreeMap::new();
     while let Some(batch) = stream.next().await {
         // The batch ordered by value (one gather), then a zero-copy slice
@@ -237,5 +244,13 @@ mod tests {
             .unwrap();
         let value = |i: usize| sums[0].column(i).as_primitive::<Int64Type>().value(0);
         assert_eq!((value(0), value(1), value(2)), (6, 21, 4));
+        let encodings = crate::engine::sql::tests::column_encodings(&dir.path().join("v"));
+        for column in ["month", "n"] {
+            let used = &encodings[column];
+            assert!(
+                used.contains(&Encoding::DELTA_BINARY_PACKED),
+                "{column}: {used:?}"
+            );
+        }
     }
 }
