@@ -350,7 +350,7 @@ impl WholeGroupAggregate for Constants {
 
 #[cfg(test)]
 mod tests {
-    use chrono::NaiveDate;
+    use chrono::{Datelike, Days, NaiveDate};
 
     use datafusion::arrow::array::{Date32Array, Int64Array};
     use datafusion::logical_expr::EmitTo;
@@ -441,6 +441,74 @@ mod tests {
             ]
         );
         assert_eq!(paid, None);
+    }
+
+    /// Customers of 1 to 5 lines drawn at random (a fixed seed) against the
+    /// rule applied month by month with chrono: a month's mrr is the sum of
+    /// the lines with start <= snapshot < end (the snapshot its last day,
+    /// as_of in as_of's month), its prev the month before's; a month up to
+    /// as_of's has an entry when lines cover it or the month before.
+    #[test]
+    fn random_customers_follow_the_rule_month_by_month() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut draw = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let base = NaiveDate::from_ymd_opt(2023, 1, 1).unwrap();
+        for _ in 0..500 {
+            let as_of = base + Days::new(draw(900));
+            let lines: Vec<Line> = (0..1 + draw(5))
+                .map(|_| {
+                    let start = base + Days::new(draw(900));
+                    let end = start + Days::new(1 + draw(400));
+                    Line {
+                        start: to_date32(start),
+                        end: to_date32(end),
+                        monthly_micros: draw(20_000) as i64 - 2_000,
+                    }
+                })
+                .collect();
+            let first_day = |month: u32| {
+                NaiveDate::from_ymd_opt(2023 + (month / 12) as i32, month % 12 + 1, 1).unwrap()
+            };
+            let as_of_month = ((as_of.year() - 2023) * 12) as u32 + as_of.month0();
+            let mrr = |month: u32| {
+                let snapshot = match month == as_of_month {
+                    true => as_of,
+                    false => first_day(month + 1).pred_opt().unwrap(),
+                };
+                let covering: Vec<i64> = lines
+                    .iter()
+                    .filter(|l| l.start <= to_date32(snapshot) && to_date32(snapshot) < l.end)
+                    .map(|l| l.monthly_micros)
+                    .collect();
+                (!covering.is_empty()).then(|| covering.iter().sum::<i64>())
+            };
+            let mut expected = Vec::new();
+            for month in 0..=as_of_month {
+                let (now, before) = (mrr(month), month.checked_sub(1).and_then(mrr));
+                if now.is_some() || before.is_some() {
+                    expected.push((
+                        first_day(month).to_string(),
+                        now.unwrap_or(0),
+                        before.unwrap_or(0),
+                        now.is_some(),
+                    ));
+                }
+            }
+            let expected_paid = expected
+                .iter()
+                .find(|(_, mrr, _, _)| *mrr >= 5000)
+                .map(|(month, ..)| month.clone());
+            assert_eq!(
+                months(&lines, &as_of.to_string()),
+                (expected, expected_paid),
+                "{lines:?}, as_of {as_of}"
+            );
+        }
     }
 
     /// Two groups through partial states (one group emitted early) and a

@@ -120,7 +120,8 @@ impl ScalarUDFImpl for MrrSnapshotMonths {
 mod tests {
     use super::*;
     use crate::calendar::{from_date32, to_date32};
-    use chrono::NaiveDate;
+    use chrono::{Datelike, Days, NaiveDate};
+    use std::cmp::Ordering;
 
     fn snapshot_months(start: NaiveDate, end: NaiveDate, as_of: NaiveDate) -> Vec<NaiveDate> {
         let mut months = Vec::new();
@@ -164,6 +165,41 @@ mod tests {
         );
         // A line starting after as_of within as_of's month is not covered yet.
         assert!(snapshot_months(d(2025, 6, 19), d(2025, 7, 19), d(2025, 6, 18)).is_empty());
+    }
+
+    /// Every line of up to 70 days starting in 2024-11 .. 2025-03 against
+    /// as_of dates around a month's end: the months are those whose
+    /// snapshot day (its last day, as_of in as_of's month), walked day by
+    /// day with chrono, lies in [start, end), up to as_of's month.
+    #[test]
+    fn the_months_are_those_whose_snapshot_day_the_line_covers() {
+        for as_of in [
+            d(2025, 1, 30),
+            d(2025, 1, 31),
+            d(2025, 2, 1),
+            d(2025, 2, 28),
+        ] {
+            let as_of_month = (as_of.year(), as_of.month());
+            for start in d(2024, 11, 25).iter_days().take(100) {
+                for end in start.iter_days().skip(1).take(70) {
+                    let expected: Vec<NaiveDate> = start
+                        .iter_days()
+                        .take_while(|day| *day < end)
+                        .filter(|day| match (day.year(), day.month()).cmp(&as_of_month) {
+                            Ordering::Less => (*day + Days::new(1)).month() != day.month(),
+                            Ordering::Equal => *day == as_of,
+                            Ordering::Greater => false,
+                        })
+                        .map(|day| d(day.year(), day.month(), 1))
+                        .collect();
+                    assert_eq!(
+                        snapshot_months(start, end, as_of),
+                        expected,
+                        "{start} .. {end}, as_of {as_of}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
