@@ -476,13 +476,13 @@ mod tests {
             };
             let as_of_month = ((as_of.year() - 2023) * 12) as u32 + as_of.month0();
             let mrr = |month: u32| {
-                let snapshot = match month == as_of_month {
+                let snapshot = to_date32(match month == as_of_month {
                     true => as_of,
                     false => first_day(month + 1).pred_opt().unwrap(),
-                };
+                });
                 let covering: Vec<i64> = lines
                     .iter()
-                    .filter(|l| l.start <= to_date32(snapshot) && to_date32(snapshot) < l.end)
+                    .filter(|l| l.start <= snapshot && snapshot < l.end)
                     .map(|l| l.monthly_micros)
                     .collect();
                 (!covering.is_empty()).then(|| covering.iter().sum::<i64>())
