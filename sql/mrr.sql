@@ -93,26 +93,33 @@ FROM customer_mrr_movements
 WHERE month >= ${first_month}
   AND (mrr_micros >= 5000 OR prev_micros >= 5000);
 
+-- Summed in two steps: first per month, segment, movement and paying flag
+-- (a few dozen groups a month, each row read once and only added), then
+-- those sums per segment and for 'all'. Grouping sets over the customer
+-- rows themselves evaluated a CASE per total for every row and every set.
 CREATE OR REPLACE VIEW mrr_segment_totals AS
+WITH by_movement AS (
+    -- one customer's month fits 64-bit micro-units (a line is at most
+    -- 9e12), a month's total over every customer may not: a 64-bit sum
+    -- would wrap silently past 9.2e12 currency units (360 M USD in VND)
+    SELECT month, segment, movement, mrr_micros >= 5000 AS paying,
+           SUM(CAST(mrr_micros AS DECIMAL(38, 0))) AS mrr,
+           SUM(CAST(prev_micros AS DECIMAL(38, 0))) AS prev,
+           COUNT(*) AS customers
+    FROM customer_mrr_movements
+    WHERE month >= ${first_month}
+    GROUP BY month, segment, movement, mrr_micros >= 5000
+)
 SELECT month, CASE WHEN grouping(segment) = 1 THEN 'all' ELSE segment END AS segment,
        SUM(mrr) AS mrr,
        SUM(prev) AS prev_mrr,
-       SUM(CASE WHEN mrr_micros >= 5000 THEN 1 ELSE 0 END) AS paying_customers,
+       SUM(CASE WHEN paying THEN customers ELSE 0 END) AS paying_customers,
        SUM(CASE WHEN movement = 'new' THEN mrr ELSE 0 END) AS new_mrr,
        SUM(CASE WHEN movement = 'expansion' THEN mrr - prev ELSE 0 END) AS expansion_mrr,
        SUM(CASE WHEN movement = 'reactivation' THEN mrr ELSE 0 END) AS reactivation_mrr,
        SUM(CASE WHEN movement = 'contraction' THEN mrr - prev ELSE 0 END) AS contraction_mrr,
        SUM(CASE WHEN movement = 'churn' THEN -prev ELSE 0 END) AS churned_mrr
-FROM (
-    -- one customer's month fits 64-bit micro-units (a line is at most
-    -- 9e12), a month's total over every customer may not: a 64-bit sum
-    -- would wrap silently past 9.2e12 currency units (360 M USD in VND)
-    SELECT month, segment, movement, mrr_micros,
-           CAST(mrr_micros AS DECIMAL(38, 0)) AS mrr,
-           CAST(prev_micros AS DECIMAL(38, 0)) AS prev
-    FROM customer_mrr_movements
-)
-WHERE month >= ${first_month}
+FROM by_movement
 GROUP BY GROUPING SETS ((month, segment), (month));
 
 -- Sums in micro-units, exact; converted to currency units once, here.
