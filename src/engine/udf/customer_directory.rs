@@ -24,10 +24,11 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Date32Array, Date32Builder, Int32Array, Int32Builder, StringArray,
+    Array, ArrayRef, AsArray, Date32Array, Int32Array, Int32Builder, StringArray,
 };
+use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
 use datafusion::common::hash_utils::RandomState;
 use datafusion::common::{Result, exec_err};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
@@ -234,34 +235,59 @@ impl CustomerDirectory {
     }
 
     /// The first signups of `keys` (any integer type), null for a null key,
-    /// each fetched [`AHEAD`] rows before it is read.
+    /// each fetched [`AHEAD`] rows before it is read. One pass over the key
+    /// values without a builder: a row costs the read of its signup, which
+    /// the prefetch mostly hides (usage's 75 M rows took 0.77 s of CPU with
+    /// the keys widened to 64 bits and appended one by one).
     fn first_signups_of(&self, keys: &ArrayRef) -> Result<Date32Array> {
-        let keys = cast(keys, &DataType::Int64)?;
-        let keys = keys.as_primitive::<Int64Type>();
-        if let Some(key) = keys
-            .iter()
-            .flatten()
-            .find(|&key| !matches!(usize::try_from(key), Ok(index) if index < self.len()))
-        {
-            return exec_err!(
+        let not_held = |key: &dyn std::fmt::Display| {
+            exec_err!(
                 "{FIRST_SIGNUP_NAME}: customer_key {key} is not in the customer directory (0..{})",
                 self.len()
-            );
-        }
-        let signups = self.first_signups.values();
-        let mut first_signups = Date32Builder::with_capacity(keys.len());
-        for row in 0..keys.len() {
-            if row + AHEAD < keys.len() && keys.is_valid(row + AHEAD) {
-                prefetch(&signups[keys.value(row + AHEAD) as usize]);
+            )
+        };
+        let keys = match keys.data_type() {
+            DataType::Int32 => Arc::clone(keys),
+            _ => {
+                let wide = cast(keys, &DataType::Int64)?;
+                let wide = wide.as_primitive::<Int64Type>();
+                if let Some(key) = wide
+                    .iter()
+                    .flatten()
+                    .find(|&key| i32::try_from(key).is_err())
+                {
+                    return not_held(&key);
+                }
+                cast(&wide, &DataType::Int32)?
             }
-            let index = keys.is_valid(row).then(|| keys.value(row) as usize);
-            first_signups.append_option(
-                index
-                    .filter(|&index| self.first_signups.is_valid(index))
-                    .map(|index| signups[index]),
-            );
+        };
+        let keys = keys.as_primitive::<Int32Type>();
+        let values = keys.values();
+        let signups = self.first_signups.values();
+        let mut first_signups = Vec::with_capacity(values.len());
+        for (row, &key) in values.iter().enumerate() {
+            if let Some(signup) = values
+                .get(row + AHEAD)
+                .and_then(|&ahead| signups.get(ahead as u32 as usize))
+            {
+                prefetch(signup);
+            }
+            // A null row's value may be anything: it reads no signup.
+            match signups.get(key as u32 as usize) {
+                Some(&signup) => first_signups.push(signup),
+                None if keys.is_null(row) => first_signups.push(0),
+                None => return not_held(&key),
+            }
         }
-        Ok(first_signups.finish())
+        let nulls = match self.first_signups.nulls() {
+            None => keys.nulls().cloned(),
+            Some(unknown) => {
+                let valid = (0..values.len())
+                    .map(|row| keys.is_valid(row) && unknown.is_valid(values[row] as u32 as usize));
+                Some(NullBuffer::from_iter(valid))
+            }
+        };
+        Ok(Date32Array::new(ScalarBuffer::from(first_signups), nulls))
     }
 }
 
@@ -367,7 +393,7 @@ impl ScalarUDFImpl for DirectoryLookup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::StringViewArray;
+    use datafusion::arrow::array::{Int64Array, StringViewArray};
     use datafusion::execution::memory_pool::{GreedyMemoryPool, UnboundedMemoryPool};
 
     fn pool() -> Arc<dyn MemoryPool> {
@@ -471,15 +497,34 @@ mod tests {
             directory.first_signups_of(&keys).unwrap(),
             Date32Array::from(vec![Some(40), None, None, Some(10), None])
         );
-        let outside: ArrayRef = Arc::new(Int32Array::from(vec![4]));
-        let error = directory
-            .first_signups_of(&outside)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("customer_key 4 is not in the customer directory"),
-            "{error}"
+        // any integer type; a null key's value is not read
+        let wide: ArrayRef = Arc::new(Int64Array::from(vec![Some(3), None, Some(1), Some(0)]));
+        assert_eq!(
+            directory.first_signups_of(&wide).unwrap(),
+            Date32Array::from(vec![Some(40), None, None, Some(10)])
         );
+        let null_beyond: ArrayRef = Arc::new(Int32Array::new(
+            vec![2, 99, -7].into(),
+            Some(NullBuffer::from(vec![true, false, false])),
+        ));
+        assert_eq!(
+            directory.first_signups_of(&null_beyond).unwrap(),
+            Date32Array::from(vec![Some(30), None, None])
+        );
+        let outside: [(ArrayRef, &str); 3] = [
+            (Arc::new(Int32Array::from(vec![0, 4])), "4"),
+            (Arc::new(Int32Array::from(vec![-1])), "-1"),
+            (Arc::new(Int64Array::from(vec![1 << 40])), "1099511627776"),
+        ];
+        for (keys, key) in outside {
+            let error = directory.first_signups_of(&keys).unwrap_err().to_string();
+            assert!(
+                error.contains(&format!(
+                    "customer_key {key} is not in the customer directory"
+                )),
+                "{error}"
+            );
+        }
     }
 
     #[test]
