@@ -304,17 +304,12 @@ impl WholeGroupAggregate for Constants {
     /// Each customer's months.
     fn result_lists(&self, lines: &Emitted<Line>) -> ArrayRef {
         let mut months = Vec::with_capacity(lines.rows.len() * 2);
-        let mut first_paid = Vec::with_capacity(lines.groups);
-        let mut lengths = Vec::with_capacity(lines.groups);
+        let mut first_paid = Vec::with_capacity(lines.groups());
+        let mut lengths = Vec::with_capacity(lines.groups());
         let mut scratch = Vec::new();
         for group in lines.per_group() {
             let before = months.len();
-            let paid = customer_months(
-                group.iter().map(|(_, line)| *line),
-                *self,
-                &mut scratch,
-                &mut months,
-            );
+            let paid = customer_months(group.iter().copied(), *self, &mut scratch, &mut months);
             lengths.push(months.len() - before);
             first_paid.push(paid);
         }

@@ -200,11 +200,11 @@ impl WholeGroupAggregate for DueMonthsOfLines {
     /// Each group's due months.
     fn result_lists(&self, lines: &Emitted<Line>) -> ArrayRef {
         let mut months = Vec::new();
-        let mut lengths = Vec::with_capacity(lines.groups);
+        let mut lengths = Vec::with_capacity(lines.groups());
         let mut group_lines = Vec::new();
         for group in lines.per_group() {
             group_lines.clear();
-            group_lines.extend(group.iter().map(|(_, line)| *line));
+            group_lines.extend(group.iter().copied());
             let before = months.len();
             due_months(&mut group_lines, &mut months);
             lengths.push(months.len() - before);
@@ -330,7 +330,7 @@ mod tests {
         let z = [line("2025-06-01", "2025-06-20", 30)];
         // Lines of the customers interleaved, out of date order.
         let mut lines = GroupedRows::default();
-        lines.set_groups(3);
+        lines.set_groups(3).unwrap();
         let interleaved = [
             (0, x[3]),
             (1, y[1]),
