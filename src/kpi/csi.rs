@@ -339,8 +339,12 @@ async fn estimate(
     model: &CsiModel,
     window: &RunWindow,
 ) -> Result<Vec<Estimate>, Error> {
-    check_items_answered(ctx, model, window).await?;
-    let groups = read_groups(ctx, model).await?;
+    let (groups, answered) = read_groups(ctx, model).await?;
+    // Every configured item answered by someone: nothing to check, and no
+    // second scan of the surveys for the answered items.
+    if answered.iter().any(|&item| !item) {
+        check_items_answered(ctx, model, window).await?;
+    }
     let threads = ctx.state().config().target_partitions();
     let model = model.clone();
     let estimates = tokio::task::spawn_blocking(move || estimate_groups(&model, groups, threads))
@@ -487,11 +491,12 @@ async fn check_items_answered(
 }
 
 /// Complete respondents by segment (in response_id order) and the count of
-/// incomplete ones; `all` holds everyone.
+/// incomplete ones; `all` holds everyone. Also, per configured item,
+/// whether any respondent answered it.
 async fn read_groups(
     ctx: &SessionContext,
     model: &CsiModel,
-) -> Result<BTreeMap<String, Group>, Error> {
+) -> Result<(BTreeMap<String, Group>, Vec<bool>), Error> {
     let columns: Vec<String> = model.items.iter().map(|i| quote_ident(i)).collect();
     let query = format!(
         "SELECT segment, complete, {} FROM csi_respondents ORDER BY response_id, customer_id",
@@ -499,6 +504,7 @@ async fn read_groups(
     );
     let batches = ctx.sql(&query).await?.collect().await?;
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    let mut answered = vec![false; model.items.len()];
     for batch in &batches {
         let segments = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
         let segments = segments.as_string::<i32>();
@@ -506,6 +512,9 @@ async fn read_groups(
         let items: Vec<ArrayRef> = (2..batch.num_columns())
             .map(|c| datafusion::arrow::compute::cast(batch.column(c), &DataType::Float64))
             .collect::<Result<_, _>>()?;
+        for (item, column) in answered.iter_mut().zip(&items) {
+            *item |= column.null_count() < column.len();
+        }
         for row in 0..batch.num_rows() {
             let segment = segments.value(row).to_string();
             if complete.value(row) {
@@ -525,7 +534,7 @@ async fn read_groups(
             }
         }
     }
-    Ok(groups)
+    Ok((groups, answered))
 }
 
 fn estimate_groups(

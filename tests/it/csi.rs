@@ -170,6 +170,23 @@ async fn a_configured_item_nobody_answered_fails_the_run() {
         message.contains("v2") && message.contains("s1, s2, v1"),
         "{message}"
     );
+
+    // No configured item answered at all: no respondent, and the same error.
+    let mut f = fixture();
+    f.job_extra = CONFIGURED
+        .replace("['s1', 's2']", "['t1', 't2']")
+        .replace("['v1']", "['w1']")
+        .replace(
+            "s1 = 2.0\ns2 = 1.0\nv1 = 1.0",
+            "t1 = 2.0\nt2 = 1.0\nw1 = 1.0",
+        );
+    let err = f.run("2025-03-31").await.unwrap_err();
+    assert_eq!(err.exit_code(), cskpi::error::exit_code::CONFIG);
+    let message = err.to_string();
+    assert!(
+        message.contains("t1, t2, w1") && message.contains("s1, s2, v1"),
+        "{message}"
+    );
 }
 
 /// Views for ad hoc SQL (the shell's) estimate at the first read of a csi
