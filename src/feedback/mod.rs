@@ -16,11 +16,12 @@ use std::collections::HashMap;
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 use unicode_segmentation::UnicodeSegmentation;
 
-/// A word of a comment and the clause it belongs to; punctuation such as
-/// `,` or `.` starts a new clause, which bounds phrases and negation.
+/// A word of a comment (a slice of its normalised text, see [`words`]) and
+/// the clause it belongs to; punctuation such as `,` or `.` starts a new
+/// clause, which bounds phrases and negation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Word {
-    text: String,
+struct Word<'a> {
+    text: &'a str,
     clause: usize,
 }
 
@@ -44,8 +45,10 @@ fn normalize(text: &str) -> String {
     }
 }
 
-fn words(text: &str) -> Vec<Word> {
-    let normalized = normalize(text);
+/// The words of `normalized` (a comment after [`normalize`]), borrowed
+/// from it: no allocation per word, where a string each took about a
+/// fifth of the comment functions' time.
+fn words(normalized: &str) -> Vec<Word<'_>> {
     let mut clause = 0;
     let mut out = Vec::new();
     for piece in normalized.split_word_bounds() {
@@ -53,7 +56,7 @@ fn words(text: &str) -> Vec<Word> {
             for (i, part) in clauses_joined_in_a_word(piece).enumerate() {
                 clause += usize::from(i > 0);
                 out.push(Word {
-                    text: without_clitic_s(part).to_string(),
+                    text: without_clitic_s(part),
                     clause,
                 });
             }
@@ -109,7 +112,11 @@ fn is_clause_break(c: char) -> bool {
 
 /// The words of a keyword or phrase, or None when it has none.
 fn phrase_words(phrase: &str) -> Option<Vec<String>> {
-    let w: Vec<String> = words(phrase).into_iter().map(|w| w.text).collect();
+    let normalized = normalize(phrase);
+    let w: Vec<String> = words(&normalized)
+        .into_iter()
+        .map(|w| w.text.to_string())
+        .collect();
     (!w.is_empty()).then_some(w)
 }
 
@@ -131,12 +138,12 @@ impl<T: Clone> PhraseIndex<T> {
     /// Every phrase that matches at `at` (whole words, within one clause).
     fn matches_at<'a>(
         &'a self,
-        words: &'a [Word],
+        words: &'a [Word<'a>],
         at: usize,
     ) -> impl Iterator<Item = (usize, &'a T)> + 'a {
         let clause = words[at].clause;
         self.by_first_word
-            .get(&words[at].text)
+            .get(words[at].text)
             .into_iter()
             .flatten()
             .filter(move |(phrase, _)| {
@@ -145,7 +152,7 @@ impl<T: Clone> PhraseIndex<T> {
                     && words[at..end]
                         .iter()
                         .zip(phrase)
-                        .all(|(w, p)| w.clause == clause && &w.text == p)
+                        .all(|(w, p)| w.clause == clause && w.text == p)
             })
             .map(|(phrase, payload)| (phrase.len(), payload))
     }
@@ -156,7 +163,10 @@ mod tests {
     use super::*;
 
     fn texts(s: &str) -> Vec<String> {
-        words(s).into_iter().map(|w| w.text).collect()
+        words(&normalize(s))
+            .into_iter()
+            .map(|w| w.text.to_string())
+            .collect()
     }
 
     #[test]
@@ -194,8 +204,9 @@ mod tests {
 
     #[test]
     fn a_stop_or_colon_between_letters_ends_a_clause() {
-        let w = words("Great app.Support: slow, v3.5 e.g");
-        let got: Vec<(&str, usize)> = w.iter().map(|w| (w.text.as_str(), w.clause)).collect();
+        let text = normalize("Great app.Support: slow, v3.5 e.g");
+        let w = words(&text);
+        let got: Vec<(&str, usize)> = w.iter().map(|w| (w.text, w.clause)).collect();
         assert_eq!(
             got,
             [
@@ -223,7 +234,8 @@ mod tests {
 
     #[test]
     fn punctuation_starts_a_new_clause() {
-        let w = words("not bad. good");
+        let text = normalize("not bad. good");
+        let w = words(&text);
         assert_eq!(w[1].clause, 0);
         assert_eq!(w[2].clause, 1);
     }

@@ -9,7 +9,7 @@
 
 use std::sync::LazyLock;
 
-use super::{PhraseIndex, phrase_words, words};
+use super::{PhraseIndex, normalize, phrase_words, words};
 
 const NEGATION_FACTOR: f64 = -0.75;
 /// How many words before a term a negator may stand.
@@ -200,7 +200,8 @@ static NEGATOR_WORDS: LazyLock<PhraseIndex<()>> = LazyLock::new(|| {
 
 /// The sentiment of `text` in [-1, 1]; 0 when no lexicon term occurs.
 pub fn sentiment(text: &str) -> f64 {
-    let words = words(text);
+    let normalized = normalize(text);
+    let words = words(&normalized);
     // (position, term) in order; a phrase's words are consumed by it.
     let mut terms: Vec<(usize, usize, Term)> = Vec::new();
     let mut at = 0;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{PhraseIndex, phrase_words, words};
+use super::{PhraseIndex, normalize, phrase_words, words};
 
 /// The built-in English + Vietnamese taxonomy, used when the job file has no
 /// `[feedback.themes]`. Vietnamese keywords list both tone-mark placements
@@ -259,7 +259,8 @@ impl Taxonomy {
 
     /// The themes `text` mentions, sorted and without repeats.
     pub fn themes_of(&self, text: &str) -> Vec<&str> {
-        let words = words(text);
+        let normalized = normalize(text);
+        let words = words(&normalized);
         let mut found = vec![false; self.themes.len()];
         for at in 0..words.len() {
             for (_, &theme) in self.index.matches_at(&words, at) {
