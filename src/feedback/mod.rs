@@ -13,6 +13,8 @@ pub use themes::{Taxonomy, TaxonomyError};
 
 use std::collections::HashMap;
 
+use datafusion::common::hash_utils::RandomState;
+
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -124,7 +126,9 @@ fn phrase_words(phrase: &str) -> Option<Vec<String>> {
 /// longest phrase that starts at a given word.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct PhraseIndex<T> {
-    by_first_word: HashMap<String, Vec<(Vec<String>, T)>>,
+    /// Looked up once per word of every comment: hashed by foldhash (the
+    /// engine's own hasher) rather than the standard library's SipHash.
+    by_first_word: HashMap<String, Vec<(Vec<String>, T)>, RandomState>,
 }
 
 impl<T: Clone> PhraseIndex<T> {
