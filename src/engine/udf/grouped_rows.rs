@@ -376,18 +376,12 @@ mod tests {
         }
         let first = rows.take(EmitTo::First(1));
         assert_eq!(first.groups(), 1);
-        let first: Vec<Vec<char>> = first
-            .per_group()
-            .map(|g| g.iter().copied().collect())
-            .collect();
+        let first: Vec<Vec<char>> = first.per_group().map(<[char]>::to_vec).collect();
         assert_eq!(first, vec![vec!['a', 'A']]);
         rows.set_groups(3).unwrap();
         rows.push(2, 'd');
         let rest = rows.take(EmitTo::All);
-        let rest: Vec<Vec<char>> = rest
-            .per_group()
-            .map(|g| g.iter().copied().collect())
-            .collect();
+        let rest: Vec<Vec<char>> = rest.per_group().map(<[char]>::to_vec).collect();
         assert_eq!(rest, vec![vec!['b'], vec!['c'], vec!['d']]);
     }
 
