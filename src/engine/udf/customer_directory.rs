@@ -272,7 +272,8 @@ impl CustomerDirectory {
             {
                 prefetch(signup);
             }
-            // A null row's value may be anything: it reads no signup.
+            // A null row's value may be anything: in range it reads a
+            // signup the null hides, out of range it is no error.
             match signups.get(key as u32 as usize) {
                 Some(&signup) => first_signups.push(signup),
                 None if keys.is_null(row) => first_signups.push(0),
