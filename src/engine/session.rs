@@ -188,19 +188,20 @@ pub fn restore_options(
 /// Estimated bytes (or, where a side's size is unknown, rows) up to which
 /// a hash join's build side is collected once and probed by every
 /// partition (`CollectLeft`) rather than hash-partitioned with the other
-/// side; DataFusion's defaults are 1 MB and 128 K rows. A side of one row per customer (segments, per-customer
-/// aggregates) takes the same memory either way, since each partition
-/// would hold its share of it, and collected once it spares repartitioning
-/// the other side: at 1 M customers the KPI stages from cohorts to health
-/// took about 0.6 s less in all, and mrr 0.3 s (benches/README.md,
-/// "Measured reasons").
-/// Sides past these bounds (an event table, or many millions of
-/// customers) are partitioned as before.
-pub const COLLECTED_BUILD_ROWS: &str = "2000000";
+/// side; DataFusion's defaults are 1 MB and 128 K rows. A side of one row
+/// per customer (segments, per-customer aggregates) takes the same memory
+/// either way, since each partition would hold its share of it, and
+/// collected once it spares repartitioning the other side: at 1 M
+/// customers the KPI stages from cohorts to health took about 0.6 s less
+/// in all, and mrr 0.3 s (benches/README.md, "Measured reasons"). Sides
+/// past these bounds (an event table, or many millions of customers) are
+/// partitioned as before.
 pub const COLLECTED_BUILD_BYTES: &str = "268435456";
+/// See [`COLLECTED_BUILD_BYTES`].
+pub const COLLECTED_BUILD_ROWS: &str = "2000000";
 
 /// Plans the joins of the queries planned from now on as hash joins (see
-/// `session_config`), a build side up to [`COLLECTED_BUILD_ROWS`] rows
+/// `session_config`), a build side within [`COLLECTED_BUILD_BYTES`]
 /// collected once; returns what to restore.
 pub fn prefer_hash_joins(
     ctx: &SessionContext,

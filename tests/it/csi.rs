@@ -157,32 +157,40 @@ async fn configured_weights_scores_paths_by_hand() {
     assert!(close(&paths[0][2], 45.0 / 2052f64.sqrt()), "{paths:?}");
 }
 
-#[tokio::test]
-async fn a_configured_item_nobody_answered_fails_the_run() {
+/// The message of a run of the fixture with `job_extra`, which must fail
+/// as a configuration error.
+async fn configuration_error(job_extra: String) -> String {
     let mut f = fixture();
-    f.job_extra = CONFIGURED
-        .replace("value = ['v1']", "value = ['v1', 'v2']")
-        .replace("v1 = 1.0\n", "v1 = 1.0\nv2 = 1.0\n");
+    f.job_extra = job_extra;
     let err = f.run("2025-03-31").await.unwrap_err();
     assert_eq!(err.exit_code(), cskpi::error::exit_code::CONFIG);
-    let message = err.to_string();
+    err.to_string()
+}
+
+#[tokio::test]
+async fn a_configured_item_nobody_answered_fails_the_run() {
+    let message = configuration_error(
+        CONFIGURED
+            .replace("value = ['v1']", "value = ['v1', 'v2']")
+            .replace("v1 = 1.0\n", "v1 = 1.0\nv2 = 1.0\n"),
+    )
+    .await;
     assert!(
         message.contains("v2") && message.contains("s1, s2, v1"),
         "{message}"
     );
 
     // No configured item answered at all: no respondent, and the same error.
-    let mut f = fixture();
-    f.job_extra = CONFIGURED
-        .replace("['s1', 's2']", "['t1', 't2']")
-        .replace("['v1']", "['w1']")
-        .replace(
-            "s1 = 2.0\ns2 = 1.0\nv1 = 1.0",
-            "t1 = 2.0\nt2 = 1.0\nw1 = 1.0",
-        );
-    let err = f.run("2025-03-31").await.unwrap_err();
-    assert_eq!(err.exit_code(), cskpi::error::exit_code::CONFIG);
-    let message = err.to_string();
+    let message = configuration_error(
+        CONFIGURED
+            .replace("['s1', 's2']", "['t1', 't2']")
+            .replace("['v1']", "['w1']")
+            .replace(
+                "s1 = 2.0\ns2 = 1.0\nv1 = 1.0",
+                "t1 = 2.0\nt2 = 1.0\nw1 = 1.0",
+            ),
+    )
+    .await;
     assert!(
         message.contains("t1, t2, w1") && message.contains("s1, s2, v1"),
         "{message}"
