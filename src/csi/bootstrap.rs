@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::moments::{CentredRows, Moments};
+use super::moments::{AnswerRows, Moments};
 
 /// How many resamples, from which seed, on how many threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub struct Outcome {
 /// coefficients and the index) over the respondents of `rows`; `group`
 /// names the group (segment) and picks its stream.
 pub fn run<F, E>(
-    rows: &CentredRows,
+    rows: &AnswerRows,
     group: &str,
     plan: &Plan,
     statistics: usize,
@@ -115,7 +115,7 @@ where
 /// The statistic of each draw in `draws` (None where it failed), in draw
 /// order, computed on up to `plan.threads` threads.
 fn estimate_draws<F, E>(
-    rows: &CentredRows,
+    rows: &AnswerRows,
     plan: &Plan,
     stream: u64,
     draws: std::ops::Range<usize>,
@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn failed_draws_are_counted_and_the_next_draws_taken_whatever_the_threads() {
         let data = data();
-        let rows = CentredRows::new(&data);
+        let rows = AnswerRows::new(&data);
         let plan = |threads| Plan {
             resamples: 25,
             seed: 5,
@@ -311,7 +311,7 @@ mod tests {
 
     #[test]
     fn twice_as_many_failures_as_resamples_gives_up() {
-        let rows = CentredRows::new(&data());
+        let rows = AnswerRows::new(&data());
         let plan = Plan {
             resamples: 10,
             seed: 1,

@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 mod config;
+mod exact;
 pub mod moments;
 pub mod pls;
 pub mod quality;

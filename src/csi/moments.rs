@@ -4,8 +4,12 @@
 //! functions of the covariances, so an estimate costs one pass over the
 //! answers and then works on a p x p matrix, and a bootstrap resample
 //! (which repeats respondents) costs one weighted pass over the same rows.
+//! Answers that are whole numbers (every rating scale's) are summed exactly
+//! as integers (`exact.rs`); others as floats centred on their means.
 
 use nalgebra::DMatrix;
+
+use super::exact::WholeRows;
 
 /// Means and population covariances (divided by n) of the indicator
 /// columns of `n` respondents.
@@ -18,7 +22,7 @@ pub struct Moments {
 
 impl Moments {
     pub fn of(data: &DMatrix<f64>) -> Self {
-        CentredRows::new(data).moments()
+        AnswerRows::new(data).moments()
     }
 
     /// Population standard deviation of column `c`.
@@ -35,15 +39,66 @@ impl Moments {
     }
 }
 
+/// The respondents' answers (one row each), kept for the moments of the
+/// sample and of its resamples.
+#[derive(Debug, Clone)]
+pub struct AnswerRows {
+    form: Form,
+}
+
+#[derive(Debug, Clone)]
+enum Form {
+    /// Every answer a whole number within +-127: exact integer sums.
+    Whole(WholeRows),
+    Centred(CentredRows),
+}
+
+impl AnswerRows {
+    pub fn new(data: &DMatrix<f64>) -> Self {
+        let form = match WholeRows::new(data) {
+            Some(whole) => Form::Whole(whole),
+            None => Form::Centred(CentredRows::new(data)),
+        };
+        AnswerRows { form }
+    }
+
+    pub fn respondents(&self) -> usize {
+        match &self.form {
+            Form::Whole(rows) => rows.respondents(),
+            Form::Centred(rows) => rows.n,
+        }
+    }
+
+    /// The moments of every respondent once.
+    pub fn moments(&self) -> Moments {
+        self.weighted_moments(|_| 1)
+    }
+
+    /// The moments of a resample that holds respondent i `counts[i]` times
+    /// (the counts sum to the number of respondents).
+    pub fn resample_moments(&self, counts: &[u32]) -> Moments {
+        debug_assert_eq!(counts.len(), self.respondents());
+        self.weighted_moments(|i| counts[i])
+    }
+
+    fn weighted_moments(&self, count: impl Fn(usize) -> u32) -> Moments {
+        match &self.form {
+            Form::Whole(rows) => rows.weighted_moments(count),
+            Form::Centred(rows) => rows.weighted_moments(count),
+        }
+    }
+}
+
 /// Products are added this many columns at a time (one 256-bit vector of
 /// f64), so rows are stored padded with zeros to a multiple of it.
 const LANES: usize = 4;
 
-/// The answers row by row, each minus the column means: contiguous rows make
+/// Answers that are not all whole numbers, row by row, each minus the
+/// column means: contiguous rows make
 /// the weighted cross products of a resample one sequential pass, and
 /// centring first keeps them accurate (no large sums of squares to subtract).
 #[derive(Debug, Clone)]
-pub struct CentredRows {
+struct CentredRows {
     n: usize,
     p: usize,
     /// Values per stored row: p padded with zeros to a multiple of LANES.
@@ -53,7 +108,7 @@ pub struct CentredRows {
 }
 
 impl CentredRows {
-    pub fn new(data: &DMatrix<f64>) -> Self {
+    fn new(data: &DMatrix<f64>) -> Self {
         let (n, p) = data.shape();
         let stride = p.next_multiple_of(LANES);
         let means: Vec<f64> = (0..p).map(|c| data.column(c).sum() / n as f64).collect();
@@ -69,22 +124,6 @@ impl CentredRows {
             means,
             rows,
         }
-    }
-
-    pub fn respondents(&self) -> usize {
-        self.n
-    }
-
-    /// The moments of every respondent once.
-    pub fn moments(&self) -> Moments {
-        self.weighted_moments(|_| 1)
-    }
-
-    /// The moments of a resample that holds respondent i `counts[i]` times
-    /// (the counts sum to the number of respondents).
-    pub fn resample_moments(&self, counts: &[u32]) -> Moments {
-        debug_assert_eq!(counts.len(), self.n);
-        self.weighted_moments(|i| counts[i])
     }
 
     fn weighted_moments(&self, count: impl Fn(usize) -> u32) -> Moments {
@@ -266,7 +305,7 @@ mod tests {
             .flat_map(|(r, &c)| std::iter::repeat_n(r, c as usize))
             .collect();
         let repeated = DMatrix::from_fn(11, 3, |r, c| data[(repeated[r], c)]);
-        let got = CentredRows::new(&data).resample_moments(&counts);
+        let got = AnswerRows::new(&data).resample_moments(&counts);
         let want = Moments::of(&repeated);
         assert_eq!(got.n, 11);
         for (a, b) in got.means.iter().zip(&want.means) {
@@ -336,7 +375,7 @@ mod tests {
             .flat_map(|(r, &c)| std::iter::repeat_n(r, c as usize))
             .collect();
         let repeated = DMatrix::from_fn(repeated.len(), 16, |r, c| data[(repeated[r], c)]);
-        let got = CentredRows::new(&data).resample_moments(&counts);
+        let got = AnswerRows::new(&data).resample_moments(&counts);
         let n = f64::from(drawn);
         let means: Vec<f64> = (0..16).map(|c| repeated.column(c).sum() / n).collect();
         for i in 0..16 {
@@ -353,10 +392,36 @@ mod tests {
 
     #[test]
     fn a_column_drawn_from_one_respondent_is_exactly_constant() {
-        // 16/3 is not a float: centring and repeating leave rounding noise
-        let data = DMatrix::from_row_slice(3, 2, &[8.0, 1.0, 3.0, 2.0, 5.0, 4.0]);
-        let got = CentredRows::new(&data).resample_moments(&[3, 0, 0]);
-        assert_eq!(got.covariance, DMatrix::zeros(2, 2));
-        assert!((got.means[0] - 8.0).abs() < 1e-14);
+        // whole answers, and answers a quarter off them (floats: 16/3 is
+        // not one, so centring and repeating leave rounding noise)
+        for offset in [0.0, 0.25] {
+            let data =
+                DMatrix::from_row_slice(3, 2, &[8.0, 1.0, 3.0, 2.0, 5.0, 4.0]).add_scalar(offset);
+            let got = AnswerRows::new(&data).resample_moments(&[3, 0, 0]);
+            assert_eq!(got.covariance, DMatrix::zeros(2, 2));
+            assert!((got.means[0] - 8.0 - offset).abs() < 1e-14);
+        }
+    }
+
+    #[test]
+    fn whole_answers_summed_exactly_agree_with_the_centred_floats() {
+        let data = DMatrix::from_fn(37, 16, |r, c| ((r * 13 + c * 7) % 10 + 1) as f64);
+        let counts: Vec<u32> = (0..37).map(|r| (r * 5 % 3) as u32).collect();
+        let whole = AnswerRows::new(&data);
+        assert!(matches!(whole.form, Form::Whole(_)));
+        let floats = CentredRows::new(&data);
+        for (a, b) in [
+            (whole.moments(), floats.weighted_moments(|_| 1)),
+            (
+                whole.resample_moments(&counts),
+                floats.weighted_moments(|i| counts[i]),
+            ),
+        ] {
+            assert_eq!(a.n, b.n);
+            for (x, y) in a.means.iter().zip(&b.means) {
+                assert!((x - y).abs() < 1e-13);
+            }
+            assert!((a.covariance - b.covariance).abs().max() < 1e-12);
+        }
     }
 }

@@ -30,7 +30,7 @@ use super::{KpiFamily, Registration};
 use crate::calendar::{self, RunWindow};
 use crate::config::JobConfig;
 use crate::csi::bootstrap;
-use crate::csi::moments::{CentredRows, Moments};
+use crate::csi::moments::{AnswerRows, Moments};
 use crate::csi::pls::{self, Fit};
 use crate::csi::quality::{self, BlockQuality, Effects};
 use crate::csi::{CsiError, CsiModel};
@@ -556,8 +556,8 @@ fn estimate_groups(
             );
             continue;
         }
-        // the answers are kept once, centred, through the bootstrap
-        let rows = CentredRows::new(&DMatrix::from_fn(respondents, model.items.len(), |r, c| {
+        // the answers are kept once, for the sample and every resample
+        let rows = AnswerRows::new(&DMatrix::from_fn(respondents, model.items.len(), |r, c| {
             group.rows[r][c]
         }));
         drop(group.rows);

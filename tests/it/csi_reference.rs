@@ -246,7 +246,7 @@ fn effects_through_every_chain_match_plspm() {
 #[test]
 fn bootstrap_is_seeded_thread_independent_and_of_the_right_scale() {
     use cskpi::csi::bootstrap::{self, Plan};
-    use cskpi::csi::moments::CentredRows;
+    use cskpi::csi::moments::AnswerRows;
 
     let (items, data) = data();
     let model = model(&items);
@@ -254,7 +254,7 @@ fn bootstrap_is_seeded_thread_independent_and_of_the_right_scale() {
         scheme: Scheme::Centroid,
         ..Settings::default()
     };
-    let rows = CentredRows::new(&data);
+    let rows = AnswerRows::new(&data);
     let sample = pls::estimate_moments(&rows.moments(), &model, &settings, None).unwrap();
     let paths = sample.path_coefficients.len();
     let run = |seed, threads| {
