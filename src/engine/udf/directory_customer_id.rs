@@ -20,6 +20,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::customer_directory::CustomerDirectory;
+use super::prefetch::AHEAD;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, LargeStringArray, MAX_INLINE_VIEW_LEN, NullBufferBuilder,
     StringArray, StringViewArray, make_view,
@@ -90,23 +91,29 @@ impl DirectoryCustomerId {
         let mut long_ids: Vec<u8> = Vec::new();
         let mut views = Vec::with_capacity(given.len());
         let mut nulls = NullBufferBuilder::new(given.len());
+        let key_values = keys.values();
         for (row, &view) in given.views().iter().enumerate() {
+            // The keys come in no order (a grouping's or a join's): each
+            // row's view is asked for AHEAD rows before it is read.
+            if let Some(&ahead) = key_values.get(row + AHEAD) {
+                self.directory.prefetch_view(ahead as usize);
+            }
             if given.is_valid(row) {
                 views.push(view);
                 nulls.append_non_null();
             } else if keys.is_valid(row) {
-                let id = self.directory.id(keys.value(row) as usize).as_bytes();
-                let offset = match id.len() {
-                    short if short <= MAX_INLINE_VIEW_LEN as usize => 0,
-                    _ => {
-                        let offset = long_ids.len();
-                        long_ids.extend_from_slice(id);
-                        u32::try_from(offset).map_err(|_| {
-                            exec_datafusion_err!("{NAME}: a batch's restored ids exceed 4 GiB")
-                        })?
-                    }
-                };
-                views.push(make_view(id, long_block, offset));
+                let key = keys.value(row) as usize;
+                let short = self.directory.view(key);
+                if short as u32 <= MAX_INLINE_VIEW_LEN {
+                    views.push(short);
+                } else {
+                    let id = self.directory.id(key).as_bytes();
+                    let offset = u32::try_from(long_ids.len()).map_err(|_| {
+                        exec_datafusion_err!("{NAME}: a batch's restored ids exceed 4 GiB")
+                    })?;
+                    long_ids.extend_from_slice(id);
+                    views.push(make_view(id, long_block, offset));
+                }
                 nulls.append_non_null();
             } else {
                 views.push(0);
@@ -282,6 +289,21 @@ mod tests {
                 Some("D-an-id-longer-than-12"),
             ]
         );
+    }
+
+    #[test]
+    fn ids_at_the_edges_of_a_view_are_restored_from_many_keys() {
+        // empty, 12 bytes (the longest a view holds), 13 bytes; more keys
+        // than the look-up fetches ahead, in no order
+        let ids = vec!["", "twelve-bytes", "thirteen-byte"];
+        let function = directory(ids.clone());
+        let keys: Vec<i64> = (0..100).map(|row| (row * 7 % 3) as i64).collect();
+        let given = StringViewArray::from(vec![None::<&str>; keys.len()]);
+        let restored = function
+            .restore_views(&given, &Int64Array::from(keys.clone()))
+            .unwrap();
+        let expected: Vec<Option<&str>> = keys.iter().map(|&k| Some(ids[k as usize])).collect();
+        assert_eq!(restored.iter().collect::<Vec<_>>(), expected);
     }
 
     #[test]
