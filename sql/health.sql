@@ -18,12 +18,12 @@
 CREATE OR REPLACE VIEW ${health_components} AS
 WITH active AS (
     -- active at the score date: signed up on or before it, not churned by
-    -- it. customer_id and segment as plain strings, not string views: the
-    -- joins below keep the active customers as their build side, and each
-    -- output batch of a view column taken from there holds every buffer of
-    -- the build side, which the engine walks again for every batch (a
-    -- fourth of the stage's time after the change; customer_health turns
-    -- them back into views, the type of every other output's strings)
+    -- it. customer_id and segment as plain strings, not string views: an
+    -- output batch of a view column taken from a join's build side holds
+    -- every buffer of that side, which the engine walks again for every
+    -- batch (a fourth of the stage's time when the active customers were
+    -- the joins' build side; customer_health turns them back into views,
+    -- the type of every other output's strings)
     SELECT c.customer_key, arrow_cast(c.customer_id, 'Utf8') AS customer_id,
            arrow_cast(COALESCE(cs.segment, 'unknown'), 'Utf8') AS segment
     FROM customers c
@@ -88,12 +88,20 @@ SELECT a.customer_key, a.customer_id, a.segment,
        GREATEST(0.0, 100.0 - 20.0 * COALESCE(t.tickets, 0)) AS support,
        CASE WHEN m.base_micros > 0
             THEN LEAST(100.0, 50.0 * m.now_micros / m.base_micros) END AS mrr_trend
-FROM active a
-LEFT JOIN usage_windows u ON u.customer_key = a.customer_key
-LEFT JOIN latest_nps n ON n.customer_key = a.customer_key
-LEFT JOIN recent_csat c ON c.customer_key = a.customer_key
-LEFT JOIN recent_tickets t ON t.customer_key = a.customer_key
-LEFT JOIN mrr m ON m.customer_key = a.customer_key;
+-- Every active customer with its components: right joins, each
+-- component's few columns on the left, which the engine builds its hash
+-- table of, and the active customers with the columns gathered so far on
+-- the right, streamed past it. As left joins the growing side was built
+-- into each table, every column copied once per join.
+FROM mrr m RIGHT JOIN (
+    recent_tickets t RIGHT JOIN (
+        recent_csat c RIGHT JOIN (
+            latest_nps n RIGHT JOIN (
+                usage_windows u RIGHT JOIN active a ON u.customer_key = a.customer_key
+            ) ON n.customer_key = a.customer_key
+        ) ON c.customer_key = a.customer_key
+    ) ON t.customer_key = a.customer_key
+) ON m.customer_key = a.customer_key;
 
 CREATE OR REPLACE VIEW ${health_scores} AS
 WITH weighted AS (
@@ -148,5 +156,6 @@ SELECT ${as_of} AS as_of,
        p.health_score AS previous_health_score,
        p.band AS previous_band,
        round(h.health_score - p.health_score, 9) AS health_change
-FROM health_scores h
-LEFT JOIN health_scores_previous p ON p.customer_key = h.customer_key;
+-- (a right join, the previous scores' few columns built, as above)
+FROM health_scores_previous p
+RIGHT JOIN health_scores h ON p.customer_key = h.customer_key;
