@@ -110,6 +110,11 @@ pub struct TableSpec {
     pub columns: &'static [ColumnSpec],
     /// Key columns, joined with `|` in `rejects.key`; empty for costs.
     pub key: &'static [&'static str],
+    /// The columns the KPI SQL reads, where that is fewer than the input
+    /// has: a run stores the others (the contract's and any more, like a
+    /// hive folder's) on rejected rows only, for `rejects`, and leaves them
+    /// out of the clean view (`validate::store_checks`). None: all.
+    pub kpi_columns: Option<&'static [&'static str]>,
 }
 
 impl TableSpec {
@@ -138,6 +143,7 @@ pub const CUSTOMERS: TableSpec = TableSpec {
         col("segment", K::String, false),
     ],
     key: &["customer_id"],
+    kpi_columns: None,
 };
 
 pub const ORDERS: TableSpec = TableSpec {
@@ -153,6 +159,7 @@ pub const ORDERS: TableSpec = TableSpec {
         col("period_end", K::Date, false),
     ],
     key: &["order_id"],
+    kpi_columns: None,
 };
 
 pub const TICKETS: TableSpec = TableSpec {
@@ -167,6 +174,7 @@ pub const TICKETS: TableSpec = TableSpec {
         col("reopened", K::Boolean, false),
     ],
     key: &["ticket_id"],
+    kpi_columns: None,
 };
 
 pub const SURVEYS: TableSpec = TableSpec {
@@ -182,6 +190,7 @@ pub const SURVEYS: TableSpec = TableSpec {
         col("comment", K::String, false),
     ],
     key: &["response_id", "item"],
+    kpi_columns: None,
 };
 
 pub const USAGE: TableSpec = TableSpec {
@@ -194,6 +203,7 @@ pub const USAGE: TableSpec = TableSpec {
         col("events", K::Integer, true),
     ],
     key: &["customer_id", "day"],
+    kpi_columns: Some(&["customer_id", "day", "events"]),
 };
 
 pub const COSTS: TableSpec = TableSpec {
@@ -206,6 +216,7 @@ pub const COSTS: TableSpec = TableSpec {
         col("amount", K::Money, true),
     ],
     key: &[],
+    kpi_columns: None,
 };
 
 /// The column validation adds to every row of a known customer (see

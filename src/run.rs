@@ -262,7 +262,14 @@ async fn run_in_scratch(
     // object only this run can remove before its lease ends).
     let published: Result<RunReport, Error> = async {
         stages.start("validation");
-        let window = views::register_input_views(&ctx, job, as_of, Some(stored)).await?;
+        let window = views::register_input_views(
+            &ctx,
+            job,
+            as_of,
+            Some(stored),
+            validate::CleanColumns::ReadByKpis,
+        )
+        .await?;
         let counts = validate::count_rows(&ctx).await?;
         for c in &counts {
             tracing::info!(table = %c.table, rows_in = c.visible, rejected = c.rejected, "validated");

@@ -78,6 +78,17 @@ const CHECK_JOINS: [(&str, &str); 3] = [
     ),
 ];
 
+/// Which columns a session's stored checked rows keep on clean rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanColumns {
+    /// Every column of the input: what `cskpi sql` and `cskpi validate`
+    /// show.
+    All,
+    /// Those the KPI SQL reads (`TableSpec::kpi_columns`), the others kept
+    /// on rejected rows only and left out of the clean views: a run's.
+    ReadByKpis,
+}
+
 /// Registers the views of sql/validate.sql. With `scratch` (a run), the
 /// customer directory, each input's duplicated keys and its checked rows are
 /// stored there as soon as they are defined, so the clean views read the
@@ -91,6 +102,7 @@ pub async fn register_checked_views(
     ctx: &SessionContext,
     params: &SqlParams,
     scratch: Option<&ViewDir>,
+    columns: CleanColumns,
 ) -> Result<(), ValidationError> {
     let Some(dir) = scratch else {
         sql::run_script(ctx, &sql::VALIDATE, params, None).await?;
@@ -100,8 +112,25 @@ pub async fn register_checked_views(
         table: "(every input)".into(),
         source,
     };
+    let mut params = params.clone();
+    let only_read = inputs::ALL
+        .iter()
+        .filter(|spec| columns == CleanColumns::ReadByKpis && spec.kpi_columns.is_some());
+    for spec in only_read {
+        let left_out: String = rejects_only_columns(ctx, spec)
+            .await
+            .map_err(engine)?
+            .iter()
+            .map(|column| format!(", {}", quote_ident(column)))
+            .collect();
+        params = params.raw(&left_out_param(spec), left_out);
+    }
     let joins_before = crate::engine::session::set_options(ctx, &CHECK_JOINS).map_err(engine)?;
-    let result = store_checks(ctx, params, dir).await;
+    let store: sql::Store = match columns {
+        CleanColumns::All => store_check,
+        CleanColumns::ReadByKpis => store_check_read_by_kpis,
+    };
+    let result = store_checks(ctx, &params, dir, store).await;
     crate::engine::session::restore_options(ctx, joins_before).map_err(engine)?;
     result
 }
@@ -110,6 +139,7 @@ async fn store_checks(
     ctx: &SessionContext,
     params: &SqlParams,
     dir: &ViewDir,
+    store: sql::Store,
 ) -> Result<(), ValidationError> {
     let mut stored = vec!["customer_directory".to_string()];
     for spec in inputs::ALL {
@@ -126,7 +156,7 @@ async fn store_checks(
     let materialize = sql::Materialize {
         views: &stored,
         dir,
-        store: store_check,
+        store,
         by_value: &[],
     };
     sql::run_script(ctx, &sql::VALIDATE, params, Some(materialize)).await?;
@@ -143,6 +173,25 @@ fn store_check<'c>(
     ctx: &'c SessionContext,
     name: &'c str,
     dir: &'c ViewDir,
+) -> BoxFuture<'c, Result<(), DataFusionError>> {
+    store_check_keeping(ctx, name, dir, CleanColumns::All)
+}
+
+/// [`store_check`], the checked rows stored with the columns no KPI reads
+/// on rejected rows only ([`CleanColumns::ReadByKpis`]).
+fn store_check_read_by_kpis<'c>(
+    ctx: &'c SessionContext,
+    name: &'c str,
+    dir: &'c ViewDir,
+) -> BoxFuture<'c, Result<(), DataFusionError>> {
+    store_check_keeping(ctx, name, dir, CleanColumns::ReadByKpis)
+}
+
+fn store_check_keeping<'c>(
+    ctx: &'c SessionContext,
+    name: &'c str,
+    dir: &'c ViewDir,
+    columns: CleanColumns,
 ) -> BoxFuture<'c, Result<(), DataFusionError>> {
     Box::pin(async move {
         if name == "customer_directory" {
@@ -166,11 +215,26 @@ fn store_check<'c>(
         if let Some(table) = name.strip_suffix("_keyed") {
             return key_by_lookup(ctx, table).await;
         }
-        if name
+        if let Some(spec) = name
             .strip_suffix("_checked")
-            .is_some_and(|table| table != inputs::CUSTOMERS.name)
+            .and_then(|table| inputs::ALL.iter().find(|spec| spec.name == table))
+            .filter(|spec| spec.name != inputs::CUSTOMERS.name)
         {
-            return sql::store_without_directory_ids(ctx, name, async |stored| {
+            let rejects_only = match columns {
+                CleanColumns::All => Vec::new(),
+                CleanColumns::ReadByKpis => rejects_only_columns(ctx, spec).await?,
+            };
+            let rejects_only: Vec<(String, String)> = rejects_only
+                .into_iter()
+                .map(|column| {
+                    let kept = format!(
+                        "CASE WHEN reject_reason IS NOT NULL THEN {} END",
+                        quote_ident(&column)
+                    );
+                    (column, kept)
+                })
+                .collect();
+            return sql::store_without_directory_ids(ctx, name, &rejects_only, async |stored| {
                 sql::materialize_view(ctx, stored, dir).await
             })
             .await;
@@ -190,6 +254,36 @@ fn store_check<'c>(
         }
         sql::materialize_view(ctx, name, dir).await
     })
+}
+
+/// The columns of input `spec` (its typed view's) that no KPI reads
+/// (`TableSpec::kpi_columns`; none when it is None). A run stores them on
+/// rejected rows only, where `rejects` shows them, and the clean view
+/// leaves them out (`${<t>_left_out}` in sql/validate.sql): writing
+/// usage's active users and hive month for 75 M clean rows nobody reads
+/// was a sixth of storing its checked rows (benches/README.md, "Measured
+/// reasons").
+async fn rejects_only_columns(
+    ctx: &SessionContext,
+    spec: &TableSpec,
+) -> Result<Vec<String>, DataFusionError> {
+    let Some(read) = spec.kpi_columns else {
+        return Ok(Vec::new());
+    };
+    let typed = ctx.table(format!("{}_typed", spec.name).as_str()).await?;
+    Ok(typed
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| field.name().clone())
+        .filter(|column| !read.contains(&column.as_str()))
+        .collect())
+}
+
+/// The SQL parameter that lists, each after a comma, the columns the
+/// clean view of `spec` leaves out: empty outside a run.
+pub fn left_out_param(spec: &TableSpec) -> String {
+    format!("{}_left_out", spec.name)
 }
 
 /// The stored customer directory in memory (the customer id and first

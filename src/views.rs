@@ -82,7 +82,14 @@ pub async fn open_checked_inputs(
     scratch: &Scratch,
 ) -> Result<(SessionContext, RunWindow), Error> {
     let (ctx, _) = open_inputs(&scratch.spilling_here(job)).await?;
-    let window = register_input_views(&ctx, job, as_of, Some(&scratch.views())).await?;
+    let window = register_input_views(
+        &ctx,
+        job,
+        as_of,
+        Some(&scratch.views()),
+        validate::CleanColumns::All,
+    )
+    .await?;
     Ok((ctx, window))
 }
 
@@ -96,7 +103,7 @@ pub async fn register_views(
     job: &JobConfig,
     as_of: NaiveDate,
 ) -> Result<RunWindow, Error> {
-    let window = register_input_views(ctx, job, as_of, None).await?;
+    let window = register_input_views(ctx, job, as_of, None, validate::CleanColumns::All).await?;
     register_kpi_views(ctx, job, &window).await?;
     Ok(window)
 }
@@ -108,14 +115,20 @@ pub async fn register_input_views(
     job: &JobConfig,
     as_of: NaiveDate,
     materialize_in: Option<&crate::engine::scratch::ViewDir>,
+    columns: validate::CleanColumns,
 ) -> Result<RunWindow, Error> {
     // Validation only depends on as_of; the reporting window comes after.
     let provisional = RunWindow {
         as_of,
         first_month: calendar::month_start(as_of),
     };
-    validate::register_checked_views(ctx, &kpi::sql_params(job, &provisional), materialize_in)
-        .await?;
+    validate::register_checked_views(
+        ctx,
+        &kpi::sql_params(job, &provisional),
+        materialize_in,
+        columns,
+    )
+    .await?;
     validate::register_rejects_view(ctx).await?;
     let window = window(ctx, job, as_of).await?;
     register_months(ctx, &window)?;

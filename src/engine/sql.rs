@@ -283,7 +283,7 @@ pub async fn run_script(
             continue;
         };
         if let Some((_, column)) = m.by_value.iter().find(|(view, _)| *view == name) {
-            store_without_directory_ids(ctx, &name, async |stored| {
+            store_without_directory_ids(ctx, &name, &[], async |stored| {
                 crate::engine::bucketed::materialize_view(ctx, stored, m.dir, column).await
             })
             .await
@@ -302,37 +302,55 @@ pub async fn run_script(
 /// view over them that puts the ids back by key, which a query that reads
 /// no customer_id never calls. Writing the ids was a fifth of storing
 /// usage's checked rows, and most queries of stored rows read only the
-/// key (benches/README.md, "Measured reasons").
+/// key (benches/README.md, "Measured reasons"). The `replaced` columns
+/// (name, SQL expression) are stored as their expressions, in both cases.
 pub async fn store_without_directory_ids(
     ctx: &SessionContext,
     name: &str,
+    replaced: &[(String, String)],
     store: impl AsyncFnOnce(&str) -> Result<(), DataFusionError>,
 ) -> Result<(), DataFusionError> {
     let quoted = quote_ident(name);
     let key = inputs::CUSTOMER_KEY;
     let view = ctx.table(quoted.as_str()).await?;
     let schema = view.schema();
-    let (Ok(id), true, true) = (
+    let mut stored_as: Vec<String> = replaced
+        .iter()
+        .map(|(column, expression)| format!("{expression} AS {}", quote_ident(column)))
+        .collect();
+    let restore = match (
         schema.field_with_unqualified_name("customer_id"),
         schema.has_column_with_unqualified_name(key),
         ctx.udf(DIRECTORY_CUSTOMER_ID).is_ok(),
-    ) else {
-        return store(name).await;
+    ) {
+        (Ok(id), true, true) => {
+            stored_as.push(format!(
+                "CASE WHEN {key} IS NULL THEN customer_id END AS customer_id"
+            ));
+            Some(id.is_nullable())
+        }
+        _ => None,
     };
-    let may_be_null = id.is_nullable();
+    if stored_as.is_empty() {
+        return store(name).await;
+    }
     let stored = format!("{name}_stored");
     let stored_quoted = quote_ident(&stored);
     ctx.sql(&format!(
-        "CREATE OR REPLACE VIEW {stored_quoted} AS SELECT * REPLACE \
-         (CASE WHEN {key} IS NULL THEN customer_id END AS customer_id) FROM {quoted}"
+        "CREATE OR REPLACE VIEW {stored_quoted} AS SELECT * REPLACE ({}) FROM {quoted}",
+        stored_as.join(", ")
     ))
     .await?;
     store(&stored).await?;
-    ctx.sql(&format!(
-        "CREATE OR REPLACE VIEW {quoted} AS SELECT * REPLACE \
-         ({DIRECTORY_CUSTOMER_ID}(customer_id, {key}, {may_be_null}) AS customer_id) FROM {stored_quoted}"
-    ))
-    .await?;
+    let read_back = match restore {
+        Some(may_be_null) => format!(
+            "SELECT * REPLACE ({DIRECTORY_CUSTOMER_ID}(customer_id, {key}, {may_be_null}) \
+             AS customer_id) FROM {stored_quoted}"
+        ),
+        None => format!("SELECT * FROM {stored_quoted}"),
+    };
+    ctx.sql(&format!("CREATE OR REPLACE VIEW {quoted} AS {read_back}"))
+        .await?;
     Ok(())
 }
 

@@ -147,7 +147,13 @@ pub fn sql_params(job: &JobConfig, window: &RunWindow) -> SqlParams {
     let (csi_min, csi_max) = job.csi_scale();
     let health = job.health_weights();
     let next_month = window.months_before_as_of(-1);
-    SqlParams::default()
+    let params = crate::inputs::ALL
+        .iter()
+        .filter(|spec| spec.kpi_columns.is_some())
+        .fold(SqlParams::default(), |params, spec| {
+            params.raw(&crate::validate::left_out_param(spec), String::new())
+        });
+    params
         .date("as_of", as_of)
         .date("as_of_month", window.as_of_month())
         .date("as_of_next_month", next_month)

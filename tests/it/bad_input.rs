@@ -911,6 +911,61 @@ async fn zoned_timestamps_in_a_date_column_give_their_utc_date() {
 /// rows, and the keys are the ones worked out by hand (an id's rank among
 /// the customers' ids: C1, LATE, then the long ids), for ids longer than
 /// the 12 bytes a slot of the look-up holds, alike in those 12 bytes, too.
+/// A run stores usage's active users (which no KPI reads) on rejected rows
+/// only, for `rejects`, and its clean view leaves them out; `cskpi sql`
+/// keeps them everywhere.
+#[tokio::test]
+async fn a_run_keeps_the_columns_no_kpi_reads_on_rejected_rows_only() {
+    use super::fixture::session_rows;
+    use cskpi::validate::CleanColumns;
+
+    let f = Fixture::new();
+    f.customers(&[("C1", "2025-01-01", None, Some("smb"))]);
+    f.orders(&[sub("O1", "C1", "2025-01-01", "2025-02-01", 10.0)]);
+    f.tickets(&[("T1", "C1", "2025-01-03 10:00", None, 1, None)]);
+    f.write(
+        "usage",
+        vec![
+            ("customer_id", strs([Some("C1"), Some("C1")].into_iter())),
+            (
+                "day",
+                dates([Some("2025-01-05"), Some("2025-01-06")].into_iter()),
+            ),
+            ("active_users", ints([Some(3), Some(-1)].into_iter())),
+            ("events", ints([Some(4), Some(2)].into_iter())),
+        ],
+    );
+    let job = f.job();
+    let as_of = super::fixture::date("2025-01-31");
+    for (columns, clean_users) in [(CleanColumns::All, "3"), (CleanColumns::ReadByKpis, "NULL")] {
+        let (ctx, _) = cskpi::views::open_inputs(&job).await.unwrap();
+        let scratch = cskpi::engine::scratch::Scratch::create(&job).await.unwrap();
+        cskpi::views::register_input_views(&ctx, &job, as_of, Some(&scratch.views()), columns)
+            .await
+            .unwrap();
+        let checked =
+            "SELECT day, active_users, events, reject_reason FROM usage_checked ORDER BY day";
+        assert_eq!(
+            session_rows(&ctx, checked).await,
+            owned(&[
+                ["2025-01-05", clean_users, "4", "NULL"],
+                ["2025-01-06", "-1", "2", "negative usage"],
+            ]),
+            "{columns:?}"
+        );
+        let clean = ctx.table("usage").await.unwrap();
+        let clean = clean.schema();
+        assert!(clean.has_column_with_unqualified_name("events"));
+        assert_eq!(
+            clean.has_column_with_unqualified_name("active_users"),
+            columns == CleanColumns::All,
+            "{columns:?}"
+        );
+        let raw = session_rows(&ctx, "SELECT raw_row FROM rejects WHERE input = 'usage'").await;
+        assert!(raw[0][0].contains(r#""active_users":-1"#), "{}", raw[0][0]);
+    }
+}
+
 #[tokio::test]
 async fn the_runs_directory_look_up_gives_the_joins_checked_rows() {
     use super::fixture::session_rows;
@@ -964,9 +1019,15 @@ async fn the_runs_directory_look_up_gives_the_joins_checked_rows() {
     let (joined, _) = cskpi::views::open_views(&job, as_of).await.unwrap();
     let (looked_up, _) = cskpi::views::open_inputs(&job).await.unwrap();
     let scratch = cskpi::engine::scratch::Scratch::create(&job).await.unwrap();
-    cskpi::views::register_input_views(&looked_up, &job, as_of, Some(&scratch.views()))
-        .await
-        .unwrap();
+    cskpi::views::register_input_views(
+        &looked_up,
+        &job,
+        as_of,
+        Some(&scratch.views()),
+        cskpi::validate::CleanColumns::All,
+    )
+    .await
+    .unwrap();
     assert!(looked_up.udf("directory_customer_key").is_ok());
     assert!(joined.udf("directory_customer_key").is_err());
     for table in ["orders", "tickets", "usage"] {
