@@ -361,10 +361,11 @@ WHERE reject_reason IS NULL;
 CREATE OR REPLACE VIEW surveys AS
 SELECT * EXCLUDE (reject_reason) FROM surveys_checked WHERE reject_reason IS NULL;
 
--- usage_left_out (a parameter): in a run, the columns no KPI reads (active_users, and
--- any the input has beyond the contract, like a hive folder's), each after
--- a comma; the run stores them on rejected rows only (src/validate.rs,
--- `rejects_only_columns`). Empty in `cskpi sql`.
+-- usage_left_out (a parameter): in a run, the columns no KPI reads
+-- (active_users, and any the input has beyond the contract, like a hive
+-- folder's), each after a comma; the run stores them on rejected rows
+-- only (src/validate.rs, `rejects_only_columns`). Empty outside a run
+-- (`cskpi sql`, `cskpi validate`).
 CREATE OR REPLACE VIEW usage AS
 SELECT * EXCLUDE (reject_reason${usage_left_out}) FROM usage_checked WHERE reject_reason IS NULL;
 

@@ -113,7 +113,8 @@ pub struct TableSpec {
     /// The columns the KPI SQL reads, where that is fewer than the input
     /// has: a run stores the others (the contract's and any more, like a
     /// hive folder's) on rejected rows only, for `rejects`, and leaves them
-    /// out of the clean view (`validate::store_checks`). None: all.
+    /// out of the clean view (`validate::CleanColumns::ReadByKpis`). None:
+    /// all.
     pub kpi_columns: Option<&'static [&'static str]>,
 }
 

@@ -50,6 +50,7 @@ pub struct AnswerRows {
 enum Form {
     /// Every answer a whole number within +-127: exact integer sums.
     Whole(WholeRows),
+    /// Any other answers: floats, centred.
     Centred(CentredRows),
 }
 
@@ -94,9 +95,9 @@ impl AnswerRows {
 const LANES: usize = 4;
 
 /// Answers that are not all whole numbers, row by row, each minus the
-/// column means: contiguous rows make
-/// the weighted cross products of a resample one sequential pass, and
-/// centring first keeps them accurate (no large sums of squares to subtract).
+/// column means: contiguous rows make the weighted cross products of a
+/// resample one sequential pass, and centring first keeps them accurate
+/// (no large sums of squares to subtract).
 #[derive(Debug, Clone)]
 struct CentredRows {
     n: usize,
