@@ -70,7 +70,7 @@ pub enum Layout {
     Customer,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GenOptions {
     pub customers: u64,
     pub seed: u64,
@@ -80,6 +80,29 @@ pub struct GenOptions {
     pub layout: Layout,
     /// Rows per part file of the date layout.
     pub rows_per_file: usize,
+}
+
+impl GenOptions {
+    /// The `cskpi gen` command that makes these files again, every option
+    /// that changes the rows included: the bad-row rate also shifts the
+    /// random stream, so a header without it names other data.
+    pub fn command_line(&self) -> String {
+        let layout = match self.layout {
+            Layout::Date => "date",
+            Layout::Customer => "customer",
+        };
+        let mut command = format!(
+            "cskpi gen --customers {} --seed {} --start {} --end {} --layout {layout}",
+            self.customers, self.seed, self.start, self.end
+        );
+        if self.bad_row_rate != 0.0 {
+            command.push_str(&format!(" --bad-row-rate {}", self.bad_row_rate));
+        }
+        if self.rows_per_file != DEFAULT_ROWS_PER_FILE {
+            command.push_str(&format!(" --rows-per-file {}", self.rows_per_file));
+        }
+        command
+    }
 }
 
 /// The generator's version, written into the job file it makes: bumped
@@ -1201,7 +1224,7 @@ fn job_toml(options: &GenOptions) -> String {
         })
         .collect();
     format!(
-        r#"# Made by `cskpi gen --customers {customers} --seed {seed} --start {start} --end {end} --layout {layout}` (generator version {GENERATOR_VERSION}).
+        r#"# Made by `{command}` (generator version {GENERATOR_VERSION}).
 # Paths are relative to this file.
 
 [input]
@@ -1254,12 +1277,7 @@ value = ["quality", "expectations"]
 satisfaction = ["image", "expectations", "quality", "value"]
 loyalty = ["satisfaction", "image"]
 "#,
-        customers = options.customers,
-        seed = options.seed,
-        layout = match options.layout {
-            Layout::Date => "date",
-            Layout::Customer => "customer",
-        },
+        command = options.command_line(),
         inputs = EVENT_TABLES
             .iter()
             .map(|t| match options.layout {
@@ -1267,7 +1285,6 @@ loyalty = ["satisfaction", "image"]
                 Layout::Customer => format!("{} = \"{}.parquet\"\n", t.name, t.name),
             })
             .collect::<String>(),
-        start = options.start,
         end = options.end,
     )
 }
@@ -1300,6 +1317,13 @@ mod tests {
             generator_version_of(&job_toml(&options)),
             Some(Some(GENERATOR_VERSION))
         );
+        let with_bad_rows = GenOptions {
+            bad_row_rate: 0.001,
+            ..options.clone()
+        };
+        let header = format!("# Made by `{}`", with_bad_rows.command_line());
+        assert!(header.contains("--bad-row-rate 0.001"), "{header}");
+        assert!(job_toml(&with_bad_rows).starts_with(&header));
         let before_versions =
             "# Made by `cskpi gen --customers 10 --seed 1 --layout date`.\n[input]\n";
         assert_eq!(generator_version_of(before_versions), Some(None));

@@ -435,3 +435,57 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header a generated job file starts with names a command that
+    /// makes the same data: parsed back, it gives the same options.
+    #[test]
+    fn the_generated_job_file_names_the_command_that_made_it() {
+        let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let defaults = GenOptions {
+            customers: 20,
+            seed: 7,
+            start: date(2023, 7, 1),
+            end: date(2026, 6, 30),
+            bad_row_rate: 0.0,
+            layout: Layout::Customer,
+            rows_per_file: datagen::DEFAULT_ROWS_PER_FILE,
+        };
+        let benchmark = GenOptions {
+            bad_row_rate: 0.001,
+            layout: Layout::Date,
+            rows_per_file: 1234,
+            ..defaults.clone()
+        };
+        for options in [defaults, benchmark] {
+            let line = options.command_line();
+            let args = line.split(' ').chain(["--out", "somewhere"]);
+            let Command::Gen {
+                customers,
+                seed,
+                start,
+                end,
+                bad_row_rate,
+                layout,
+                rows_per_file,
+                ..
+            } = Cli::try_parse_from(args).unwrap().command
+            else {
+                panic!("{line} is not a gen command");
+            };
+            let parsed = GenOptions {
+                customers,
+                seed,
+                start,
+                end,
+                bad_row_rate,
+                layout,
+                rows_per_file,
+            };
+            assert_eq!(parsed, options, "{line}");
+        }
+    }
+}
