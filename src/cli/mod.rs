@@ -54,7 +54,7 @@ impl Cli {
             // "experimental API", which cskpi relies on deliberately, and
             // on every write that nanosecond timestamps become microseconds,
             // as the Delta protocol requires and the README says).
-            (None, Command::Run { .. } | Command::Gen { .. } | Command::Bench { .. }) => {
+            (None, Command::Run { .. } | Command::Gen(_) | Command::Bench { .. }) => {
                 "warn,cskpi=info,deltalake_core::operations::vacuum=error,deltalake_core::kernel::schema::cast=error".into()
             }
             // A cluster's processes say when they listen and register
@@ -90,6 +90,50 @@ impl EngineArgs {
             job.run.temp_dir = Some(dir.clone());
         }
         Ok(job)
+    }
+}
+
+/// `cskpi gen`'s arguments: where to write and the generator's options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenArgs {
+    /// Number of customers.
+    #[arg(long, default_value_t = 1000)]
+    pub customers: u64,
+    /// Random seed: the same seed gives the same files.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// First possible signup date.
+    #[arg(long, default_value = "2024-01-01")]
+    pub start: NaiveDate,
+    /// Last day with data; the job file's as_of.
+    #[arg(long, default_value = "2026-06-30")]
+    pub end: NaiveDate,
+    /// Share of rows made invalid on purpose (to exercise rejects).
+    #[arg(long, default_value_t = 0.0)]
+    pub bad_row_rate: f64,
+    /// How the event tables are laid out: in event order over part
+    /// files with decimal money (date), or clustered by customer (customer).
+    #[arg(long, value_enum, default_value_t = Layout::Date)]
+    pub layout: Layout,
+    /// Rows per part file (date layout).
+    #[arg(long, default_value_t = datagen::DEFAULT_ROWS_PER_FILE)]
+    pub rows_per_file: usize,
+}
+
+impl GenArgs {
+    pub fn options(&self) -> GenOptions {
+        GenOptions {
+            customers: self.customers,
+            seed: self.seed,
+            start: self.start,
+            end: self.end,
+            bad_row_rate: self.bad_row_rate,
+            layout: self.layout,
+            rows_per_file: self.rows_per_file,
+        }
     }
 }
 
@@ -157,33 +201,7 @@ pub enum Command {
         cluster: ClusterArgs,
     },
     /// Write a deterministic synthetic data set in the input schema, plus a job.toml.
-    Gen {
-        /// Number of customers.
-        #[arg(long, default_value_t = 1000)]
-        customers: u64,
-        /// Random seed: the same seed gives the same files.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Output directory.
-        #[arg(long)]
-        out: PathBuf,
-        /// First possible signup date.
-        #[arg(long, default_value = "2024-01-01")]
-        start: NaiveDate,
-        /// Last day with data; the job file's as_of.
-        #[arg(long, default_value = "2026-06-30")]
-        end: NaiveDate,
-        /// Share of rows made invalid on purpose (to exercise rejects).
-        #[arg(long, default_value_t = 0.0)]
-        bad_row_rate: f64,
-        /// How the event tables are laid out: in event order over part
-        /// files with decimal money (date), or clustered by customer (customer).
-        #[arg(long, value_enum, default_value_t = Layout::Date)]
-        layout: Layout,
-        /// Rows per part file (date layout).
-        #[arg(long, default_value_t = datagen::DEFAULT_ROWS_PER_FILE)]
-        rows_per_file: usize,
-    },
+    Gen(GenArgs),
     /// SQL over the inputs (at as_of), the KPI views, the last run's outputs
     /// (schema last_run) and the KPI UDFs: a shell, or -c / -f / stdin.
     #[command(mut_arg("config", |a| a.short('C')))]
@@ -298,27 +316,9 @@ pub async fn execute(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Gen {
-            customers,
-            seed,
-            out,
-            start,
-            end,
-            bad_row_rate,
-            layout,
-            rows_per_file,
-        } => {
-            let options = GenOptions {
-                customers,
-                seed,
-                start,
-                end,
-                bad_row_rate,
-                layout,
-                rows_per_file,
-            };
-            let summary = datagen::generate(&options, &out).await?;
-            println!("generated {} in {}", summary, out.display());
+        Command::Gen(args) => {
+            let summary = datagen::generate(&args.options(), &args.out).await?;
+            println!("generated {} in {}", summary, args.out.display());
             Ok(())
         }
         Command::Sql {
@@ -463,29 +463,10 @@ mod tests {
         for options in [defaults, benchmark] {
             let line = options.command_line();
             let args = line.split(' ').chain(["--out", "somewhere"]);
-            let Command::Gen {
-                customers,
-                seed,
-                start,
-                end,
-                bad_row_rate,
-                layout,
-                rows_per_file,
-                ..
-            } = Cli::try_parse_from(args).unwrap().command
-            else {
+            let Command::Gen(args) = Cli::try_parse_from(args).unwrap().command else {
                 panic!("{line} is not a gen command");
             };
-            let parsed = GenOptions {
-                customers,
-                seed,
-                start,
-                end,
-                bad_row_rate,
-                layout,
-                rows_per_file,
-            };
-            assert_eq!(parsed, options, "{line}");
+            assert_eq!(args.options(), options, "{line}");
         }
     }
 }

@@ -499,18 +499,7 @@ async fn every_reject_reason() {
             ),
         ],
     );
-    f.write(
-        "usage",
-        vec![
-            ("customer_id", strs([Some("C1"), Some("C1")].into_iter())),
-            (
-                "day",
-                dates([Some("2025-01-05"), Some("2025-01-06")].into_iter()),
-            ),
-            ("active_users", ints([Some(1), Some(-1)].into_iter())),
-            ("events", ints([Some(3), Some(2)].into_iter())),
-        ],
-    );
+    f.usage(&[("C1", "2025-01-05", 1, 3), ("C1", "2025-01-06", -1, 2)]);
     let amounts: ArrayRef = Arc::new(Float64Array::from(vec![
         Some(10.0),
         Some(5.0),
@@ -923,18 +912,7 @@ async fn a_run_keeps_the_columns_no_kpi_reads_on_rejected_rows_only() {
     f.customers(&[("C1", "2025-01-01", None, Some("smb"))]);
     f.orders(&[sub("O1", "C1", "2025-01-01", "2025-02-01", 10.0)]);
     f.tickets(&[("T1", "C1", "2025-01-03 10:00", None, 1, None)]);
-    f.write(
-        "usage",
-        vec![
-            ("customer_id", strs([Some("C1"), Some("C1")].into_iter())),
-            (
-                "day",
-                dates([Some("2025-01-05"), Some("2025-01-06")].into_iter()),
-            ),
-            ("active_users", ints([Some(3), Some(-1)].into_iter())),
-            ("events", ints([Some(4), Some(2)].into_iter())),
-        ],
-    );
+    f.usage(&[("C1", "2025-01-05", 3, 4), ("C1", "2025-01-06", -1, 2)]);
     let job = f.job();
     let as_of = super::fixture::date("2025-01-31");
     for (columns, clean_users) in [(CleanColumns::All, "3"), (CleanColumns::ReadByKpis, "NULL")] {

@@ -202,6 +202,19 @@ impl Fixture {
         );
     }
 
+    /// (customer_id, day, active_users, events)
+    pub fn usage(&self, rows: &[(&str, &str, i64, i64)]) {
+        self.write(
+            "usage",
+            vec![
+                ("customer_id", strs(rows.iter().map(|u| Some(u.0)))),
+                ("day", dates(rows.iter().map(|u| Some(u.1)))),
+                ("active_users", ints(rows.iter().map(|u| Some(u.2)))),
+                ("events", ints(rows.iter().map(|u| Some(u.3)))),
+            ],
+        );
+    }
+
     pub fn no_tickets(&self) {
         self.tickets(&[]);
     }

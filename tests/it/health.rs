@@ -22,19 +22,12 @@
 //! - M100: 100 in Sep, 300 in Dec -> min(100, 150) = 100 -> 100.
 //! - GONE churned on Dec 15 and LATE signs up in 2026: no rows.
 
-use super::fixture::{Fixture, Order, TicketRow, dates, ints, owned, strs, sub};
+use super::fixture::{Fixture, Order, TicketRow, owned, sub};
 
 /// (customer_id, day, events), one active user each
 fn write_usage(f: &Fixture, usage: &[(&str, &str, i64)]) {
-    f.write(
-        "usage",
-        vec![
-            ("customer_id", strs(usage.iter().map(|u| Some(u.0)))),
-            ("day", dates(usage.iter().map(|u| Some(u.1)))),
-            ("active_users", ints(usage.iter().map(|_| Some(1)))),
-            ("events", ints(usage.iter().map(|u| Some(u.2)))),
-        ],
-    );
+    let rows: Vec<_> = usage.iter().map(|u| (u.0, u.1, 1, u.2)).collect();
+    f.usage(&rows);
 }
 
 fn fixture() -> Fixture {
